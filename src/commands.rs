@@ -1,0 +1,112 @@
+//! What the one-shot CLI commands do, kept out of `main.rs` so that it only
+//! parses arguments.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::pusher::webhook::{self, Webhook, WebhookError, WebhookToken};
+use crate::pusher::{Client, PusherError, Trigger};
+
+/// A Pusher client for the configured app.
+pub fn client(cfg: &Config) -> Result<Client, PusherError> {
+    Client::new(&cfg.pusher)
+}
+
+/// The result of `pusher-relay check` (the seed's `isReady`/`getLastError`).
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub ok: bool,
+    /// Where requests go.
+    pub endpoint: String,
+    /// Round trip of the signed request, when Pusher answered.
+    pub latency_ms: Option<f64>,
+    /// Why the check failed.
+    pub error: Option<String>,
+}
+
+impl CheckReport {
+    /// One line for people.
+    pub fn summary(&self) -> String {
+        match (&self.error, self.latency_ms) {
+            (None, Some(ms)) => format!(
+                "ok: {} accepted a signed request in {ms:.1} ms",
+                self.endpoint
+            ),
+            (Some(e), _) => format!("not ready: {e}"),
+            (None, None) => format!("ok: {}", self.endpoint),
+        }
+    }
+}
+
+/// Sends `GET /channels`, which needs a valid signature and key but changes
+/// nothing, and reports how long Pusher took to accept it.
+pub async fn check(cfg: &Config) -> CheckReport {
+    let endpoint = cfg.pusher.base_url();
+    let client = match client(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            return CheckReport {
+                ok: false,
+                endpoint,
+                latency_ms: None,
+                error: Some(e.to_string()),
+            }
+        }
+    };
+    let started = Instant::now();
+    let result = client.channels(None, &[]).await;
+    let latency = started.elapsed();
+    match result {
+        Ok(_) => CheckReport {
+            ok: true,
+            endpoint,
+            latency_ms: Some(ms(latency)),
+            error: None,
+        },
+        Err(e) => CheckReport {
+            ok: false,
+            endpoint,
+            latency_ms: e.status().map(|_| ms(latency)),
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `pusher-relay trigger`: one event, sent now.
+pub async fn trigger(
+    cfg: &Config,
+    channels: Vec<String>,
+    event: String,
+    data: String,
+    socket_id: Option<String>,
+    info: Option<String>,
+) -> Result<serde_json::Value, PusherError> {
+    let t = Trigger {
+        event,
+        channels,
+        data,
+        socket_id,
+        info,
+    };
+    client(cfg)?.trigger(&t).await
+}
+
+/// `pusher-relay webhook verify`.
+pub fn verify_webhook(
+    cfg: &Config,
+    key: &str,
+    signature: &str,
+    body: &[u8],
+) -> Result<Webhook, WebhookError> {
+    let tokens = [WebhookToken {
+        key: &cfg.pusher.key,
+        secret: cfg.pusher.secret.expose(),
+    }];
+    webhook::verify(&tokens, Some(key), Some(signature), body, None)
+}

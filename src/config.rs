@@ -1,0 +1,839 @@
+//! Settings, read once from the environment (and `.env`), validated at start
+//! and passed down. No other module reads the environment.
+//!
+//! The `PUSHER_*` names and defaults are the seed PHP app's, so an app's
+//! existing `.env` works unchanged. A bad value fails start-up with the
+//! variable's name, what is wrong and what is expected; every bad variable is
+//! reported at once, not one per restart.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine;
+use serde::Serialize;
+
+use crate::intent::ChannelTemplates;
+
+/// A value that must never be printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for signing; never for output.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// HTTP or HTTPS towards Pusher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// Everything the Pusher HTTP client and the auth helpers need.
+#[derive(Debug, Clone)]
+pub struct PusherConfig {
+    /// Numeric app id; part of every request path.
+    pub app_id: String,
+    /// App key: `auth_key` on requests, prefix of auth strings.
+    pub key: String,
+    /// App secret: HMAC key for requests, auth strings and webhooks.
+    pub secret: Secret,
+    /// Cluster name, used for the default host and for pusher-js.
+    pub cluster: String,
+    /// `PUSHER_USE_TLS`: picks the scheme when `PUSHER_SCHEME` is unset.
+    pub use_tls: bool,
+    /// Explicit host; wins over the cluster's host.
+    pub host: Option<String>,
+    /// Explicit port; else the scheme's default.
+    pub port: Option<u16>,
+    /// Explicit scheme; wins over `use_tls`.
+    pub scheme: Option<Scheme>,
+    /// Whether TLS certificates are verified (off only for local servers).
+    pub verify_ssl: bool,
+    /// Passed to pusher-js so browsers do not send stats.
+    pub disable_stats: bool,
+    /// 32-byte key for `private-encrypted-` channels.
+    pub encryption_master_key: Option<[u8; 32]>,
+    /// Largest `data` Pusher accepts per event (10 KB on shared clusters).
+    pub max_event_bytes: usize,
+    /// Whole-request timeout: a hung Pusher must not hold a batch forever.
+    pub timeout: Duration,
+    /// TCP/TLS connect timeout, shorter so an unreachable host fails fast.
+    pub connect_timeout: Duration,
+    /// Auth endpoint for private/presence channels, handed to pusher-js.
+    pub auth_endpoint: Option<String>,
+    /// User authentication endpoint (`pusher:signin`), handed to pusher-js.
+    pub user_auth_endpoint: Option<String>,
+}
+
+impl PusherConfig {
+    /// The scheme actually used: `PUSHER_SCHEME`, else `PUSHER_USE_TLS`.
+    pub fn effective_scheme(&self) -> Scheme {
+        self.scheme.unwrap_or(if self.use_tls {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        })
+    }
+
+    /// The host actually used: `PUSHER_HOST`, else `api-{cluster}.pusher.com`.
+    pub fn effective_host(&self) -> String {
+        match &self.host {
+            Some(host) => host.clone(),
+            None => format!("api-{}.pusher.com", self.cluster),
+        }
+    }
+
+    /// The port actually used: `PUSHER_PORT`, else the scheme's default.
+    pub fn effective_port(&self) -> u16 {
+        self.port
+            .unwrap_or_else(|| self.effective_scheme().default_port())
+    }
+
+    /// Base URL of the REST API, without the `/apps/{id}` path.
+    pub fn base_url(&self) -> String {
+        format!(
+            "{}://{}:{}",
+            self.effective_scheme().as_str(),
+            self.effective_host(),
+            self.effective_port()
+        )
+    }
+
+    /// The JSON a pusher-js client is constructed with (the seed's
+    /// `getClientConfig`): no secret, only what a browser may know.
+    pub fn client_config(&self) -> serde_json::Value {
+        let tls = self.effective_scheme() == Scheme::Https;
+        let mut cfg = serde_json::json!({
+            "key": self.key,
+            "cluster": self.cluster,
+            "forceTLS": tls,
+            "enabledTransports": if tls { vec!["ws", "wss"] } else { vec!["ws"] },
+            "disableStats": self.disable_stats,
+        });
+        if let Some(obj) = cfg.as_object_mut() {
+            if let Some(host) = &self.host {
+                // A self-hosted Pusher-protocol server serves WebSockets on the
+                // same host and port as its REST API.
+                obj.insert("wsHost".into(), host.clone().into());
+                let port = self.effective_port();
+                obj.insert("wsPort".into(), port.into());
+                obj.insert("wssPort".into(), port.into());
+            }
+            if let Some(endpoint) = &self.auth_endpoint {
+                obj.insert(
+                    "channelAuthorization".into(),
+                    serde_json::json!({"endpoint": endpoint, "transport": "ajax"}),
+                );
+                obj.insert("authEndpoint".into(), endpoint.clone().into());
+            }
+            if let Some(endpoint) = &self.user_auth_endpoint {
+                obj.insert(
+                    "userAuthentication".into(),
+                    serde_json::json!({"endpoint": endpoint, "transport": "ajax"}),
+                );
+            }
+        }
+        cfg
+    }
+}
+
+/// RabbitMQ names and connection.
+#[derive(Debug, Clone)]
+pub struct AmqpConfig {
+    /// Broker URL; its password is redacted wherever it is shown.
+    pub url: Secret,
+    /// Topic exchange applications publish intents to.
+    pub exchange: String,
+    /// Quorum queue the worker consumes.
+    pub queue: String,
+    /// Exchange webhook events are published to.
+    pub webhook_exchange: String,
+}
+
+/// The relay's limits and timings.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Unacked deliveries the broker hands us at once: bounds memory and is
+    /// the backpressure that keeps an outage's backlog in RabbitMQ.
+    pub prefetch: u16,
+    /// How long a partly filled batch waits for more events.
+    pub linger: Duration,
+    /// Concurrent Pusher requests.
+    pub max_in_flight: usize,
+    /// Attempts per request before an event is dead-lettered `exhausted`.
+    pub max_attempts: usize,
+    /// Total time spent retrying one request before it is `exhausted`.
+    pub max_retry_duration: Duration,
+    /// Intents older than this are dead-lettered `expired`; off when unset.
+    pub max_intent_age: Option<Duration>,
+    /// How long shutdown waits for in-flight work before leaving it unacked.
+    pub shutdown_timeout: Duration,
+    /// Recently delivered intent ids remembered to drop redeliveries.
+    pub dedup_capacity: usize,
+    /// Channel names the typed intents are sent to.
+    pub templates: ChannelTemplates,
+}
+
+/// The worker's HTTP listener.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Address `/metrics`, `/healthz`, `/readyz` and webhooks are served on.
+    pub addr: SocketAddr,
+    /// Bearer token for the admin API; the API is off when unset.
+    pub admin_token: Option<Secret>,
+}
+
+/// All settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub pusher: PusherConfig,
+    pub amqp: AmqpConfig,
+    /// Dead-letter store URL (`sqlite://file` or `postgres://...`).
+    pub database_url: Secret,
+    pub relay: RelayConfig,
+    pub http: HttpConfig,
+}
+
+/// One variable with a bad value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidVar {
+    /// The variable's name.
+    pub var: &'static str,
+    /// What is wrong and what is expected; never the value of a secret.
+    pub problem: String,
+}
+
+/// Every bad variable found while loading the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub invalid: Vec<InvalidVar>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration:")?;
+        for bad in &self.invalid {
+            write!(f, "\n  {}: {}", bad.var, bad.problem)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads variables through a lookup function, collecting every problem.
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    invalid: Vec<InvalidVar>,
+}
+
+impl Reader<'_> {
+    /// A set, non-empty value. The seed's `.env` lists `PUSHER_HOST=` and
+    /// `PUSHER_PORT=` empty, meaning "unset", so empty is treated as unset.
+    fn get(&self, var: &str) -> Option<String> {
+        (self.lookup)(var)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn bad(&mut self, var: &'static str, problem: impl Into<String>) {
+        self.invalid.push(InvalidVar {
+            var,
+            problem: problem.into(),
+        });
+    }
+
+    fn string(&mut self, var: &'static str, default: &str) -> String {
+        self.get(var).unwrap_or_else(|| default.to_string())
+    }
+
+    fn required(&mut self, var: &'static str, what: &str) -> String {
+        match self.get(var) {
+            Some(v) => v,
+            None => {
+                self.bad(var, format!("is not set; expected {what}"));
+                String::new()
+            }
+        }
+    }
+
+    fn bool(&mut self, var: &'static str, default: bool) -> bool {
+        let Some(raw) = self.get(var) else {
+            return default;
+        };
+        match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => {
+                self.bad(
+                    var,
+                    format!("{raw:?} is not a boolean; expected true or false (also 1/0, yes/no, on/off)"),
+                );
+                default
+            }
+        }
+    }
+
+    fn number<T>(&mut self, var: &'static str, default: T, min: T, max: T) -> T
+    where
+        T: std::str::FromStr + PartialOrd + Copy + fmt::Display,
+    {
+        let Some(raw) = self.get(var) else {
+            return default;
+        };
+        match raw.parse::<T>() {
+            Ok(n) if n >= min && n <= max => n,
+            _ => {
+                self.bad(
+                    var,
+                    format!("{raw:?} is out of range or not a number; expected an integer from {min} to {max}"),
+                );
+                default
+            }
+        }
+    }
+
+    fn optional_port(&mut self, var: &'static str) -> Option<u16> {
+        let raw = self.get(var)?;
+        match raw.parse::<u16>() {
+            Ok(p) if p > 0 => Some(p),
+            _ => {
+                self.bad(
+                    var,
+                    format!("{raw:?} is not a port; expected an integer from 1 to 65535"),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, var: &'static str, default: Option<Duration>) -> Option<Duration> {
+        let Some(raw) = self.get(var) else {
+            return default;
+        };
+        match parse_duration(&raw) {
+            Some(d) => Some(d),
+            None => {
+                self.bad(
+                    var,
+                    format!("{raw:?} is not a duration; expected a number with a unit, like 500ms, 30s, 5m or 2h"),
+                );
+                default
+            }
+        }
+    }
+}
+
+/// Parses `500ms`, `30s`, `5m`, `2h`, `1h30m`; a bare number means seconds.
+pub fn parse_duration(raw: &str) -> Option<Duration> {
+    if let Ok(secs) = raw.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(raw).ok()
+}
+
+/// Parses a base64 master key that must decode to exactly 32 bytes, as every
+/// Pusher SDK requires. The error says what was wrong without echoing the key.
+pub fn parse_master_key(raw: &str) -> Result<[u8; 32], String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(raw.trim())
+        .map_err(|_| "is not valid base64; expected 32 random bytes in standard base64 (44 characters, e.g. from `openssl rand -base64 32`)".to_string())?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "decodes to {} bytes; expected exactly 32 bytes of standard base64",
+            bytes.len()
+        )
+    })
+}
+
+impl Config {
+    /// Loads `.env` when present, then reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        // A missing .env is normal in production; a malformed one is not
+        // fatal either: the variables it failed to set are reported below.
+        let _ = dotenvy::dotenv();
+        Config::from_lookup(&|var| std::env::var(var).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests need not touch the process
+    /// environment.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut r = Reader {
+            lookup,
+            invalid: Vec::new(),
+        };
+
+        let app_id = r.required(
+            "PUSHER_APP_ID",
+            "the numeric app id from the Pusher dashboard",
+        );
+        if !app_id.is_empty() && !app_id.chars().all(|c| c.is_ascii_digit()) {
+            r.bad(
+                "PUSHER_APP_ID",
+                format!("{app_id:?} is not numeric; expected the app id from the Pusher dashboard, like 123456"),
+            );
+        }
+        let key = r.required("PUSHER_APP_KEY", "the app key from the Pusher dashboard");
+        let secret = Secret::new(r.required(
+            "PUSHER_APP_SECRET",
+            "the app secret from the Pusher dashboard",
+        ));
+        let cluster = r.string("PUSHER_APP_CLUSTER", "mt1");
+        if !cluster
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            r.bad(
+                "PUSHER_APP_CLUSTER",
+                format!("{cluster:?} is not a cluster name; expected letters, digits and '-', like mt1 or eu"),
+            );
+        }
+        let use_tls = r.bool("PUSHER_USE_TLS", true);
+        let host = r.get("PUSHER_HOST");
+        if let Some(h) = &host {
+            if h.contains("://") || h.contains('/') {
+                r.bad(
+                    "PUSHER_HOST",
+                    format!("{h:?} is not a bare host name; expected a host like api-eu.pusher.com or 127.0.0.1 (set the scheme with PUSHER_SCHEME and the port with PUSHER_PORT)"),
+                );
+            }
+        }
+        let port = r.optional_port("PUSHER_PORT");
+        let scheme = match r.get("PUSHER_SCHEME").map(|s| s.to_ascii_lowercase()) {
+            None => None,
+            Some(s) if s == "http" => Some(Scheme::Http),
+            Some(s) if s == "https" => Some(Scheme::Https),
+            Some(s) => {
+                r.bad(
+                    "PUSHER_SCHEME",
+                    format!("{s:?} is not a scheme; expected http or https"),
+                );
+                None
+            }
+        };
+        let verify_ssl = r.bool("PUSHER_VERIFY_SSL", true);
+        let disable_stats = r.bool("PUSHER_DISABLE_STATS", false);
+        let encryption_master_key = match r.get("PUSHER_ENCRYPTION_MASTER_KEY_BASE64") {
+            None => None,
+            Some(raw) => match parse_master_key(&raw) {
+                Ok(key) => Some(key),
+                Err(problem) => {
+                    r.bad("PUSHER_ENCRYPTION_MASTER_KEY_BASE64", problem);
+                    None
+                }
+            },
+        };
+        let max_event_bytes = r.number("PUSHER_MAX_EVENT_BYTES", 10_240usize, 1, 1 << 20);
+        let timeout = Duration::from_millis(r.number("PUSHER_TIMEOUT_MS", 10_000u64, 1, 600_000));
+        let connect_timeout =
+            Duration::from_millis(r.number("PUSHER_CONNECT_TIMEOUT_MS", 3_000u64, 1, 600_000));
+        let auth_endpoint = r.get("PUSHER_AUTH_ENDPOINT");
+        let user_auth_endpoint = r.get("PUSHER_USER_AUTH_ENDPOINT");
+
+        let amqp = AmqpConfig {
+            url: Secret::new(r.string("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")),
+            exchange: r.string("AMQP_EXCHANGE", "pusher.intents"),
+            queue: r.string("AMQP_QUEUE", "pusher.intents"),
+            webhook_exchange: r.string("AMQP_WEBHOOK_EXCHANGE", "pusher.webhooks"),
+        };
+        if !amqp.url.expose().starts_with("amqp://") && !amqp.url.expose().starts_with("amqps://") {
+            r.bad(
+                "AMQP_URL",
+                "is not an AMQP URL; expected amqp://user:password@host:5672/vhost or amqps://...",
+            );
+        }
+        let database_url = Secret::new(r.string("DATABASE_URL", "sqlite://pusher-relay.db"));
+        let db = database_url.expose();
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            r.bad("DATABASE_URL", "has an unsupported scheme; expected sqlite://path/to/file.db or postgres://user@host/db");
+        }
+
+        let templates = match r.string("RELAY_CHANNEL_STYLE", "private").as_str() {
+            "private" => ChannelTemplates::default(),
+            "legacy" => ChannelTemplates::legacy(),
+            other => {
+                r.bad(
+                    "RELAY_CHANNEL_STYLE",
+                    format!("{other:?} is not a channel style; expected private (private-user-{{id}}, ...) or legacy (the seed app's public user-{{id}}, order-{{id}}, customer-{{id}})"),
+                );
+                ChannelTemplates::default()
+            }
+        };
+        let relay = RelayConfig {
+            prefetch: r.number("RELAY_PREFETCH", 1000u16, 1, u16::MAX),
+            linger: Duration::from_millis(r.number("RELAY_LINGER_MS", 10u64, 0, 10_000)),
+            max_in_flight: r.number("RELAY_MAX_IN_FLIGHT", 16usize, 1, 1024),
+            max_attempts: r.number("RELAY_MAX_ATTEMPTS", 8usize, 1, 1000),
+            max_retry_duration: r
+                .duration("RELAY_MAX_RETRY_DURATION", Some(Duration::from_secs(300)))
+                .unwrap_or(Duration::from_secs(300)),
+            max_intent_age: r.duration("RELAY_MAX_INTENT_AGE", None),
+            shutdown_timeout: r
+                .duration("RELAY_SHUTDOWN_TIMEOUT", Some(Duration::from_secs(30)))
+                .unwrap_or(Duration::from_secs(30)),
+            dedup_capacity: r.number("RELAY_DEDUP_CAPACITY", 100_000usize, 0, 100_000_000),
+            templates,
+        };
+
+        let addr_raw = r.string("HTTP_ADDR", "127.0.0.1:9464");
+        let addr = match addr_raw.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                r.bad(
+                    "HTTP_ADDR",
+                    format!("{addr_raw:?} is not a socket address; expected ip:port like 127.0.0.1:9464 or 0.0.0.0:9464"),
+                );
+                SocketAddr::from(([127, 0, 0, 1], 9464))
+            }
+        };
+        let http = HttpConfig {
+            addr,
+            admin_token: r.get("RELAY_ADMIN_TOKEN").map(Secret::new),
+        };
+
+        if !r.invalid.is_empty() {
+            return Err(ConfigError { invalid: r.invalid });
+        }
+        Ok(Config {
+            pusher: PusherConfig {
+                app_id,
+                key,
+                secret,
+                cluster,
+                use_tls,
+                host,
+                port,
+                scheme,
+                verify_ssl,
+                disable_stats,
+                encryption_master_key,
+                max_event_bytes,
+                timeout,
+                connect_timeout,
+                auth_endpoint,
+                user_auth_endpoint,
+            },
+            amqp,
+            database_url,
+            relay,
+            http,
+        })
+    }
+
+    /// The effective settings by variable name, secrets as `***` and URL
+    /// passwords redacted: what `pusher-relay config` prints.
+    pub fn redacted(&self) -> BTreeMap<&'static str, String> {
+        let p = &self.pusher;
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let dur = |d: Duration| humantime::format_duration(d).to_string();
+        let r = &self.relay;
+        BTreeMap::from([
+            ("PUSHER_APP_ID", p.app_id.clone()),
+            ("PUSHER_APP_KEY", p.key.clone()),
+            ("PUSHER_APP_SECRET", p.secret.to_string()),
+            ("PUSHER_APP_CLUSTER", p.cluster.clone()),
+            ("PUSHER_USE_TLS", p.use_tls.to_string()),
+            ("PUSHER_HOST", opt(&p.host)),
+            (
+                "PUSHER_PORT",
+                p.port.map(|v| v.to_string()).unwrap_or_default(),
+            ),
+            (
+                "PUSHER_SCHEME",
+                p.scheme.map(|s| s.as_str().to_string()).unwrap_or_default(),
+            ),
+            ("PUSHER_VERIFY_SSL", p.verify_ssl.to_string()),
+            ("PUSHER_DISABLE_STATS", p.disable_stats.to_string()),
+            (
+                "PUSHER_ENCRYPTION_MASTER_KEY_BASE64",
+                if p.encryption_master_key.is_some() {
+                    "***".into()
+                } else {
+                    String::new()
+                },
+            ),
+            ("PUSHER_MAX_EVENT_BYTES", p.max_event_bytes.to_string()),
+            ("PUSHER_TIMEOUT_MS", p.timeout.as_millis().to_string()),
+            (
+                "PUSHER_CONNECT_TIMEOUT_MS",
+                p.connect_timeout.as_millis().to_string(),
+            ),
+            ("PUSHER_AUTH_ENDPOINT", opt(&p.auth_endpoint)),
+            ("PUSHER_USER_AUTH_ENDPOINT", opt(&p.user_auth_endpoint)),
+            ("(effective Pusher endpoint)", p.base_url()),
+            ("AMQP_URL", redact_url(self.amqp.url.expose())),
+            ("AMQP_EXCHANGE", self.amqp.exchange.clone()),
+            ("AMQP_QUEUE", self.amqp.queue.clone()),
+            ("AMQP_WEBHOOK_EXCHANGE", self.amqp.webhook_exchange.clone()),
+            ("DATABASE_URL", redact_url(self.database_url.expose())),
+            ("RELAY_PREFETCH", r.prefetch.to_string()),
+            ("RELAY_LINGER_MS", r.linger.as_millis().to_string()),
+            ("RELAY_MAX_IN_FLIGHT", r.max_in_flight.to_string()),
+            ("RELAY_MAX_ATTEMPTS", r.max_attempts.to_string()),
+            ("RELAY_MAX_RETRY_DURATION", dur(r.max_retry_duration)),
+            (
+                "RELAY_MAX_INTENT_AGE",
+                r.max_intent_age.map(dur).unwrap_or_default(),
+            ),
+            ("RELAY_SHUTDOWN_TIMEOUT", dur(r.shutdown_timeout)),
+            ("RELAY_DEDUP_CAPACITY", r.dedup_capacity.to_string()),
+            (
+                "RELAY_CHANNEL_STYLE",
+                if r.templates == ChannelTemplates::legacy() {
+                    "legacy"
+                } else {
+                    "private"
+                }
+                .into(),
+            ),
+            ("HTTP_ADDR", self.http.addr.to_string()),
+            (
+                "RELAY_ADMIN_TOKEN",
+                if self.http.admin_token.is_some() {
+                    "***".into()
+                } else {
+                    String::new()
+                },
+            ),
+        ])
+    }
+}
+
+/// Replaces the password in `scheme://user:password@host` with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(&move |k| map.get(k).cloned())
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        ("PUSHER_APP_ID", "123456"),
+        ("PUSHER_APP_KEY", "app-key"),
+        ("PUSHER_APP_SECRET", "app-secret"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        BASE.iter().chain(extra).copied().collect()
+    }
+
+    fn problems(vars: &[(&str, &str)]) -> Vec<InvalidVar> {
+        load(vars).expect_err("config should be rejected").invalid
+    }
+
+    #[test]
+    fn seed_defaults_give_the_cluster_host_over_https() {
+        let cfg = load(&BASE).expect("valid");
+        assert_eq!(cfg.pusher.cluster, "mt1");
+        assert_eq!(cfg.pusher.base_url(), "https://api-mt1.pusher.com:443");
+        assert!(cfg.pusher.verify_ssl);
+        assert!(!cfg.pusher.disable_stats);
+        assert_eq!(cfg.pusher.max_event_bytes, 10_240);
+    }
+
+    #[test]
+    fn empty_values_from_the_seed_env_mean_unset() {
+        let cfg = load(&with(&[
+            ("PUSHER_HOST", ""),
+            ("PUSHER_PORT", ""),
+            ("PUSHER_APP_CLUSTER", "eu"),
+        ]))
+        .expect("valid");
+        assert_eq!(cfg.pusher.base_url(), "https://api-eu.pusher.com:443");
+    }
+
+    #[test]
+    fn host_wins_and_scheme_wins_over_use_tls() {
+        let cfg = load(&with(&[
+            ("PUSHER_HOST", "127.0.0.1"),
+            ("PUSHER_PORT", "6001"),
+            ("PUSHER_SCHEME", "http"),
+            ("PUSHER_USE_TLS", "true"),
+        ]))
+        .expect("valid");
+        assert_eq!(cfg.pusher.base_url(), "http://127.0.0.1:6001");
+    }
+
+    #[test]
+    fn use_tls_false_picks_http_and_port_80() {
+        let cfg = load(&with(&[("PUSHER_USE_TLS", "false")])).expect("valid");
+        assert_eq!(cfg.pusher.base_url(), "http://api-mt1.pusher.com:80");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_what_is_expected() {
+        let found = problems(&[
+            ("PUSHER_APP_ID", "abc"),
+            ("PUSHER_APP_KEY", "k"),
+            ("PUSHER_APP_SECRET", "s"),
+            ("PUSHER_USE_TLS", "maybe"),
+            ("PUSHER_PORT", "70000"),
+            (
+                "PUSHER_ENCRYPTION_MASTER_KEY_BASE64",
+                "dGhpcyBpcyAzMSBieXRlcyAxMjM0NTY3ODkwMTIzNA==",
+            ),
+            ("RELAY_SHUTDOWN_TIMEOUT", "soon"),
+        ]);
+        let vars: Vec<&str> = found.iter().map(|p| p.var).collect();
+        assert_eq!(
+            vars,
+            [
+                "PUSHER_APP_ID",
+                "PUSHER_USE_TLS",
+                "PUSHER_PORT",
+                "PUSHER_ENCRYPTION_MASTER_KEY_BASE64",
+                "RELAY_SHUTDOWN_TIMEOUT"
+            ]
+        );
+        assert!(found[0].problem.contains("not numeric"));
+        assert!(
+            found[1].problem.contains("\"maybe\"") && found[1].problem.contains("true or false")
+        );
+        assert!(found[2].problem.contains("1 to 65535"));
+        assert!(found[3].problem.contains("31 bytes"));
+        assert!(found[4].problem.contains("30s"));
+    }
+
+    #[test]
+    fn missing_credentials_are_reported_together() {
+        let vars: Vec<&str> = problems(&[]).iter().map(|p| p.var).collect();
+        assert_eq!(
+            vars,
+            ["PUSHER_APP_ID", "PUSHER_APP_KEY", "PUSHER_APP_SECRET"]
+        );
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors_or_redacted_output() {
+        let err = load(&[
+            ("PUSHER_APP_ID", "1"),
+            ("PUSHER_APP_KEY", "k"),
+            ("PUSHER_APP_SECRET", "topsecret"),
+            ("PUSHER_ENCRYPTION_MASTER_KEY_BASE64", "topsecretkey"),
+        ])
+        .expect_err("bad key");
+        assert!(!err.to_string().contains("topsecret"));
+
+        let cfg = load(&with(&[
+            ("AMQP_URL", "amqp://user:hunter2@rabbit:5672/%2f"),
+            ("DATABASE_URL", "postgres://relay:hunter3@db/relay"),
+            ("RELAY_ADMIN_TOKEN", "tok-hunter4"),
+        ]))
+        .expect("valid");
+        let shown = format!("{:?} {:?}", cfg.redacted(), cfg);
+        for secret in ["app-secret", "hunter2", "hunter3", "tok-hunter4"] {
+            assert!(!shown.contains(secret), "{secret} leaked");
+        }
+        assert_eq!(
+            cfg.redacted()["AMQP_URL"],
+            "amqp://user:***@rabbit:5672/%2f"
+        );
+    }
+
+    #[test]
+    fn client_config_for_a_local_server_has_ws_host_and_no_secret() {
+        let cfg = load(&with(&[
+            ("PUSHER_HOST", "127.0.0.1"),
+            ("PUSHER_PORT", "6001"),
+            ("PUSHER_SCHEME", "http"),
+            ("PUSHER_AUTH_ENDPOINT", "/api/pusher/auth"),
+        ]))
+        .expect("valid");
+        let client = cfg.pusher.client_config();
+        assert_eq!(client["wsHost"], "127.0.0.1");
+        assert_eq!(client["wsPort"], 6001);
+        assert_eq!(client["forceTLS"], false);
+        assert_eq!(client["enabledTransports"], serde_json::json!(["ws"]));
+        assert_eq!(
+            client["channelAuthorization"]["endpoint"],
+            "/api/pusher/auth"
+        );
+        assert!(!client.to_string().contains("app-secret"));
+    }
+
+    #[test]
+    fn durations_accept_units_and_bare_seconds() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("later"), None);
+    }
+
+    #[test]
+    fn redact_url_keeps_urls_without_password() {
+        assert_eq!(
+            redact_url("sqlite://pusher-relay.db"),
+            "sqlite://pusher-relay.db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("postgres://u:p@h/db?x=@"),
+            "postgres://u:***@h/db?x=@"
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! pusher-relay: reliable Pusher Channels delivery from RabbitMQ.
+//!
+//! Applications publish small JSON *intents* to RabbitMQ; the worker turns
+//! them into Pusher events, batches them into as few signed requests as the
+//! API allows, retries what fails transiently, and keeps what can never be
+//! delivered as a dead letter. The modules, in the order data flows:
+//!
+//! - [`config`]: every setting, read once from the environment and validated.
+//! - [`intent`]: wire contract v1: decode an AMQP body into a Pusher trigger.
+//! - [`pusher`]: the Pusher Channels HTTP API: signing, REST client, channel
+//!   and user auth, webhooks, end-to-end encryption, typed errors.
+//! - [`commands`]: the one-shot CLI commands (`check`, `trigger`, ...).
+
+pub mod commands;
+pub mod config;
+pub mod intent;
+pub mod pusher;

@@ -1,0 +1,295 @@
+//! `pusher-relay`: parses arguments and calls the library. Nothing else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use pusher_relay::commands;
+use pusher_relay::config::Config;
+
+/// Reliable Pusher Channels delivery from RabbitMQ.
+///
+/// Settings come from the environment and from `.env` in the current
+/// directory (see `.env.example`; `pusher-relay config` shows what is in
+/// effect). Secrets are never printed.
+#[derive(Parser)]
+#[command(name = "pusher-relay", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the effective settings (secrets as ***).
+    Config {
+        /// Print the pusher-js client options instead (key, cluster, wsHost, ...).
+        #[arg(long)]
+        client: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the settings and send one signed request Pusher must accept
+    /// (GET /channels); prints the latency. Exits 1 with the reason otherwise.
+    Check {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send one event to one or more channels now (POST /events), bypassing
+    /// the queue.
+    Trigger {
+        /// Channels (1 to 100).
+        #[arg(required = true)]
+        channels: Vec<String>,
+        /// Event name.
+        #[arg(long)]
+        event: String,
+        /// Event data: JSON text, sent as Pusher's `data` string.
+        #[arg(long)]
+        data: String,
+        /// Exclude this connection (the sender's own), like `123.456`.
+        #[arg(long)]
+        socket_id: Option<String>,
+        /// Channel attributes to return, comma separated (user_count, subscription_count).
+        #[arg(long)]
+        info: Option<String>,
+    },
+    /// List occupied channels (GET /channels).
+    Channels {
+        /// Only channels whose name starts with this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Attributes to return: only user_count, and only with --prefix presence-.
+        #[arg(long, value_delimiter = ',')]
+        info: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one channel's state (GET /channels/{channel}).
+    ChannelInfo {
+        channel: String,
+        /// Attributes: user_count (presence), subscription_count, cache.
+        #[arg(long, value_delimiter = ',')]
+        info: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the members of a presence channel.
+    Users {
+        channel: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON an auth endpoint returns to pusher-js.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// Pusher webhook tools.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Authorise a socket for a private, presence or private-encrypted channel.
+    Channel {
+        channel: String,
+        #[arg(long)]
+        socket_id: String,
+        /// Presence channel data, e.g. '{"user_id":"42","user_info":{"name":"Ada"}}'.
+        #[arg(long)]
+        channel_data: Option<String>,
+    },
+    /// Authenticate a user for pusher:signin.
+    User {
+        #[arg(long)]
+        socket_id: String,
+        /// User data, e.g. '{"id":"42","user_info":{"name":"Ada"}}'.
+        #[arg(long)]
+        user_data: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Verify a webhook body against X-Pusher-Key and X-Pusher-Signature;
+    /// exit 0 and print its events when valid, exit 1 with the reason when not.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The X-Pusher-Key header.
+    #[arg(long)]
+    key: String,
+    /// The X-Pusher-Signature header.
+    #[arg(long)]
+    signature: String,
+    /// File with the raw body; standard input when omitted.
+    file: Option<PathBuf>,
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("RELAY_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let cfg = Config::from_env()?;
+    match command {
+        Command::Config { client, json } => {
+            if client {
+                print_json(&cfg.pusher.client_config())?;
+            } else if json {
+                print_json(&cfg.redacted())?;
+            } else {
+                for (name, value) in cfg.redacted() {
+                    println!("{name:<36} {value}");
+                }
+            }
+        }
+        Command::Check { json } => {
+            let report = commands::check(&cfg).await;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!("{}", report.summary());
+            }
+            if !report.ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Trigger {
+            channels,
+            event,
+            data,
+            socket_id,
+            info,
+        } => {
+            let answer = commands::trigger(&cfg, channels, event, data, socket_id, info).await?;
+            print_json(&answer)?;
+        }
+        Command::Channels { prefix, info, json } => {
+            let list = commands::client(&cfg)?
+                .channels(prefix.as_deref(), &info)
+                .await?;
+            if json {
+                print_json(&list)?;
+            } else {
+                for (name, attrs) in &list.channels {
+                    match attrs.user_count {
+                        Some(n) => println!("{name}\tusers={n}"),
+                        None => println!("{name}"),
+                    }
+                }
+                eprintln!("{} occupied channel(s)", list.channels.len());
+            }
+        }
+        Command::ChannelInfo {
+            channel,
+            info,
+            json,
+        } => {
+            let state = commands::client(&cfg)?
+                .channel_info(&channel, &info)
+                .await?;
+            if json {
+                print_json(&state)?;
+            } else {
+                println!("occupied: {}", state.occupied);
+                if let Some(n) = state.user_count {
+                    println!("user_count: {n}");
+                }
+                if let Some(n) = state.subscription_count {
+                    println!("subscription_count: {n}");
+                }
+            }
+        }
+        Command::Users { channel, json } => {
+            let users = commands::client(&cfg)?.users(&channel).await?;
+            if json {
+                print_json(&users)?;
+            } else {
+                for id in &users {
+                    println!("{id}");
+                }
+                eprintln!("{} member(s)", users.len());
+            }
+        }
+        Command::Auth(AuthCommand::Channel {
+            channel,
+            socket_id,
+            channel_data,
+        }) => {
+            let client = commands::client(&cfg)?;
+            println!(
+                "{}",
+                client
+                    .authorize_channel(&channel, &socket_id, channel_data.as_deref())?
+                    .to_json()
+            );
+        }
+        Command::Auth(AuthCommand::User {
+            socket_id,
+            user_data,
+        }) => {
+            let client = commands::client(&cfg)?;
+            println!(
+                "{}",
+                client.authenticate_user(&socket_id, &user_data)?.to_json()
+            );
+        }
+        Command::Webhook(WebhookCommand::Verify(args)) => {
+            let body = match &args.file {
+                Some(path) => std::fs::read(path)
+                    .with_context(|| format!("cannot read webhook body from {}", path.display()))?,
+                None => {
+                    let mut buf = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                        .context("cannot read webhook body from standard input")?;
+                    buf
+                }
+            };
+            match commands::verify_webhook(&cfg, &args.key, &args.signature, &body) {
+                Ok(hook) => print_json(&hook)?,
+                Err(e) => {
+                    eprintln!("invalid webhook: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

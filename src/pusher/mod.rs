@@ -1,0 +1,16 @@
+//! Pusher Channels HTTP API: request signing, the REST client, channel and
+//! user auth, webhook verification and end-to-end encryption.
+//!
+//! Everything follows `PUSHER-API.md`; the official SDKs' test vectors
+//! (`tests/vectors.rs`) pin the byte-level behaviour.
+
+pub mod auth;
+pub mod client;
+pub mod crypto;
+pub mod error;
+pub mod sign;
+pub mod validate;
+pub mod webhook;
+
+pub use client::{BatchEvent, ChannelInfo, ChannelList, Client, Trigger};
+pub use error::{ErrorKind, PusherError};
