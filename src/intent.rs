@@ -17,7 +17,7 @@
 //! The `data` objects built here list their keys in the contract's order
 //! (serialized from structs); values taken from the body as JSON (`metrics`,
 //! the `event` type's non-string `data`) are re-serialized compactly, with
-//! object keys in alphabetical order because serde_json's map is sorted.
+//! object keys in alphabetical order because `serde_json`'s map is sorted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -26,20 +26,9 @@ use serde_json::{Map, Value};
 
 use crate::pusher::validate::{self, ValidationError};
 
-/// What a decoded intent asks Pusher to do: one event to 1..=100 channels.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Trigger {
-    /// Pusher event name.
-    pub event: String,
-    /// Channels to deliver to, already validated as one trigger's list.
-    pub channels: Vec<String>,
-    /// The JSON text sent as Pusher's `data`; its byte length was checked.
-    pub data: String,
-    /// Connection to exclude from delivery, as Pusher's `socket_id` does.
-    pub socket_id: Option<String>,
-    /// Pusher's `info` parameter (e.g. `subscription_count`), `event` type only.
-    pub info: Option<String>,
-}
+/// What a decoded intent asks Pusher to do: the client's own request type,
+/// so a decoded intent is sent without conversion.
+pub use crate::pusher::Trigger;
 
 /// One decoded, validated intent.
 #[derive(Debug, Clone, PartialEq)]
@@ -323,9 +312,13 @@ type MapFn = fn(&Fields<'_>, &Common, &ChannelTemplates) -> Result<Mapped, Inten
 
 /// A type's mapping result, before validation.
 struct Mapped {
+    /// Channels before validation.
     channels: Vec<String>,
+    /// Event name before validation.
     event: String,
+    /// JSON text of `data`, measured against the size limit afterwards.
     data: String,
+    /// Pusher's `info`, which only the `event` type carries.
     info: Option<String>,
 }
 
@@ -351,8 +344,11 @@ fn to_json(data: &impl Serialize) -> String {
 
 /// Fields every type may carry, resolved against the AMQP properties.
 struct Common {
+    /// The intent id, after falling back to `message_id` or a generated one.
     id: String,
+    /// Already validated.
     socket_id: Option<String>,
+    /// The body's `created_at`, kept for latency and expiry decisions.
     created_at_ms: Option<i64>,
     /// Unix seconds for the `timestamp` in `data`.
     timestamp: i64,
@@ -402,7 +398,9 @@ fn generate_id(now_ms: i64) -> String {
 
 /// Typed access to the body's fields, with errors naming the type and field.
 struct Fields<'a> {
+    /// The intent type, for error messages.
     kind: &'a str,
+    /// The body object.
     map: &'a Map<String, Value>,
 }
 
@@ -461,7 +459,9 @@ impl<'a> Fields<'a> {
 
 /// An identifier field: the JSON as given for `data`, its text for channels.
 struct Ident<'a> {
+    /// The JSON as given: a string stays a string, an integer an integer.
     value: &'a Value,
+    /// The text a channel template puts in place of the placeholder.
     text: String,
 }
 
@@ -561,7 +561,7 @@ fn render(template: &str, slot: Slot, values: &[(&str, &str)]) -> Result<String,
 }
 
 /// Renders one slot's channel from the given identifiers.
-fn channel(
+fn render_channel(
     templates: &ChannelTemplates,
     slot: Slot,
     idents: &[(&str, &Ident<'_>)],
@@ -569,6 +569,8 @@ fn channel(
     let values: Vec<(&str, &str)> = idents.iter().map(|(n, i)| (*n, i.text.as_str())).collect();
     render(templates.get(slot), slot, &values)
 }
+
+// One function per intent type, each a row of DESIGN.md's table.
 
 fn notification(f: &Fields<'_>, c: &Common, t: &ChannelTemplates) -> Result<Mapped, IntentError> {
     #[derive(Serialize)]
@@ -586,7 +588,7 @@ fn notification(f: &Fields<'_>, c: &Common, t: &ChannelTemplates) -> Result<Mapp
         level: f.optional_str("level")?.unwrap_or("info"),
         timestamp: c.timestamp,
     };
-    let channel = channel(t, Slot::Notification, &[("user_id", &user_id)])?;
+    let channel = render_channel(t, Slot::Notification, &[("user_id", &user_id)])?;
     Ok(Mapped::new(vec![channel], "notification", &data))
 }
 
@@ -604,7 +606,7 @@ fn announcement(f: &Fields<'_>, c: &Common, t: &ChannelTemplates) -> Result<Mapp
         priority: f.optional_str("priority")?.unwrap_or("normal"),
         timestamp: c.timestamp,
     };
-    let channel = channel(t, Slot::Announcement, &[])?;
+    let channel = render_channel(t, Slot::Announcement, &[])?;
     Ok(Mapped::new(vec![channel], "announcement", &data))
 }
 
@@ -628,7 +630,7 @@ fn chat_message(f: &Fields<'_>, c: &Common, t: &ChannelTemplates) -> Result<Mapp
         room_id: room_id.value,
         timestamp: c.timestamp,
     };
-    let channel = channel(
+    let channel = render_channel(
         t,
         Slot::Chat,
         &[("room_id", &room_id), ("user_id", &user_id)],
@@ -656,7 +658,7 @@ fn chat_presence(
         user_name: f.required_str("user_name")?,
         timestamp: c.timestamp,
     };
-    let channel = channel(
+    let channel = render_channel(
         t,
         Slot::Chat,
         &[("room_id", &room_id), ("user_id", &user_id)],
@@ -677,9 +679,9 @@ fn order_status(f: &Fields<'_>, c: &Common, t: &ChannelTemplates) -> Result<Mapp
         status: f.required_str("status")?,
         timestamp: c.timestamp,
     };
-    let mut channels = vec![channel(t, Slot::Order, &[("order_id", &order_id)])?];
+    let mut channels = vec![render_channel(t, Slot::Order, &[("order_id", &order_id)])?];
     if let Some(customer_id) = f.optional_ident("customer_id")? {
-        channels.push(channel(
+        channels.push(render_channel(
             t,
             Slot::Customer,
             &[("customer_id", &customer_id), ("order_id", &order_id)],
@@ -706,7 +708,7 @@ fn dashboard_metrics(
         metrics,
         timestamp: c.timestamp,
     };
-    let channel = channel(t, Slot::Dashboard, &[])?;
+    let channel = render_channel(t, Slot::Dashboard, &[])?;
     Ok(Mapped::new(vec![channel], "metrics-update", &data))
 }
 
@@ -731,7 +733,7 @@ fn inventory_stock(
         quantity,
         timestamp: c.timestamp,
     };
-    let channel = channel(t, Slot::Inventory, &[("product_id", &product_id)])?;
+    let channel = render_channel(t, Slot::Inventory, &[("product_id", &product_id)])?;
     Ok(Mapped::new(vec![channel], "stock-update", &data))
 }
 
@@ -752,7 +754,7 @@ fn presence_activity(
         activity: f.required_str("activity")?,
         timestamp: c.timestamp,
     };
-    let channel = channel(t, Slot::PresenceActivity, &[("user_id", &user_id)])?;
+    let channel = render_channel(t, Slot::PresenceActivity, &[("user_id", &user_id)])?;
     Ok(Mapped::new(vec![channel], "user-activity", &data))
 }
 

@@ -49,7 +49,10 @@ pub struct WebhookToken<'a> {
 /// A verified webhook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Webhook {
-    pub time_ms: i64,
+    /// When Pusher sent it; every real webhook has it, but signature checks
+    /// do not depend on it.
+    #[serde(default)]
+    pub time_ms: Option<i64>,
     /// Always iterate: with batch webhooks there may be several.
     #[serde(default)]
     pub events: Vec<WebhookEvent>,
@@ -148,11 +151,9 @@ pub fn verify(
     let hook: Webhook =
         serde_json::from_slice(body).map_err(|e| WebhookError::BadJson(e.to_string()))?;
     if let Some((now_ms, window_ms)) = now_ms_and_window {
-        if (now_ms - hook.time_ms).abs() > window_ms {
-            return Err(WebhookError::Stale {
-                time_ms: hook.time_ms,
-                window_ms,
-            });
+        let time_ms = hook.time_ms.unwrap_or_default();
+        if (now_ms - time_ms).abs() > window_ms {
+            return Err(WebhookError::Stale { time_ms, window_ms });
         }
     }
     Ok(hook)
