@@ -9,9 +9,12 @@
 //! - [`intent`]: wire contract v1: decode an AMQP body into a Pusher trigger.
 //! - [`pusher`]: the Pusher Channels HTTP API: signing, REST client, channel
 //!   and user auth, webhooks, end-to-end encryption, typed errors.
+//! - [`deadletter`]: the store of intents that can never be delivered
+//!   (SQLite embedded, PostgreSQL shared), written before the ack.
 //! - [`commands`]: the one-shot CLI commands (`check`, `trigger`, ...).
 
 pub mod commands;
 pub mod config;
+pub mod deadletter;
 pub mod intent;
 pub mod pusher;
