@@ -1,0 +1,146 @@
+<?php
+
+declare(strict_types=1);
+
+namespace PusherRelay;
+
+/**
+ * Settings read once from the environment, with the seed PusherService's
+ * variable names and defaults, plus where to enqueue intents.
+ *
+ * A bad value does not throw: the drop-in must not break the page that
+ * constructs it (the seed never threw either). It is recorded in $problems,
+ * which makes isReady() false and getLastError() name the variable.
+ */
+final class Config
+{
+    public const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672/%2f';
+    public const DEFAULT_EXCHANGE = 'pusher.intents';
+    /** Seconds to wait for the broker (connect, confirm); a web request must not hang on it. */
+    public const DEFAULT_AMQP_TIMEOUT = 5.0;
+    /** Seconds to wait for Pusher's REST API on the calls that stay synchronous. */
+    public const DEFAULT_HTTP_TIMEOUT = 10.0;
+
+    /**
+     * @param list<string> $problems one sentence per invalid or missing setting
+     */
+    private function __construct(
+        public readonly string $appId,
+        public readonly string $key,
+        public readonly string $secret,
+        public readonly string $cluster,
+        public readonly bool $useTls,
+        public readonly ?string $host,
+        public readonly ?int $port,
+        public readonly string $scheme,
+        public readonly bool $verifySsl,
+        public readonly bool $disableStats,
+        /** Null when AMQP_URL does not parse: enqueueing then fails rather than guess a broker. */
+        public readonly ?AmqpTarget $amqp,
+        public readonly string $exchange,
+        public readonly float $amqpTimeout,
+        public readonly float $httpTimeout,
+        public readonly array $problems,
+    ) {
+    }
+
+    /**
+     * @param array<string, mixed> $overrides values keyed by variable name; they win over the environment
+     */
+    public static function fromEnvironment(array $overrides = []): self
+    {
+        $problems = [];
+        $read = static function (string $name) use ($overrides): ?string {
+            if (array_key_exists($name, $overrides)) {
+                $value = $overrides[$name];
+                return $value === null ? null : (is_bool($value) ? ($value ? 'true' : 'false') : (string) $value);
+            }
+            $value = $_ENV[$name] ?? getenv($name);
+            if ($value === false || $value === null) {
+                return null;
+            }
+            $value = trim((string) $value);
+            return $value === '' ? null : $value;
+        };
+        $bool = static function (string $name, bool $default) use ($read, &$problems): bool {
+            $value = $read($name);
+            if ($value === null) {
+                return $default;
+            }
+            $parsed = filter_var($value, FILTER_VALIDATE_BOOLEAN, FILTER_NULL_ON_FAILURE);
+            if ($parsed === null) {
+                $problems[] = sprintf('%s must be true or false, got "%s"', $name, $value);
+                return $default;
+            }
+            return $parsed;
+        };
+        $seconds = static function (string $name, float $default) use ($read, &$problems): float {
+            $value = $read($name);
+            if ($value === null) {
+                return $default;
+            }
+            if (!is_numeric($value) || (float) $value <= 0) {
+                $problems[] = sprintf('%s must be a positive number of seconds, got "%s"', $name, $value);
+                return $default;
+            }
+            return (float) $value;
+        };
+
+        foreach (['PUSHER_APP_ID', 'PUSHER_APP_KEY', 'PUSHER_APP_SECRET'] as $required) {
+            if ($read($required) === null) {
+                $problems[] = sprintf('%s is not set', $required);
+            }
+        }
+
+        $useTls = $bool('PUSHER_USE_TLS', true);
+
+        $port = null;
+        $portText = $read('PUSHER_PORT');
+        if ($portText !== null) {
+            if (ctype_digit($portText) && (int) $portText > 0 && (int) $portText < 65536) {
+                $port = (int) $portText;
+            } else {
+                $problems[] = sprintf('PUSHER_PORT must be a port number, got "%s"', $portText);
+            }
+        }
+
+        $scheme = strtolower($read('PUSHER_SCHEME') ?? ($useTls ? 'https' : 'http'));
+        if ($scheme !== 'http' && $scheme !== 'https') {
+            $problems[] = sprintf('PUSHER_SCHEME must be http or https, got "%s"', $scheme);
+            $scheme = $useTls ? 'https' : 'http';
+        }
+
+        $amqpUrl = $read('AMQP_URL') ?? self::DEFAULT_AMQP_URL;
+        $amqp = AmqpTarget::fromUrl($amqpUrl);
+        if ($amqp === null) {
+            $problems[] = 'AMQP_URL must look like amqp://user:password@host:5672/vhost';
+        }
+
+        return new self(
+            appId: $read('PUSHER_APP_ID') ?? '',
+            key: $read('PUSHER_APP_KEY') ?? '',
+            secret: $read('PUSHER_APP_SECRET') ?? '',
+            cluster: $read('PUSHER_APP_CLUSTER') ?? 'mt1',
+            useTls: $useTls,
+            host: $read('PUSHER_HOST'),
+            port: $port,
+            scheme: $scheme,
+            verifySsl: $bool('PUSHER_VERIFY_SSL', true),
+            disableStats: $bool('PUSHER_DISABLE_STATS', false),
+            amqp: $amqp,
+            exchange: $read('AMQP_EXCHANGE') ?? self::DEFAULT_EXCHANGE,
+            amqpTimeout: $seconds('AMQP_TIMEOUT', self::DEFAULT_AMQP_TIMEOUT),
+            httpTimeout: $seconds('PUSHER_HTTP_TIMEOUT', self::DEFAULT_HTTP_TIMEOUT),
+            problems: $problems,
+        );
+    }
+
+    /** Base URL of Pusher's REST API: PUSHER_HOST when set, else api-{cluster}.pusher.com. */
+    public function apiBaseUrl(): string
+    {
+        $host = $this->host ?? sprintf('api-%s.pusher.com', $this->cluster);
+        $port = $this->port !== null ? ':' . $this->port : '';
+
+        return $this->scheme . '://' . $host . $port;
+    }
+}

@@ -1,0 +1,61 @@
+//! The worker's one HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::health::Health;
+use crate::shutdown::Shutdown;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub health: Arc<Health>,
+    pub prometheus: PrometheusHandle,
+}
+
+/// The routes, separate from binding so tests can call them directly.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.prometheus.render(),
+    )
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let readiness = state.health.readiness();
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness))
+}
+
+/// Binds `addr` (failing with the address named) and serves until shutdown.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on HTTP_ADDR {addr}: {e}"))
+    })
+}
+
+/// Serves the router on `listener` until `shutdown` fires.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState, mut shutdown: Shutdown) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.recv().await })
+        .await
+}

@@ -1,0 +1,137 @@
+//! Every metric the worker exports: name, unit and help text in one place,
+//! and one small function per event so that call sites cannot misspell a
+//! name or a label. The README's metrics table mirrors this file.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const INTENTS_CONSUMED: &str = "pusher_relay_intents_consumed_total";
+pub const INTENTS_DUPLICATE: &str = "pusher_relay_intents_duplicate_total";
+pub const EVENTS_DELIVERED: &str = "pusher_relay_events_delivered_total";
+pub const PUSHER_REQUESTS: &str = "pusher_relay_pusher_requests_total";
+pub const PUSHER_REQUEST_DURATION: &str = "pusher_relay_pusher_request_duration_seconds";
+pub const BATCH_SIZE: &str = "pusher_relay_batch_size_events";
+pub const DELIVERY_LATENCY: &str = "pusher_relay_delivery_latency_seconds";
+pub const RETRIES: &str = "pusher_relay_retries_total";
+pub const DEAD_LETTERS: &str = "pusher_relay_dead_letters_total";
+pub const IN_FLIGHT: &str = "pusher_relay_requests_in_flight";
+pub const CIRCUIT_OPEN: &str = "pusher_relay_circuit_open";
+pub const CIRCUIT_OPENS: &str = "pusher_relay_circuit_opens_total";
+pub const CONSUMER_LAG: &str = "pusher_relay_consumer_lag_messages";
+pub const STORE_ERRORS: &str = "pusher_relay_store_errors_total";
+pub const BROKER_RECONNECTS: &str = "pusher_relay_broker_reconnects_total";
+
+/// Installs the Prometheus recorder once per process and returns the handle
+/// `/metrics` renders. Later calls return the same handle, so tests that
+/// start several workers in one process share one registry.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &[1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 20.0, 50.0, 100.0])
+                .and_then(|b| {
+                    b.set_buckets(&[
+                        0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    ])
+                })
+                .and_then(|b| b.install_recorder());
+            match handle {
+                Ok(handle) => {
+                    describe();
+                    handle
+                }
+                // Another recorder is already installed (an embedding app
+                // chose its own); ours then renders an empty registry.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(INTENTS_CONSUMED, Unit::Count, "Intents taken from RabbitMQ, by intent type (`invalid` when the body could not be decoded).");
+    describe_counter!(INTENTS_DUPLICATE, Unit::Count, "Redelivered intents dropped because this worker had already delivered them.");
+    describe_counter!(EVENTS_DELIVERED, Unit::Count, "Pusher events accepted by Pusher (one per channel of an intent).");
+    describe_counter!(PUSHER_REQUESTS, Unit::Count, "Requests to Pusher by endpoint (batch_events, events) and status class (2xx, 4xx, 5xx, error).");
+    describe_histogram!(PUSHER_REQUEST_DURATION, Unit::Seconds, "Time from sending a request to Pusher to its answer, by endpoint.");
+    describe_histogram!(BATCH_SIZE, Unit::Count, "Events per batch_events request.");
+    describe_histogram!(DELIVERY_LATENCY, Unit::Seconds, "Time from enqueue (AMQP timestamp or created_at) to Pusher's 2xx.");
+    describe_counter!(RETRIES, Unit::Count, "Requests retried after a transient failure, by reason (5xx, 429, timeout, connect, skew).");
+    describe_counter!(DEAD_LETTERS, Unit::Count, "Intents stored as dead letters, by reason (invalid, too_large, rejected, exhausted, expired).");
+    describe_gauge!(IN_FLIGHT, Unit::Count, "Requests to Pusher in flight now.");
+    describe_gauge!(CIRCUIT_OPEN, Unit::Count, "1 while delivery is paused because Pusher is failing every request (outage, 401, 403), else 0.");
+    describe_counter!(CIRCUIT_OPENS, Unit::Count, "Times delivery was paused, by cause (outage, unauthorized, forbidden).");
+    describe_gauge!(CONSUMER_LAG, Unit::Count, "Messages ready in the intent queue, sampled every few seconds.");
+    describe_counter!(STORE_ERRORS, Unit::Count, "Failed writes to the dead-letter store (retried; nothing is acked meanwhile).");
+    describe_counter!(BROKER_RECONNECTS, Unit::Count, "Connections to RabbitMQ re-established after a loss.");
+}
+
+pub fn intent_consumed(kind: &str) {
+    counter!(INTENTS_CONSUMED, "type" => kind.to_string()).increment(1);
+}
+
+pub fn intent_duplicate() {
+    counter!(INTENTS_DUPLICATE).increment(1);
+}
+
+/// One answered or failed request; `status` is `None` when Pusher did not answer.
+pub fn pusher_request(endpoint: &'static str, status: Option<u16>, elapsed: Duration) {
+    let class = match status {
+        Some(s) => match s / 100 {
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        },
+        None => "error",
+    };
+    counter!(PUSHER_REQUESTS, "endpoint" => endpoint, "status_class" => class).increment(1);
+    histogram!(PUSHER_REQUEST_DURATION, "endpoint" => endpoint).record(elapsed.as_secs_f64());
+}
+
+pub fn batch_size(events: usize) {
+    histogram!(BATCH_SIZE).record(events as f64);
+}
+
+pub fn events_delivered(n: usize) {
+    counter!(EVENTS_DELIVERED).increment(n as u64);
+}
+
+pub fn delivery_latency(latency: Duration) {
+    histogram!(DELIVERY_LATENCY).record(latency.as_secs_f64());
+}
+
+pub fn retry(reason: &'static str) {
+    counter!(RETRIES, "reason" => reason).increment(1);
+}
+
+pub fn dead_letter(reason: &'static str) {
+    counter!(DEAD_LETTERS, "reason" => reason).increment(1);
+}
+
+pub fn in_flight(n: usize) {
+    gauge!(IN_FLIGHT).set(n as f64);
+}
+
+pub fn circuit(open: bool, cause: &'static str) {
+    gauge!(CIRCUIT_OPEN).set(if open { 1.0 } else { 0.0 });
+    if open {
+        counter!(CIRCUIT_OPENS, "cause" => cause).increment(1);
+    }
+}
+
+pub fn consumer_lag(messages: u32) {
+    gauge!(CONSUMER_LAG).set(f64::from(messages));
+}
+
+pub fn store_error() {
+    counter!(STORE_ERRORS).increment(1);
+}
+
+pub fn broker_reconnect() {
+    counter!(BROKER_RECONNECTS).increment(1);
+}
