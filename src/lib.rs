@@ -11,10 +11,22 @@
 //!   and user auth, webhooks, end-to-end encryption, typed errors.
 //! - [`deadletter`]: the store of intents that can never be delivered
 //!   (SQLite embedded, PostgreSQL shared), written before the ack.
+//! - [`amqp`]: RabbitMQ connection, topology, and acking in runs.
+//! - [`relay`]: lanes, batcher, dispatcher (retry, circuit, split), the
+//!   event loop, and the [`relay::Worker`] that runs it.
+//! - [`http`], [`health`], [`metrics`]: `/metrics`, `/healthz`, `/readyz`
+//!   and every metric's name and help text.
+//! - [`shutdown`]: the signal every task listens to.
 //! - [`commands`]: the one-shot CLI commands (`check`, `trigger`, ...).
 
+pub mod amqp;
 pub mod commands;
 pub mod config;
 pub mod deadletter;
+pub mod health;
+pub mod http;
 pub mod intent;
+pub mod metrics;
 pub mod pusher;
+pub mod relay;
+pub mod shutdown;

@@ -22,6 +22,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the worker: consume intents from RabbitMQ, deliver them to Pusher
+    /// in batches, dead-letter what can never be delivered, and serve
+    /// /metrics, /healthz and /readyz on HTTP_ADDR. SIGTERM or Ctrl-C drains
+    /// in-flight work (up to RELAY_SHUTDOWN_TIMEOUT) and stops.
+    Run,
     /// Print the effective settings (secrets as ***).
     Config {
         /// Print the pusher-js client options instead (key, cluster, wsHost, ...).
@@ -169,6 +174,7 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     let cfg = Config::from_env()?;
     match command {
+        Command::Run => pusher_relay::relay::run(cfg).await?,
         Command::Config { client, json } => {
             if client {
                 print_json(&cfg.pusher.client_config())?;

@@ -5,7 +5,9 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const INTENTS_CONSUMED: &str = "pusher_relay_intents_consumed_total";
@@ -22,7 +24,7 @@ pub const CIRCUIT_OPEN: &str = "pusher_relay_circuit_open";
 pub const CIRCUIT_OPENS: &str = "pusher_relay_circuit_opens_total";
 pub const CONSUMER_LAG: &str = "pusher_relay_consumer_lag_messages";
 pub const STORE_ERRORS: &str = "pusher_relay_store_errors_total";
-pub const BROKER_RECONNECTS: &str = "pusher_relay_broker_reconnects_total";
+pub const BROKER_CONNECTIONS_LOST: &str = "pusher_relay_broker_connections_lost_total";
 
 /// Installs the Prometheus recorder once per process and returns the handle
 /// `/metrics` renders. Later calls return the same handle, so tests that
@@ -32,10 +34,14 @@ pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &[1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 20.0, 50.0, 100.0])
+                .set_buckets_for_metric(
+                    Matcher::Full(BATCH_SIZE.into()),
+                    &[1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 20.0, 50.0, 100.0],
+                )
                 .and_then(|b| {
                     b.set_buckets(&[
-                        0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                        0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
+                        2.5, 5.0, 10.0, 30.0, 60.0,
                     ])
                 })
                 .and_then(|b| b.install_recorder());
@@ -54,20 +60,52 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     describe_counter!(INTENTS_CONSUMED, Unit::Count, "Intents taken from RabbitMQ, by intent type (`invalid` when the body could not be decoded).");
-    describe_counter!(INTENTS_DUPLICATE, Unit::Count, "Redelivered intents dropped because this worker had already delivered them.");
-    describe_counter!(EVENTS_DELIVERED, Unit::Count, "Pusher events accepted by Pusher (one per channel of an intent).");
+    describe_counter!(
+        INTENTS_DUPLICATE,
+        Unit::Count,
+        "Redelivered intents dropped because this worker had already delivered them."
+    );
+    describe_counter!(
+        EVENTS_DELIVERED,
+        Unit::Count,
+        "Pusher events accepted by Pusher (one per channel of an intent)."
+    );
     describe_counter!(PUSHER_REQUESTS, Unit::Count, "Requests to Pusher by endpoint (batch_events, events) and status class (2xx, 4xx, 5xx, error).");
-    describe_histogram!(PUSHER_REQUEST_DURATION, Unit::Seconds, "Time from sending a request to Pusher to its answer, by endpoint.");
+    describe_histogram!(
+        PUSHER_REQUEST_DURATION,
+        Unit::Seconds,
+        "Time from sending a request to Pusher to its answer, by endpoint."
+    );
     describe_histogram!(BATCH_SIZE, Unit::Count, "Events per batch_events request.");
-    describe_histogram!(DELIVERY_LATENCY, Unit::Seconds, "Time from enqueue (AMQP timestamp or created_at) to Pusher's 2xx.");
-    describe_counter!(RETRIES, Unit::Count, "Requests retried after a transient failure, by reason (5xx, 429, timeout, connect, skew).");
+    describe_histogram!(
+        DELIVERY_LATENCY,
+        Unit::Seconds,
+        "Time from enqueue (AMQP timestamp or created_at) to Pusher's 2xx."
+    );
+    describe_counter!(
+        RETRIES,
+        Unit::Count,
+        "Requests retried after a transient failure, by reason (5xx, 429, timeout, connect, skew)."
+    );
     describe_counter!(DEAD_LETTERS, Unit::Count, "Intents stored as dead letters, by reason (invalid, too_large, rejected, exhausted, expired).");
     describe_gauge!(IN_FLIGHT, Unit::Count, "Requests to Pusher in flight now.");
     describe_gauge!(CIRCUIT_OPEN, Unit::Count, "1 while delivery is paused because Pusher is failing every request (outage, 401, 403), else 0.");
-    describe_counter!(CIRCUIT_OPENS, Unit::Count, "Times delivery was paused, by cause (outage, unauthorized, forbidden).");
-    describe_gauge!(CONSUMER_LAG, Unit::Count, "Messages ready in the intent queue, sampled every few seconds.");
-    describe_counter!(STORE_ERRORS, Unit::Count, "Failed writes to the dead-letter store (retried; nothing is acked meanwhile).");
-    describe_counter!(BROKER_RECONNECTS, Unit::Count, "Connections to RabbitMQ re-established after a loss.");
+    describe_counter!(
+        CIRCUIT_OPENS,
+        Unit::Count,
+        "Times delivery was paused, by cause (outage, unauthorized, forbidden)."
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        Unit::Count,
+        "Messages ready in the intent queue, sampled every few seconds."
+    );
+    describe_counter!(
+        STORE_ERRORS,
+        Unit::Count,
+        "Failed writes to the dead-letter store (retried; nothing is acked meanwhile)."
+    );
+    describe_counter!(BROKER_CONNECTIONS_LOST, Unit::Count, "Connections to RabbitMQ lost; the worker reconnects with backoff and unacked intents are redelivered.");
 }
 
 pub fn intent_consumed(kind: &str) {
@@ -132,6 +170,6 @@ pub fn store_error() {
     counter!(STORE_ERRORS).increment(1);
 }
 
-pub fn broker_reconnect() {
-    counter!(BROKER_RECONNECTS).increment(1);
+pub fn broker_connection_lost() {
+    counter!(BROKER_CONNECTIONS_LOST).increment(1);
 }

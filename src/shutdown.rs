@@ -29,7 +29,9 @@ impl ShutdownTrigger {
 
     /// Another listener.
     pub fn subscribe(&self) -> Shutdown {
-        Shutdown { rx: self.tx.subscribe() }
+        Shutdown {
+            rx: self.tx.subscribe(),
+        }
     }
 }
 

@@ -88,7 +88,10 @@ impl AckTracker {
         for tag in due {
             self.finished.remove(&tag);
             self.acked_singly.insert(tag);
-            acks.push(Ack { tag, multiple: false });
+            acks.push(Ack {
+                tag,
+                multiple: false,
+            });
         }
         acks
     }
@@ -99,7 +102,10 @@ mod tests {
     use super::*;
 
     fn acks(t: &mut AckTracker, now: Instant, delay: Duration) -> Vec<(u64, bool)> {
-        t.take_acks(now, delay).into_iter().map(|a| (a.tag, a.multiple)).collect()
+        t.take_acks(now, delay)
+            .into_iter()
+            .map(|a| (a.tag, a.multiple))
+            .collect()
     }
 
     #[test]
@@ -121,9 +127,15 @@ mod tests {
         let mut t = AckTracker::default();
         t.finish(2, t0);
         t.finish(3, t0);
-        assert!(acks(&mut t, t0, STRAGGLER_DELAY).is_empty(), "tag 1 is not finished");
+        assert!(
+            acks(&mut t, t0, STRAGGLER_DELAY).is_empty(),
+            "tag 1 is not finished"
+        );
         let later = t0 + STRAGGLER_DELAY;
-        assert_eq!(acks(&mut t, later, STRAGGLER_DELAY), [(2, false), (3, false)]);
+        assert_eq!(
+            acks(&mut t, later, STRAGGLER_DELAY),
+            [(2, false), (3, false)]
+        );
         assert_eq!(t.pending(), 0);
     }
 

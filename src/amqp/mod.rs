@@ -16,7 +16,10 @@ pub enum AmqpError {
     #[error("cannot declare {what} on RabbitMQ: {source}")]
     Declare { what: String, source: lapin::Error },
     #[error("RabbitMQ channel failed while {doing}: {source}")]
-    Channel { doing: &'static str, source: lapin::Error },
+    Channel {
+        doing: &'static str,
+        source: lapin::Error,
+    },
 }
 
 /// Connects with lapin driven by the current tokio runtime (no extra
@@ -45,7 +48,12 @@ pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> Result<(),
     };
     for exchange in [&cfg.exchange, &cfg.webhook_exchange] {
         channel
-            .exchange_declare(exchange, ExchangeKind::Topic, durable, FieldTable::default())
+            .exchange_declare(
+                exchange,
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
             .await
             .map_err(|source| AmqpError::Declare {
                 what: format!("topic exchange {exchange:?}"),
@@ -55,7 +63,10 @@ pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> Result<(),
     let mut args = FieldTable::default();
     // Quorum queues replicate and survive a broker restart with their
     // messages; classic queues would lose the backlog on a node failure.
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     channel
         .queue_declare(
             &cfg.queue,
@@ -71,7 +82,13 @@ pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> Result<(),
             source,
         })?;
     channel
-        .queue_bind(&cfg.queue, &cfg.exchange, "#", QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            &cfg.queue,
+            &cfg.exchange,
+            "#",
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .map_err(|source| AmqpError::Declare {
             what: format!("binding of {:?} to {:?}", cfg.queue, cfg.exchange),

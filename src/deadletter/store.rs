@@ -517,9 +517,13 @@ async fn connect_sqlite(url: &str) -> Result<Store, StoreError> {
         pool_opts = pool_opts.max_connections(4);
     }
     let pool = pool_opts.connect_with(opts).await.map_err(connect_err)?;
-    if let Err(e) = sqlite_migrator().run(&pool).await {
+    let migrated = match pool.acquire().await {
+        Ok(mut conn) => migrate_sqlite(&mut conn).await.map_err(StoreError::Migrate),
+        Err(source) => Err(connect_err(source)),
+    };
+    if let Err(e) = migrated {
         pool.close().await;
-        return Err(StoreError::Migrate(e));
+        return Err(e);
     }
     Ok(Store {
         inner: Inner::Sqlite(pool),
@@ -560,8 +564,7 @@ async fn connect_postgres(
                 }
             }
         }
-        postgres_migrator()
-            .run(&mut conn)
+        migrate_postgres(&mut conn)
             .await
             .map_err(StoreError::Migrate)
     }
@@ -575,6 +578,19 @@ async fn connect_postgres(
     Ok(Store {
         inner: Inner::Postgres(pool),
     })
+}
+
+/// Migrates on a connection with `run_direct`: `Migrator::run` goes through
+/// sqlx's per-lifetime `Acquire`, which makes the caller's future not `Send`
+/// for every lifetime, so the worker could not connect the store inside a
+/// spawned task.
+async fn migrate_sqlite(conn: &mut sqlx::SqliteConnection) -> Result<(), MigrateError> {
+    sqlite_migrator().run_direct(conn).await
+}
+
+/// See [`migrate_sqlite`].
+async fn migrate_postgres(conn: &mut sqlx::PgConnection) -> Result<(), MigrateError> {
+    postgres_migrator().run_direct(conn).await
 }
 
 fn valid_schema_name(s: &str) -> bool {

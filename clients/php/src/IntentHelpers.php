@@ -12,50 +12,60 @@ namespace PusherRelay;
  * templates).
  *
  * Identifiers go into the body as given: an int stays an int, a string a
- * string. Each method returns like trigger(): true once the broker has the
- * intent, false with getLastError() otherwise.
+ * string. Parameters are untyped like the seed's, and checked here instead
+ * of by PHP, so a wrong type gives `false` and a getLastError() naming the
+ * field rather than a TypeError in the page. Each method returns like
+ * trigger(): true once the broker has the intent, false otherwise.
  */
 trait IntentHelpers
 {
     /** notification → private-user-{userId} (by default), event "notification". */
-    public function notifyUser(int|string $userId, string $message, string $level = 'info'): bool
+    public function notifyUser(mixed $userId, mixed $message, mixed $level = 'info'): bool
     {
-        return $this->enqueueTyped('notification', ['user_id' => $userId, 'message' => $message, 'level' => $level], ['user_id']);
+        return $this->enqueueTyped(
+            'notification',
+            ['user_id' => $userId, 'message' => $message, 'level' => $level],
+            ['user_id'],
+            ['message', 'level']
+        );
     }
 
     /** announcement → "system", event "announcement". */
-    public function announce(string $message, string $priority = 'normal'): bool
+    public function announce(mixed $message, mixed $priority = 'normal'): bool
     {
-        return $this->enqueueTyped('announcement', ['message' => $message, 'priority' => $priority]);
+        return $this->enqueueTyped('announcement', ['message' => $message, 'priority' => $priority], [], ['message', 'priority']);
     }
 
     /** chat.message → chat-room-{roomId}, event "new-message". */
-    public function postChatMessage(int|string $roomId, int|string $userId, string $userName, string $message): bool
+    public function postChatMessage(mixed $roomId, mixed $userId, mixed $userName, mixed $message): bool
     {
         return $this->enqueueTyped(
             'chat.message',
             ['room_id' => $roomId, 'user_id' => $userId, 'user_name' => $userName, 'message' => $message],
-            ['room_id', 'user_id']
+            ['room_id', 'user_id'],
+            ['user_name', 'message']
         );
     }
 
     /** chat.joined → chat-room-{roomId}, event "user-joined". */
-    public function userJoinedRoom(int|string $roomId, int|string $userId, string $userName): bool
+    public function userJoinedRoom(mixed $roomId, mixed $userId, mixed $userName): bool
     {
         return $this->enqueueTyped(
             'chat.joined',
             ['room_id' => $roomId, 'user_id' => $userId, 'user_name' => $userName],
-            ['room_id', 'user_id']
+            ['room_id', 'user_id'],
+            ['user_name']
         );
     }
 
     /** chat.left → chat-room-{roomId}, event "user-left". */
-    public function userLeftRoom(int|string $roomId, int|string $userId, string $userName): bool
+    public function userLeftRoom(mixed $roomId, mixed $userId, mixed $userName): bool
     {
         return $this->enqueueTyped(
             'chat.left',
             ['room_id' => $roomId, 'user_id' => $userId, 'user_name' => $userName],
-            ['room_id', 'user_id']
+            ['room_id', 'user_id'],
+            ['user_name']
         );
     }
 
@@ -64,7 +74,7 @@ trait IntentHelpers
      * event "order-status-changed". Like the seed's `if ($customerId)`, an
      * empty customer id (null, 0, '') adds no customer channel.
      */
-    public function updateOrderStatus(int|string $orderId, string $status, int|string|null $customerId = null): bool
+    public function updateOrderStatus(mixed $orderId, mixed $status, mixed $customerId = null): bool
     {
         $fields = ['order_id' => $orderId, 'status' => $status];
         $identifiers = ['order_id'];
@@ -73,7 +83,7 @@ trait IntentHelpers
             $identifiers[] = 'customer_id';
         }
 
-        return $this->enqueueTyped('order.status', $fields, $identifiers);
+        return $this->enqueueTyped('order.status', $fields, $identifiers, ['status']);
     }
 
     /**
@@ -81,9 +91,9 @@ trait IntentHelpers
      *
      * @param array<string, mixed> $metrics a map (the contract needs a JSON object; [] becomes {})
      */
-    public function updateDashboardMetrics(array $metrics): bool
+    public function updateDashboardMetrics(mixed $metrics): bool
     {
-        if ($metrics !== [] && array_is_list($metrics)) {
+        if (!is_array($metrics) || ($metrics !== [] && array_is_list($metrics))) {
             $this->lastError = 'metrics must be an associative array (a JSON object), not a list';
             return false;
         }
@@ -95,36 +105,45 @@ trait IntentHelpers
      * inventory.stock → "inventory", event "stock-update". The contract wants
      * a number; a numeric string (as databases often return) is converted.
      */
-    public function updateInventory(int|string $productId, int|float|string $quantity): bool
+    public function updateInventory(mixed $productId, mixed $quantity): bool
     {
-        if (is_string($quantity)) {
-            if (!is_numeric($quantity)) {
-                $this->lastError = sprintf('quantity must be a number, got "%s"', substr($quantity, 0, 40));
-                return false;
-            }
+        if (is_string($quantity) && is_numeric($quantity)) {
             $quantity = $quantity + 0;
+        }
+        if (!is_int($quantity) && !is_float($quantity)) {
+            $this->lastError = sprintf('quantity must be a number, got %s', get_debug_type($quantity));
+            return false;
         }
 
         return $this->enqueueTyped('inventory.stock', ['product_id' => $productId, 'quantity' => $quantity], ['product_id']);
     }
 
     /** presence.activity → "presence-activity", event "user-activity". */
-    public function broadcastUserActivity(int|string $userId, string $activity): bool
+    public function broadcastUserActivity(mixed $userId, mixed $activity): bool
     {
-        return $this->enqueueTyped('presence.activity', ['user_id' => $userId, 'activity' => $activity], ['user_id']);
+        return $this->enqueueTyped(
+            'presence.activity',
+            ['user_id' => $userId, 'activity' => $activity],
+            ['user_id'],
+            ['activity']
+        );
     }
 
     /**
-     * Checks identifiers the way the worker will, then enqueues.
+     * Checks field types the way the worker will, then enqueues.
      *
      * @param array<string, mixed> $fields
      * @param list<string> $identifiers names in $fields that must be a non-empty string or an int
+     * @param list<string> $strings names in $fields that must be strings
      */
-    private function enqueueTyped(string $type, array $fields, array $identifiers = []): bool
+    private function enqueueTyped(string $type, array $fields, array $identifiers = [], array $strings = []): bool
     {
         $this->lastError = '';
-        foreach ($identifiers as $name) {
-            $error = PusherRules::identifierError($name, $fields[$name]);
+        $errors = array_merge(
+            array_map(static fn (string $name): ?string => PusherRules::identifierError($name, $fields[$name]), $identifiers),
+            array_map(static fn (string $name): ?string => PusherRules::stringError($name, $fields[$name]), $strings),
+        );
+        foreach ($errors as $error) {
             if ($error !== null) {
                 $this->lastError = $error;
                 return false;

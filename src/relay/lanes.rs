@@ -1,0 +1,309 @@
+//! Lanes keep per-channel order; the batcher packs them into requests.
+//!
+//! Every channel has a lane: a queue of the units (events) bound for it, in
+//! arrival order. A lane with a request in flight is *busy*: nothing more of
+//! that channel is sent until the request is finished (delivered, or its
+//! events dead-lettered), retries included. That is the whole ordering rule,
+//! and it holds however many requests are in flight for other channels.
+//!
+//! A batch takes the leading single-channel units of idle lanes, up to 10
+//! (Pusher's `batch_events` limit). It goes when full, or when its oldest
+//! event has lingered long enough. A multi-channel unit (one `events`
+//! request to several channels) waits until it heads every one of its lanes
+//! and all of them are idle, then goes alone.
+//!
+//! This is pure bookkeeping with no I/O, so it is tested on its own.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::pusher::validate::MAX_BATCH_EVENTS;
+
+/// Identifies one unit (one event) inside the worker.
+pub type UnitId = u64;
+
+/// What to send next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Batch {
+    /// Single-channel units for one `batch_events` request, in lane order.
+    Events(Vec<UnitId>),
+    /// One multi-channel unit for one `events` request.
+    Multi(UnitId),
+}
+
+#[derive(Debug)]
+struct Unit {
+    channels: Vec<String>,
+    multi: bool,
+    arrived: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Lane {
+    queue: VecDeque<UnitId>,
+    busy: bool,
+    /// Whether the lane is listed in `Scheduler::idle` (listed at most once).
+    listed: bool,
+}
+
+/// The lanes of every channel with pending work.
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    units: HashMap<UnitId, Unit>,
+    lanes: HashMap<String, Lane>,
+    /// Lanes that may have batchable work, oldest first; entries are
+    /// re-checked when taken, so a stale one costs only a skip.
+    idle: VecDeque<String>,
+    /// Multi-channel units heading at least one lane.
+    multi_heads: HashSet<UnitId>,
+}
+
+impl Scheduler {
+    /// Units waiting or in flight.
+    pub fn len(&self) -> usize {
+        self.units.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.units.is_empty()
+    }
+
+    /// Adds a unit for `channels` (one channel, or several for an `events`
+    /// request) behind everything already queued on those channels.
+    pub fn push(&mut self, id: UnitId, channels: Vec<String>, multi: bool, now: Instant) {
+        for channel in &channels {
+            let lane = self.lanes.entry(channel.clone()).or_default();
+            lane.queue.push_back(id);
+            if lane.queue.len() == 1 && multi {
+                self.multi_heads.insert(id);
+            }
+            if !lane.busy && !lane.listed {
+                lane.listed = true;
+                self.idle.push_back(channel.clone());
+            }
+        }
+        self.units.insert(
+            id,
+            Unit {
+                channels,
+                multi,
+                arrived: now,
+            },
+        );
+    }
+
+    /// The next request to send, if one is due: a ready multi-channel unit;
+    /// else a full batch; else a partial batch whose oldest event has waited
+    /// `linger` (or any partial batch when `flush`, as at shutdown).
+    pub fn next(&mut self, now: Instant, linger: Duration, flush: bool) -> Option<Batch> {
+        if let Some(id) = self.ready_multi() {
+            for channel in &self.units[&id].channels {
+                if let Some(lane) = self.lanes.get_mut(channel) {
+                    lane.busy = true;
+                }
+            }
+            self.multi_heads.remove(&id);
+            return Some(Batch::Multi(id));
+        }
+
+        // Walk idle lanes, dropping stale entries, until the batch is full.
+        let mut picked: Vec<(String, usize)> = Vec::new();
+        let mut count = 0;
+        let mut oldest: Option<Instant> = None;
+        let mut i = 0;
+        while i < self.idle.len() && count < MAX_BATCH_EVENTS {
+            let channel = &self.idle[i];
+            let lane = &self.lanes[channel];
+            let take = if lane.busy {
+                0
+            } else {
+                lane.queue
+                    .iter()
+                    .take_while(|id| !self.units[id].multi)
+                    .take(MAX_BATCH_EVENTS - count)
+                    .count()
+            };
+            if take == 0 {
+                let channel = self.idle.remove(i).unwrap_or_default();
+                if let Some(lane) = self.lanes.get_mut(&channel) {
+                    lane.listed = false;
+                }
+                continue;
+            }
+            let head = lane.queue[0];
+            let arrived = self.units[&head].arrived;
+            oldest = Some(oldest.map_or(arrived, |o: Instant| o.min(arrived)));
+            picked.push((channel.clone(), take));
+            count += take;
+            i += 1;
+        }
+        let due = count == MAX_BATCH_EVENTS
+            || flush
+            || oldest.is_some_and(|o| now.saturating_duration_since(o) >= linger);
+        if count == 0 || !due {
+            return None;
+        }
+
+        // The walk left exactly the picked lanes at the front of `idle`.
+        self.idle.drain(..picked.len());
+        let mut ids = Vec::with_capacity(count);
+        for (channel, take) in picked {
+            if let Some(lane) = self.lanes.get_mut(&channel) {
+                ids.extend(lane.queue.iter().take(take).copied());
+                lane.busy = true;
+                lane.listed = false;
+            }
+        }
+        Some(Batch::Events(ids))
+    }
+
+    /// When the oldest waiting event's linger ends, for the event loop's timer.
+    pub fn next_deadline(&self, linger: Duration) -> Option<Instant> {
+        self.idle
+            .iter()
+            .filter_map(|channel| {
+                let lane = self.lanes.get(channel)?;
+                if lane.busy {
+                    return None;
+                }
+                let head = self.units.get(lane.queue.front()?)?;
+                (!head.multi).then_some(head.arrived + linger)
+            })
+            .min()
+    }
+
+    /// Marks units finished (delivered or dead-lettered); their lanes become
+    /// idle and the next units on them may go.
+    pub fn complete(&mut self, ids: &[UnitId]) {
+        for id in ids {
+            let Some(unit) = self.units.remove(id) else {
+                continue;
+            };
+            for channel in unit.channels {
+                let Some(lane) = self.lanes.get_mut(&channel) else {
+                    continue;
+                };
+                if let Some(pos) = lane.queue.iter().position(|u| u == id) {
+                    lane.queue.remove(pos);
+                }
+                lane.busy = false;
+                match lane.queue.front() {
+                    None => {
+                        self.lanes.remove(&channel);
+                    }
+                    Some(head) => {
+                        if self.units.get(head).is_some_and(|u| u.multi) {
+                            self.multi_heads.insert(*head);
+                        }
+                        if !lane.listed {
+                            lane.listed = true;
+                            self.idle.push_back(channel);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn ready_multi(&self) -> Option<UnitId> {
+        self.multi_heads.iter().copied().find(|id| {
+            self.units.get(id).is_some_and(|unit| {
+                unit.channels.iter().all(|c| {
+                    self.lanes
+                        .get(c)
+                        .is_some_and(|lane| !lane.busy && lane.queue.front() == Some(id))
+                })
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINGER: Duration = Duration::from_millis(10);
+
+    fn single(s: &mut Scheduler, id: UnitId, channel: &str, at: Instant) {
+        s.push(id, vec![channel.to_string()], false, at);
+    }
+
+    #[test]
+    fn a_partial_batch_waits_for_linger_then_goes() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::default();
+        single(&mut s, 1, "a", t0);
+        single(&mut s, 2, "b", t0);
+        assert_eq!(s.next(t0, LINGER, false), None);
+        assert_eq!(s.next_deadline(LINGER), Some(t0 + LINGER));
+        assert_eq!(
+            s.next(t0 + LINGER, LINGER, false),
+            Some(Batch::Events(vec![1, 2]))
+        );
+    }
+
+    #[test]
+    fn a_full_batch_goes_at_once_with_at_most_ten_events() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::default();
+        for id in 0..25 {
+            single(&mut s, id, &format!("c{}", id % 3), t0);
+        }
+        let Some(Batch::Events(ids)) = s.next(t0, LINGER, false) else {
+            panic!("a full batch is due");
+        };
+        assert_eq!(ids.len(), 10);
+    }
+
+    #[test]
+    fn a_busy_channel_sends_nothing_until_its_request_finishes() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::default();
+        single(&mut s, 1, "a", t0);
+        assert_eq!(s.next(t0, LINGER, true), Some(Batch::Events(vec![1])));
+        single(&mut s, 2, "a", t0);
+        single(&mut s, 3, "b", t0);
+        assert_eq!(
+            s.next(t0, LINGER, true),
+            Some(Batch::Events(vec![3])),
+            "b is free, a is busy"
+        );
+        assert_eq!(s.next(t0, LINGER, true), None);
+        s.complete(&[1]);
+        assert_eq!(s.next(t0, LINGER, true), Some(Batch::Events(vec![2])));
+    }
+
+    #[test]
+    fn events_of_one_channel_stay_in_order_inside_a_batch() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::default();
+        for id in [5, 6, 7] {
+            single(&mut s, id, "a", t0);
+        }
+        assert_eq!(s.next(t0, LINGER, true), Some(Batch::Events(vec![5, 6, 7])));
+    }
+
+    #[test]
+    fn a_multi_channel_unit_waits_for_every_lane_and_blocks_later_units() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::default();
+        single(&mut s, 1, "a", t0);
+        s.push(2, vec!["a".into(), "b".into()], true, t0);
+        single(&mut s, 3, "b", t0);
+        single(&mut s, 4, "a", t0);
+        // Only 1 can go: the multi waits behind it on a, and 3 waits behind the multi on b.
+        assert_eq!(s.next(t0, LINGER, true), Some(Batch::Events(vec![1])));
+        assert_eq!(s.next(t0, LINGER, true), None);
+        s.complete(&[1]);
+        assert_eq!(s.next(t0, LINGER, true), Some(Batch::Multi(2)));
+        assert_eq!(s.next(t0, LINGER, true), None);
+        s.complete(&[2]);
+        let Some(Batch::Events(mut rest)) = s.next(t0, LINGER, true) else {
+            panic!("3 and 4 are free");
+        };
+        rest.sort();
+        assert_eq!(rest, vec![3, 4]);
+        s.complete(&[3, 4]);
+        assert!(s.is_empty());
+    }
+}

@@ -1,0 +1,256 @@
+//! The relay: RabbitMQ intents in, Pusher events out, nothing lost.
+//!
+//! The parts, each replaceable alone (as Vector's sinks are built):
+//! - [`lanes`]: per-channel queues and the batcher that packs them;
+//! - [`dispatch`]: sends one request with retry, backoff and batch splitting;
+//! - [`circuit`]: pauses everything while Pusher is down or refusing us;
+//! - [`writer`]: stores dead letters before their deliveries are acked;
+//! - [`dedup`]: remembers delivered intent ids to drop redeliveries;
+//! - [`session`]: the event loop of one broker connection, tying them up.
+//!
+//! [`Worker`] runs sessions, reconnecting with backoff, next to the HTTP
+//! listener, until shutdown.
+
+pub mod circuit;
+pub mod dedup;
+pub mod dispatch;
+pub mod lanes;
+pub mod session;
+pub mod writer;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::deadletter::{Store, StoreError};
+use crate::health::Health;
+use crate::pusher::{Client, PusherError};
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::{http, metrics};
+
+/// Why the worker could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Http(#[from] std::io::Error),
+    #[error("cannot build the Pusher client: {0}")]
+    Pusher(#[from] PusherError),
+    #[error("dead-letter store (DATABASE_URL): {0}")]
+    Store(#[from] StoreError),
+    #[error("the worker task failed: {0}")]
+    Join(String),
+}
+
+/// How often the store is pinged for `/readyz` when nothing is written.
+const STORE_PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A running worker.
+pub struct Worker {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (the bound
+    /// address, so `HTTP_ADDR=127.0.0.1:0` works in tests).
+    pub http_addr: SocketAddr,
+    /// Readiness of each part.
+    pub health: Arc<Health>,
+    trigger: ShutdownTrigger,
+    task: JoinHandle<Result<(), RelayError>>,
+}
+
+impl Worker {
+    /// Binds the listener, connects the store (waiting while it is down) and
+    /// starts consuming in the background.
+    pub async fn start(cfg: Config) -> Result<Worker, RelayError> {
+        let prometheus = metrics::install();
+        let health = Arc::new(Health::default());
+        let (trigger, shutdown) = shutdown::channel();
+        let listener = http::bind(cfg.http.addr).await?;
+        let http_addr = listener.local_addr()?;
+        let state = http::AppState {
+            health: health.clone(),
+            prometheus,
+        };
+        tokio::spawn(http::serve(listener, state, trigger.subscribe()));
+        tracing::info!(%http_addr, pusher = %cfg.pusher.base_url(), "listening for /metrics, /healthz, /readyz");
+
+        let client = Client::new(&cfg.pusher)?;
+        let task = tokio::spawn(run_sessions(cfg, client, health.clone(), shutdown));
+        Ok(Worker {
+            http_addr,
+            health,
+            trigger,
+            task,
+        })
+    }
+
+    /// Starts a graceful shutdown (as SIGTERM does).
+    pub fn shutdown(&self) {
+        self.health.set_shutting_down();
+        self.trigger.fire();
+    }
+
+    /// Waits until the worker has stopped.
+    pub async fn wait(self) -> Result<(), RelayError> {
+        self.task
+            .await
+            .map_err(|e| RelayError::Join(e.to_string()))?
+    }
+}
+
+/// `pusher-relay run`: the worker until SIGTERM or SIGINT.
+pub async fn run(cfg: Config) -> Result<(), RelayError> {
+    let worker = Worker::start(cfg).await?;
+    wait_for_signal().await;
+    tracing::info!("signal received, shutting down");
+    worker.shutdown();
+    worker.wait().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn reconnect_waits() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(15))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Sleeps unless shutdown comes first; returns whether shutdown came.
+async fn sleep_or_shutdown(wait: Duration, shutdown: &mut Shutdown) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => false,
+        _ = shutdown.recv() => true,
+    }
+}
+
+async fn connect_store(
+    cfg: &Config,
+    health: &Health,
+    shutdown: &mut Shutdown,
+) -> Result<Option<Store>, RelayError> {
+    let mut waits = reconnect_waits();
+    loop {
+        match Store::connect(cfg.database_url.expose()).await {
+            Ok(store) => {
+                health.set_store(None);
+                tracing::info!(backend = store.backend(), "dead-letter store ready");
+                return Ok(Some(store));
+            }
+            Err(e) if e.is_unavailable() => {
+                let wait = waits.next().unwrap_or(Duration::from_secs(15));
+                tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "dead-letter store unavailable; not consuming until it is");
+                health.set_store(Some(e.to_string()));
+                if sleep_or_shutdown(wait, shutdown).await {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn run_sessions(
+    cfg: Config,
+    client: Client,
+    health: Arc<Health>,
+    mut shutdown: Shutdown,
+) -> Result<(), RelayError> {
+    let Some(store) = connect_store(&cfg, &health, &mut shutdown).await? else {
+        return Ok(());
+    };
+    let pinger = tokio::spawn(ping_store(store.clone(), health.clone(), shutdown.clone()));
+    let policy = dispatch::RetryPolicy {
+        max_attempts: cfg.relay.max_attempts,
+        max_duration: cfg.relay.max_retry_duration,
+        min_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(30),
+    };
+    let shared = Arc::new(session::Shared {
+        dedup: Arc::new(Mutex::new(dedup::DedupCache::new(cfg.relay.dedup_capacity))),
+        circuit: circuit::Circuit::new(probe(client.clone())),
+        health: health.clone(),
+        store: store.clone(),
+        client,
+        policy,
+        cfg,
+    });
+
+    let mut waits = reconnect_waits();
+    while !shutdown.is_shutdown() {
+        match session::run(shared.clone(), shutdown.clone()).await {
+            Ok(session::End::Shutdown) => break,
+            Ok(session::End::ConnectionLost(reason)) => {
+                health.set_broker(false);
+                metrics::broker_connection_lost();
+                waits = reconnect_waits();
+                tracing::error!(%reason, "lost RabbitMQ; unacked intents will be redelivered; reconnecting");
+            }
+            Err(e) => {
+                health.set_broker(false);
+                let wait = waits.next().unwrap_or(Duration::from_secs(15));
+                tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot consume from RabbitMQ; retrying");
+                if sleep_or_shutdown(wait, &mut shutdown).await {
+                    break;
+                }
+                continue;
+            }
+        }
+    }
+    pinger.abort();
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The circuit's probe: `GET /channels` needs a valid signature and changes
+/// nothing.
+fn probe(client: Client) -> circuit::Probe {
+    Arc::new(move || {
+        let client = client.clone();
+        Box::pin(async move {
+            match client.channels(None, &[]).await {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "probe failed; delivery stays paused");
+                    false
+                }
+            }
+        })
+    })
+}
+
+async fn ping_store(store: Store, health: Arc<Health>, mut shutdown: Shutdown) {
+    loop {
+        if sleep_or_shutdown(STORE_PING_INTERVAL, &mut shutdown).await {
+            return;
+        }
+        match store.ping().await {
+            Ok(()) => health.set_store(None),
+            Err(e) => health.set_store(Some(e.to_string())),
+        }
+    }
+}

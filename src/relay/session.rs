@@ -1,0 +1,517 @@
+//! One connection's worth of relaying: the event loop that takes deliveries,
+//! feeds the lanes, starts requests, collects outcomes and acks.
+//!
+//! Everything mutable lives in this one task, so there are no locks on the
+//! hot path; requests and dead-letter writes run in their own tasks and
+//! report back through channels. A session ends on shutdown (after
+//! draining) or when the connection is lost (the caller reconnects).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::circuit::Circuit;
+use super::dedup::DedupCache;
+use super::dispatch::{self, Failure, Outcome, RetryPolicy, Work};
+use super::lanes::{Batch, Scheduler, UnitId};
+use super::writer::{self, ToStore};
+use crate::amqp::acker::{AckTracker, STRAGGLER_DELAY};
+use crate::amqp::{self, AmqpError};
+use crate::config::Config;
+use crate::deadletter::{NewDeadLetter, Reason, Store};
+use crate::health::Health;
+use crate::intent::{self, DecodeContext};
+use crate::metrics;
+use crate::pusher::{BatchEvent, Client, Trigger};
+use crate::shutdown::Shutdown;
+
+/// How often the queue depth is sampled for the lag gauge.
+const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// After a connection loss, how long in-flight requests may finish so that
+/// what they delivered is remembered (and not sent again on redelivery).
+const LOST_DRAIN: Duration = Duration::from_secs(5);
+
+/// What every session shares, built once by the worker.
+pub struct Shared {
+    pub cfg: Config,
+    pub client: Client,
+    pub circuit: Arc<Circuit>,
+    pub health: Arc<Health>,
+    pub dedup: Arc<Mutex<DedupCache>>,
+    pub store: Store,
+    pub policy: RetryPolicy,
+}
+
+/// How a session ended.
+#[derive(Debug)]
+pub enum End {
+    /// Shutdown was asked for and the session drained.
+    Shutdown,
+    /// The broker connection or channel failed.
+    ConnectionLost(String),
+}
+
+/// The Pusher work of one delivery.
+enum Payload {
+    Single(BatchEvent),
+    Multi(Trigger),
+}
+
+/// A delivery taken from the queue and not yet acked.
+struct Pending {
+    body: Vec<u8>,
+    routing_key: String,
+    properties: serde_json::Value,
+    intent_id: String,
+    kind: String,
+    channels: Vec<String>,
+    /// Taken when the request starts.
+    payload: Option<Payload>,
+    /// Enqueue time (created_at, else AMQP timestamp), for latency.
+    enqueued_at_ms: Option<i64>,
+    first_seen_ms: i64,
+}
+
+enum Msg {
+    Done(Vec<(UnitId, Outcome)>),
+    Stored(Vec<(u64, Reason)>),
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Runs one session on a fresh connection until shutdown or connection loss.
+pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) -> Result<End, AmqpError> {
+    let conn = amqp::connect(&shared.cfg.amqp, "pusher-relay").await?;
+    let channel = conn
+        .create_channel()
+        .await
+        .map_err(|source| AmqpError::Channel {
+            doing: "opening a channel",
+            source,
+        })?;
+    amqp::declare_topology(&channel, &shared.cfg.amqp).await?;
+    channel
+        .basic_qos(shared.cfg.relay.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(|source| AmqpError::Channel {
+            doing: "setting prefetch",
+            source,
+        })?;
+    let consumer = channel
+        .basic_consume(
+            &shared.cfg.amqp.queue,
+            "pusher-relay",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|source| AmqpError::Channel {
+            doing: "starting the consumer",
+            source,
+        })?;
+    shared.health.set_broker(true);
+    shared.health.set_consumer(true);
+    tracing::info!(queue = %shared.cfg.amqp.queue, prefetch = shared.cfg.relay.prefetch, "consuming intents");
+
+    let mut session = Session::new(shared.clone(), channel.clone());
+    let end = session.run(consumer, &mut shutdown).await;
+    shared.health.set_consumer(false);
+    close(conn, channel).await;
+    Ok(end)
+}
+
+async fn close(conn: Connection, channel: Channel) {
+    // Unacked deliveries go back to the queue when the channel closes.
+    let _ = channel.close(200, "pusher-relay stopping").await;
+    let _ = conn.close(200, "pusher-relay stopping").await;
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    channel: Channel,
+    pending: HashMap<u64, Pending>,
+    scheduler: Scheduler,
+    acks: AckTracker,
+    in_flight: usize,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    to_store: mpsc::UnboundedSender<ToStore>,
+}
+
+impl Session {
+    fn new(shared: Arc<Shared>, channel: Channel) -> Session {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (to_store, rows) = mpsc::unbounded_channel();
+        let (stored_tx, mut stored_rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer::run(
+            shared.store.clone(),
+            shared.health.clone(),
+            rows,
+            stored_tx,
+        ));
+        let forward = tx.clone();
+        tokio::spawn(async move {
+            while let Some(stored) = stored_rx.recv().await {
+                if forward.send(Msg::Stored(stored)).is_err() {
+                    return;
+                }
+            }
+        });
+        Session {
+            shared,
+            channel,
+            pending: HashMap::new(),
+            scheduler: Scheduler::default(),
+            acks: AckTracker::default(),
+            in_flight: 0,
+            tx,
+            rx,
+            to_store,
+        }
+    }
+
+    async fn run(&mut self, mut consumer: lapin::Consumer, shutdown: &mut Shutdown) -> End {
+        let linger = self.shared.cfg.relay.linger;
+        let mut circuit_changes = self.shared.circuit.subscribe();
+        let mut paused = self.shared.circuit.open_cause().is_some();
+        let mut draining: Option<Instant> = None;
+        let mut lost: Option<(String, Instant)> = None;
+        let mut ack_tick = tokio::time::interval(STRAGGLER_DELAY / 2);
+        ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lag_tick = tokio::time::interval(LAG_SAMPLE_INTERVAL);
+        lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        loop {
+            // 1. Start every request that is due and allowed.
+            if lost.is_none() && !paused {
+                self.dispatch_due(draining.is_some());
+            }
+            // 2. Ack what is finished.
+            if lost.is_none() {
+                let straggler_delay = if draining.is_some() {
+                    Duration::ZERO
+                } else {
+                    STRAGGLER_DELAY
+                };
+                if let Err(e) = self.send_acks(straggler_delay).await {
+                    lost = Some((e, Instant::now()));
+                }
+            }
+            // 3. Done?
+            if let Some((reason, since)) = &lost {
+                if self.in_flight == 0 || since.elapsed() >= LOST_DRAIN {
+                    return End::ConnectionLost(reason.clone());
+                }
+            } else if let Some(deadline) = draining {
+                if self.pending.is_empty() {
+                    tracing::info!(
+                        "drained: every taken intent is delivered or dead-lettered and acked"
+                    );
+                    return End::Shutdown;
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!(
+                        unfinished = self.pending.len(),
+                        "shutdown timeout: leaving unfinished intents unacked for redelivery"
+                    );
+                    return End::Shutdown;
+                }
+            }
+
+            let linger_deadline = if draining.is_none() {
+                self.scheduler.next_deadline(linger).map(Instant::from_std)
+            } else {
+                None
+            };
+            let consuming = lost.is_none() && draining.is_none() && !paused;
+            tokio::select! {
+                _ = shutdown.recv(), if draining.is_none() && lost.is_none() => {
+                    tracing::info!(unfinished = self.pending.len(), timeout = ?self.shared.cfg.relay.shutdown_timeout, "shutting down: no new intents, flushing in-flight work");
+                    self.shared.health.set_shutting_down();
+                    let _ = self.channel.basic_cancel("pusher-relay", BasicCancelOptions::default()).await;
+                    draining = Some(Instant::now() + self.shared.cfg.relay.shutdown_timeout);
+                }
+                Some(msg) = self.rx.recv() => self.on_message(msg, lost.is_some()),
+                delivery = consumer.next(), if consuming => match delivery {
+                    Some(Ok(delivery)) => self.on_delivery(delivery),
+                    Some(Err(e)) => lost = Some((e.to_string(), Instant::now())),
+                    None => lost = Some(("the broker cancelled the consumer".into(), Instant::now())),
+                },
+                _ = circuit_changes.changed() => {
+                    let cause = self.shared.circuit.open_cause();
+                    paused = cause.is_some();
+                    self.shared.health.set_circuit(cause.map(|c| c.describe()));
+                }
+                _ = sleep_until(linger_deadline), if linger_deadline.is_some() => {}
+                _ = ack_tick.tick(), if self.acks.pending() > 0 => {}
+                _ = lag_tick.tick(), if lost.is_none() => self.sample_lag().await,
+                _ = sleep_until(draining), if draining.is_some() => {}
+            }
+        }
+    }
+
+    fn dispatch_due(&mut self, flush: bool) {
+        let max = self.shared.cfg.relay.max_in_flight;
+        while self.in_flight < max {
+            let Some(batch) = self.scheduler.next(
+                Instant::now().into_std(),
+                self.shared.cfg.relay.linger,
+                flush,
+            ) else {
+                break;
+            };
+            let work = match batch {
+                Batch::Events(ids) => Work::Events(
+                    ids.into_iter()
+                        .filter_map(|id| match self.pending.get_mut(&id)?.payload.take()? {
+                            Payload::Single(event) => Some((id, event)),
+                            Payload::Multi(_) => None,
+                        })
+                        .collect(),
+                ),
+                Batch::Multi(id) => {
+                    match self.pending.get_mut(&id).and_then(|p| p.payload.take()) {
+                        Some(Payload::Multi(trigger)) => Work::Multi(id, trigger),
+                        _ => continue,
+                    }
+                }
+            };
+            self.in_flight += 1;
+            metrics::in_flight(self.in_flight);
+            let shared = self.shared.clone();
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let outcomes =
+                    dispatch::deliver(&shared.client, &shared.circuit, &shared.policy, work).await;
+                let _ = tx.send(Msg::Done(outcomes));
+            });
+        }
+    }
+
+    async fn send_acks(&mut self, straggler_delay: Duration) -> Result<(), String> {
+        for ack in self
+            .acks
+            .take_acks(Instant::now().into_std(), straggler_delay)
+        {
+            self.channel
+                .basic_ack(
+                    ack.tag,
+                    BasicAckOptions {
+                        multiple: ack.multiple,
+                    },
+                )
+                .await
+                .map_err(|e| format!("ack failed: {e}"))?;
+        }
+        Ok(())
+    }
+
+    async fn sample_lag(&self) {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        if let Ok(queue) = self
+            .channel
+            .queue_declare(&self.shared.cfg.amqp.queue, passive, FieldTable::default())
+            .await
+        {
+            metrics::consumer_lag(queue.message_count());
+        }
+    }
+
+    fn on_delivery(&mut self, delivery: lapin::message::Delivery) {
+        let tag = delivery.delivery_tag;
+        let props = &delivery.properties;
+        let now = now_ms();
+        let enqueued_at_ms = props.timestamp().map(|s| (s as i64).saturating_mul(1000));
+        let message_id = props.message_id().as_ref().map(|m| m.as_str().to_string());
+        let ctx = DecodeContext {
+            message_id: message_id.as_deref(),
+            enqueued_at_ms,
+            now_ms: now,
+            max_event_bytes: self.shared.cfg.pusher.max_event_bytes,
+            templates: &self.shared.cfg.relay.templates,
+        };
+        let decoded = intent::decode(&delivery.data, &ctx);
+        let mut pending = Pending {
+            routing_key: delivery.routing_key.as_str().to_string(),
+            properties: amqp::properties_json(props),
+            intent_id: message_id.clone().unwrap_or_default(),
+            kind: String::new(),
+            channels: Vec::new(),
+            payload: None,
+            enqueued_at_ms,
+            first_seen_ms: now,
+            body: delivery.data,
+        };
+        let intent = match decoded {
+            Ok(intent) => intent,
+            Err(e) => {
+                metrics::intent_consumed("invalid");
+                pending.kind = loose_type(&pending.body);
+                let reason = if e.reason() == "too_large" {
+                    Reason::TooLarge
+                } else {
+                    Reason::Invalid
+                };
+                tracing::warn!(tag, error = %e, "intent can never be sent; dead-lettering it");
+                self.dead_letter(tag, pending, failure(reason, e.to_string()));
+                return;
+            }
+        };
+        metrics::intent_consumed(&intent.kind);
+        pending.intent_id = intent.id.clone();
+        pending.kind = intent.kind.clone();
+        pending.channels = intent.trigger.channels.clone();
+        pending.enqueued_at_ms = intent.created_at_ms.or(enqueued_at_ms);
+
+        if let (Some(max_age), Some(born)) =
+            (self.shared.cfg.relay.max_intent_age, pending.enqueued_at_ms)
+        {
+            let age = Duration::from_millis(now.saturating_sub(born).max(0) as u64);
+            if age > max_age {
+                let error =
+                    format!("intent is {age:?} old, older than RELAY_MAX_INTENT_AGE {max_age:?}");
+                self.dead_letter(tag, pending, failure(Reason::Expired, error));
+                return;
+            }
+        }
+        if self.dedup().contains(&intent.id) {
+            metrics::intent_duplicate();
+            tracing::debug!(id = %intent.id, "already delivered; acking the redelivery without sending");
+            self.acks.finish(tag, Instant::now().into_std());
+            return;
+        }
+
+        let t = intent.trigger;
+        let multi = t.channels.len() > 1;
+        pending.payload = Some(if multi {
+            Payload::Multi(t)
+        } else {
+            Payload::Single(BatchEvent {
+                channel: t.channels.into_iter().next().unwrap_or_default(),
+                event: t.event,
+                data: t.data,
+                socket_id: t.socket_id,
+                info: t.info,
+            })
+        });
+        self.scheduler.push(
+            tag,
+            pending.channels.clone(),
+            multi,
+            Instant::now().into_std(),
+        );
+        self.pending.insert(tag, pending);
+    }
+
+    fn on_message(&mut self, msg: Msg, lost: bool) {
+        match msg {
+            Msg::Done(outcomes) => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                metrics::in_flight(self.in_flight);
+                let ids: Vec<UnitId> = outcomes.iter().map(|(id, _)| *id).collect();
+                self.scheduler.complete(&ids);
+                for (tag, outcome) in outcomes {
+                    let Some(pending) = self.pending.remove(&tag) else {
+                        continue;
+                    };
+                    match outcome {
+                        Outcome::Delivered => {
+                            metrics::events_delivered(pending.channels.len());
+                            if let Some(born) = pending.enqueued_at_ms {
+                                metrics::delivery_latency(Duration::from_millis(
+                                    now_ms().saturating_sub(born).max(0) as u64,
+                                ));
+                            }
+                            self.dedup().insert(&pending.intent_id);
+                            if !lost {
+                                self.acks.finish(tag, Instant::now().into_std());
+                            }
+                        }
+                        Outcome::Failed(f) => {
+                            tracing::warn!(tag, id = %pending.intent_id, reason = f.reason.as_str(), error = %f.error, "delivery failed; dead-lettering");
+                            if !lost {
+                                self.dead_letter(tag, pending, f);
+                            }
+                        }
+                    }
+                }
+            }
+            Msg::Stored(rows) => {
+                let now = Instant::now().into_std();
+                for (tag, reason) in rows {
+                    metrics::dead_letter(reason.as_str());
+                    self.acks.finish(tag, now);
+                }
+            }
+        }
+    }
+
+    fn dead_letter(&mut self, tag: u64, p: Pending, f: Failure) {
+        let row = NewDeadLetter {
+            body: p.body,
+            routing_key: p.routing_key,
+            headers: p.properties,
+            intent_id: Some(p.intent_id).filter(|id| !id.is_empty()),
+            intent_type: Some(p.kind).filter(|k| !k.is_empty()),
+            channels: p.channels,
+            reason: f.reason,
+            error: f.error,
+            pusher_status: f.status,
+            pusher_body: f.body,
+            attempts: f.attempts,
+            first_seen_at_ms: p.first_seen_ms,
+            dead_lettered_at_ms: now_ms(),
+        };
+        // The writer lives as long as this session; a send error means the
+        // session is ending and the delivery will come back unacked.
+        let _ = self.to_store.send(ToStore { tag, row });
+    }
+
+    fn dedup(&self) -> std::sync::MutexGuard<'_, DedupCache> {
+        self.shared.dedup.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn failure(reason: Reason, error: String) -> Failure {
+    Failure {
+        reason,
+        error,
+        status: None,
+        body: None,
+        attempts: 0,
+    }
+}
+
+/// The `type` of a body that failed to decode, when it has one, so operators
+/// can filter dead letters by type.
+fn loose_type(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+        .unwrap_or_default()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
