@@ -97,9 +97,14 @@ impl Scheduler {
     /// `linger` (or any partial batch when `flush`, as at shutdown).
     pub fn next(&mut self, now: Instant, linger: Duration, flush: bool) -> Option<Batch> {
         if let Some(id) = self.ready_multi() {
-            for channel in &self.units[&id].channels {
+            let channels = self.units[&id].channels.clone();
+            for channel in &channels {
                 if let Some(lane) = self.lanes.get_mut(channel) {
                     lane.busy = true;
+                    if lane.listed {
+                        lane.listed = false;
+                        self.idle.retain(|c| c != channel);
+                    }
                 }
             }
             self.multi_heads.remove(&id);
@@ -189,6 +194,12 @@ impl Scheduler {
                 lane.busy = false;
                 match lane.queue.front() {
                     None => {
+                        // Never leave a listing behind for a lane that is
+                        // gone: a new lane of the same name would be listed
+                        // twice and batched twice.
+                        if lane.listed {
+                            self.idle.retain(|c| *c != channel);
+                        }
                         self.lanes.remove(&channel);
                     }
                     Some(head) => {
@@ -305,5 +316,18 @@ mod tests {
         assert_eq!(rest, vec![3, 4]);
         s.complete(&[3, 4]);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_lane_emptied_by_a_multi_unit_leaves_no_stale_listing() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::default();
+        s.push(1, vec!["a".into(), "b".into()], true, t0);
+        assert_eq!(s.next(t0, LINGER, true), Some(Batch::Multi(1)));
+        s.complete(&[1]);
+        single(&mut s, 2, "a", t0);
+        single(&mut s, 3, "a", t0);
+        assert_eq!(s.next(t0, LINGER, true), Some(Batch::Events(vec![2, 3])), "each unit once");
+        assert_eq!(s.next(t0, LINGER, true), None);
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
@@ -197,4 +198,373 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+// ---------------------------------------------------------------------------
+// RabbitMQ: a uniquely named exchange and queue per test.
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The topology names one test owns, and a channel to publish with.
+pub struct Broker {
+    pub exchange: String,
+    pub queue: String,
+    pub webhooks: String,
+    pub channel: lapin::Channel,
+    _conn: lapin::Connection,
+}
+
+impl Broker {
+    pub async fn new(prefix: &str) -> Broker {
+        let id = unique(prefix);
+        let conn = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ at 127.0.0.1:5672");
+        let channel = conn.create_channel().await.expect("channel");
+        channel
+            .confirm_select(Default::default())
+            .await
+            .expect("confirms");
+        Broker {
+            exchange: format!("{id}.intents"),
+            queue: format!("{id}.intents"),
+            webhooks: format!("{id}.webhooks"),
+            channel,
+            _conn: conn,
+        }
+    }
+
+    /// The worker's own declarations, so a test can publish before it starts.
+    pub async fn declare(&self) {
+        let cfg = self.amqp_config();
+        pusher_relay::amqp::declare_topology(&self.channel, &cfg)
+            .await
+            .expect("topology");
+    }
+
+    pub fn amqp_config(&self) -> pusher_relay::config::AmqpConfig {
+        pusher_relay::config::AmqpConfig {
+            url: pusher_relay::config::Secret::new(AMQP_URL),
+            exchange: self.exchange.clone(),
+            queue: self.queue.clone(),
+            webhook_exchange: self.webhooks.clone(),
+        }
+    }
+
+    /// Publishes intents as an app would (wire contract v1), confirmed.
+    pub async fn publish(&self, intents: &[serde_json::Value]) {
+        let mut confirms = Vec::with_capacity(intents.len());
+        for intent in intents {
+            confirms.push(
+                self.publish_raw(
+                    intent["type"].as_str().unwrap_or("event"),
+                    intent.to_string().as_bytes(),
+                )
+                .await,
+            );
+        }
+        for c in confirms {
+            assert!(
+                c.await.expect("confirm").is_ack(),
+                "broker refused a publish"
+            );
+        }
+    }
+
+    pub async fn publish_raw(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+    ) -> lapin::publisher_confirm::PublisherConfirm {
+        let props = lapin::BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_timestamp(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default(),
+            );
+        self.channel
+            .basic_publish(&self.exchange, routing_key, Default::default(), body, props)
+            .await
+            .expect("publish")
+    }
+
+    /// Messages waiting in the queue (ready, not unacked).
+    pub async fn ready(&self) -> u32 {
+        let q = self
+            .channel
+            .queue_declare(
+                &self.queue,
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .expect("queue exists");
+        q.message_count()
+    }
+
+    pub async fn cleanup(&self) {
+        let _ = self
+            .channel
+            .queue_delete(&self.queue, Default::default())
+            .await;
+        let _ = self
+            .channel
+            .exchange_delete(&self.exchange, Default::default())
+            .await;
+        let _ = self
+            .channel
+            .exchange_delete(&self.webhooks, Default::default())
+            .await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A fake Pusher that checks signatures, records every event it accepts, and
+// fails on command.
+
+/// One event Pusher accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    pub channel: String,
+    pub event: String,
+    pub data: String,
+}
+
+/// How the fake answers.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Answer 503 to everything (probes included).
+    pub down: bool,
+    /// Answer 503 to this many of the next event requests.
+    pub fail_next: usize,
+    /// Answer 503 to one event request in this many (by request number).
+    pub fail_one_in: Option<usize>,
+    /// Answer 400 to any batch holding an event whose data contains this.
+    pub reject_containing: Option<String>,
+    /// Answer this status (e.g. 401) to everything.
+    pub status_override: Option<u16>,
+    /// Requests to the event endpoints seen so far.
+    pub requests: usize,
+    /// Events per accepted request.
+    pub batch_sizes: Vec<usize>,
+}
+
+#[derive(Clone, Default)]
+pub struct FakePusher {
+    pub events: Arc<Mutex<Vec<Received>>>,
+    pub plan: Arc<Mutex<Plan>>,
+}
+
+impl wiremock::Respond for FakePusher {
+    fn respond(&self, req: &Request) -> wiremock::ResponseTemplate {
+        use wiremock::ResponseTemplate;
+        let mut plan = self.plan.lock().expect("plan");
+        if let Some(status) = plan.status_override {
+            return ResponseTemplate::new(status).set_body_string("refused by test");
+        }
+        if plan.down {
+            return ResponseTemplate::new(503).set_body_string("down for the test");
+        }
+        if req.method.as_str() == "GET" {
+            return ResponseTemplate::new(200).set_body_json(serde_json::json!({"channels": {}}));
+        }
+        plan.requests += 1;
+        let n = plan.requests;
+        if plan.fail_next > 0 {
+            plan.fail_next -= 1;
+            return ResponseTemplate::new(503).set_body_string("injected 503");
+        }
+        if plan.fail_one_in.is_some_and(|k| n % k == 0) {
+            return ResponseTemplate::new(503).set_body_string("injected 503");
+        }
+        let body: serde_json::Value = serde_json::from_slice(&req.body).expect("JSON body");
+        let mut got = Vec::new();
+        if let Some(batch) = body["batch"].as_array() {
+            for item in batch {
+                got.push(Received {
+                    channel: item["channel"].as_str().unwrap_or_default().into(),
+                    event: item["name"].as_str().unwrap_or_default().into(),
+                    data: item["data"].as_str().unwrap_or_default().into(),
+                });
+            }
+        } else {
+            for channel in body["channels"].as_array().into_iter().flatten() {
+                got.push(Received {
+                    channel: channel.as_str().unwrap_or_default().into(),
+                    event: body["name"].as_str().unwrap_or_default().into(),
+                    data: body["data"].as_str().unwrap_or_default().into(),
+                });
+            }
+        }
+        if let Some(marker) = &plan.reject_containing {
+            if got.iter().any(|e| e.data.contains(marker.as_str())) {
+                return ResponseTemplate::new(400)
+                    .set_body_string(format!("event rejected by test ({marker})"));
+            }
+        }
+        plan.batch_sizes.push(got.len());
+        self.events.lock().expect("events").extend(got);
+        ResponseTemplate::new(200).set_body_string("{}")
+    }
+}
+
+impl FakePusher {
+    /// Starts a wiremock server answering signed requests through this fake;
+    /// badly signed ones get wiremock's 404 (a permanent rejection the
+    /// tests would see as dead letters).
+    pub async fn start() -> (FakePusher, wiremock::MockServer) {
+        let fake = FakePusher::default();
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(signed())
+            .respond_with(fake.clone())
+            .mount(&server)
+            .await;
+        (fake, server)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.events.lock().expect("events").clone()
+    }
+
+    pub fn plan(&self) -> std::sync::MutexGuard<'_, Plan> {
+        self.plan.lock().expect("plan")
+    }
+}
+
+/// Waits until `check` holds, polling; panics with `what` after `timeout`.
+pub async fn eventually<F: FnMut() -> bool>(
+    timeout: std::time::Duration,
+    what: &str,
+    mut check: F,
+) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A `chat.message` intent with a sequence number in its message.
+pub fn chat(room: usize, seq: usize) -> serde_json::Value {
+    serde_json::json!({
+        "type": "chat.message",
+        "id": format!("m-{room}-{seq}"),
+        "room_id": room,
+        "user_id": 1,
+        "user_name": "ada",
+        "message": format!("{seq}"),
+    })
+}
+
+/// Checks that every room's messages arrived exactly once and in order.
+pub fn assert_in_order_once(received: &[Received], rooms: usize, per_room: usize) {
+    let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
+    for e in received {
+        let data: serde_json::Value = serde_json::from_str(&e.data).expect("data JSON");
+        let seq: usize = data["message"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("seq");
+        seen.entry(e.channel.clone()).or_default().push(seq);
+    }
+    assert_eq!(seen.len(), rooms, "rooms seen");
+    for (channel, seqs) in seen {
+        assert_eq!(
+            seqs,
+            (0..per_room).collect::<Vec<_>>(),
+            "order or completeness on {channel}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Dead-letter stores: a temp SQLite file or an own PostgreSQL schema.
+
+pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub enum Db {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Db {
+    pub fn sqlite() -> Db {
+        Db::Sqlite(std::env::temp_dir().join(format!("{}.db", unique("relay-test"))))
+    }
+
+    pub async fn postgres() -> Db {
+        let schema = unique("relay_test").replace('-', "_");
+        let pool = sqlx::PgPool::connect(PG_URL)
+            .await
+            .expect("PostgreSQL at 127.0.0.1:5432");
+        sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+            .execute(&pool)
+            .await
+            .expect("schema");
+        pool.close().await;
+        Db::Postgres(schema)
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Db::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Db::Postgres(schema) => format!("{PG_URL}?options=-c%20search_path%3D{schema}"),
+        }
+    }
+
+    pub async fn store(&self) -> pusher_relay::deadletter::Store {
+        match self {
+            Db::Sqlite(_) => pusher_relay::deadletter::Store::connect(&self.url())
+                .await
+                .expect("store"),
+            Db::Postgres(schema) => {
+                pusher_relay::deadletter::Store::connect_postgres_schema(PG_URL, schema)
+                    .await
+                    .expect("store")
+            }
+        }
+    }
+
+    pub async fn cleanup(&self) {
+        match self {
+            Db::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Db::Postgres(schema) => {
+                if let Ok(pool) = sqlx::PgPool::connect(PG_URL).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+                        .execute(&pool)
+                        .await;
+                    pool.close().await;
+                }
+            }
+        }
+    }
+}
+
+/// Worker configuration for a test: its own queue names, store, fake Pusher
+/// and an ephemeral HTTP port.
+pub fn relay_config(pusher_uri: &str, broker: &Broker, db: &Db, extra: &[(&str, &str)]) -> Config {
+    let db_url = db.url();
+    let mut vars = vec![
+        ("AMQP_EXCHANGE", broker.exchange.as_str()),
+        ("AMQP_QUEUE", broker.queue.as_str()),
+        ("AMQP_WEBHOOK_EXCHANGE", broker.webhooks.as_str()),
+        ("DATABASE_URL", db_url.as_str()),
+        ("HTTP_ADDR", "127.0.0.1:0"),
+        ("RELAY_LINGER_MS", "5"),
+    ];
+    vars.extend_from_slice(extra);
+    config_for(pusher_uri, &vars)
 }

@@ -1,0 +1,419 @@
+//! The worker against real RabbitMQ and real dead-letter stores, with Pusher
+//! faked by a wiremock server that checks every request's signature. Each
+//! test owns its exchange, queue and store, so they run in parallel.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_in_order_once, chat, eventually, relay_config, Broker, Db, FakePusher};
+use pusher_relay::deadletter::{DeadLetter, Reason, Store};
+use pusher_relay::relay::Worker;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn dead_letters(store: &Store) -> Vec<DeadLetter> {
+    let n = store.count().await.expect("count");
+    let mut out = Vec::new();
+    let mut id = 1;
+    while out.len() < n as usize && id < 10_000 {
+        if let Some(dl) = store.get(id).await.expect("get") {
+            out.push(dl);
+        }
+        id += 1;
+    }
+    out
+}
+
+async fn readyz(worker: &Worker) -> (u16, Value) {
+    let resp = reqwest::get(format!("http://{}/readyz", worker.http_addr))
+        .await
+        .expect("readyz answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("readyz JSON"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_intent_arrives_once_in_order_per_channel_under_concurrency_and_injected_503s() {
+    let (fake, server) = FakePusher::start().await;
+    fake.plan().fail_one_in = Some(3);
+    let broker = Broker::new("order").await;
+    let db = Db::sqlite();
+    let worker = Worker::start(relay_config(
+        &server.uri(),
+        &broker,
+        &db,
+        &[("RELAY_MAX_IN_FLIGHT", "8")],
+    ))
+    .await
+    .expect("worker starts");
+    eventually(WAIT, "the worker to declare its queue", || {
+        worker.health.readiness().consumer
+    })
+    .await;
+
+    let (rooms, per_room) = (20, 40);
+    let intents: Vec<Value> = (0..per_room)
+        .flat_map(|seq| (0..rooms).map(move |room| chat(room, seq)))
+        .collect();
+    broker.publish(&intents).await;
+    eventually(WAIT, "all events at Pusher", || {
+        fake.received().len() >= rooms * per_room
+    })
+    .await;
+
+    assert_in_order_once(&fake.received(), rooms, per_room);
+    assert!(fake
+        .plan()
+        .batch_sizes
+        .iter()
+        .all(|&n| (1..=10).contains(&n)));
+    worker.shutdown();
+    worker.wait().await.expect("clean stop");
+    assert_eq!(broker.ready().await, 0, "everything was acked");
+    assert_eq!(
+        db.store().await.count().await.expect("count"),
+        0,
+        "a 503 is retried, never dead-lettered"
+    );
+    broker.cleanup().await;
+    db.cleanup().await;
+}
+
+async fn poison_in_a_stream_of_good_ones(db: Db) {
+    let (fake, server) = FakePusher::start().await;
+    let broker = Broker::new("poison").await;
+    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
+        .await
+        .expect("worker starts");
+    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+
+    broker.publish(&[chat(1, 0)]).await;
+    broker
+        .publish_raw("chat.message", b"{not json")
+        .await
+        .await
+        .expect("confirm");
+    let too_many: Vec<String> = (0..101).map(|i| format!("c{i}")).collect();
+    broker
+        .publish(&[
+            json!({"type": "teleport", "to": "mars"}),
+            json!({"type": "chat.message", "user_id": 1, "user_name": "ada", "message": "no room"}),
+            json!({"type": "event", "channels": ["bad channel"], "event": "e", "data": {}}),
+            json!({"type": "event", "channels": too_many, "event": "e", "data": {}}),
+            json!({"type": "event", "channels": ["big"], "event": "e", "data": "x".repeat(20_000)}),
+        ])
+        .await;
+    broker.publish(&[chat(1, 1)]).await;
+
+    eventually(WAIT, "good neighbours delivered", || {
+        fake.received().len() >= 2
+    })
+    .await;
+    let store = db.store().await;
+    let mut dls = Vec::new();
+    for _ in 0..500 {
+        dls = dead_letters(&store).await;
+        if dls.len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_in_order_once(&fake.received(), 1, 2);
+    let summary: Vec<(Reason, String)> = dls.iter().map(|d| (d.reason, d.error.clone())).collect();
+    assert_eq!(dls.len(), 6, "{summary:#?}");
+    let expect = [
+        (Reason::Invalid, "not JSON"),
+        (Reason::Invalid, "teleport"),
+        (Reason::Invalid, "room_id"),
+        (Reason::Invalid, "bad channel"),
+        (Reason::Invalid, "101"),
+        (Reason::TooLarge, "limit 10240"),
+    ];
+    for (reason, needle) in expect {
+        assert!(
+            summary
+                .iter()
+                .any(|(r, e)| *r == reason && e.to_lowercase().contains(&needle.to_lowercase())),
+            "no {reason:?} dead letter mentioning {needle:?} in {summary:#?}"
+        );
+    }
+    let raw = dls
+        .iter()
+        .find(|d| d.body == b"{not json")
+        .expect("the original body is kept byte for byte");
+    assert_eq!(raw.routing_key, "chat.message");
+
+    worker.shutdown();
+    worker.wait().await.expect("clean stop");
+    assert_eq!(
+        broker.ready().await,
+        0,
+        "dead letters are acked once stored"
+    );
+    store.close().await;
+    broker.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_and_neighbours_delivered_sqlite() {
+    poison_in_a_stream_of_good_ones(Db::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_and_neighbours_delivered_postgres() {
+    poison_in_a_stream_of_good_ones(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_event_in_a_batch_of_ten_is_dead_lettered_and_the_other_nine_delivered() {
+    let (fake, server) = FakePusher::start().await;
+    fake.plan().reject_containing = Some("poison-pill".into());
+    let broker = Broker::new("split").await;
+    broker.declare().await;
+    let db = Db::postgres().await;
+    let mut intents: Vec<Value> = (0..10).map(|room| chat(room, 0)).collect();
+    intents[6]["message"] = json!("poison-pill");
+    broker.publish(&intents).await;
+    // Published before the worker starts, so the ten arrive together and
+    // linger long enough to share one request.
+    let worker = Worker::start(relay_config(
+        &server.uri(),
+        &broker,
+        &db,
+        &[("RELAY_LINGER_MS", "200")],
+    ))
+    .await
+    .expect("worker");
+    eventually(WAIT, "nine delivered", || fake.received().len() >= 9).await;
+    let store = db.store().await;
+    let mut dls = Vec::new();
+    for _ in 0..500 {
+        dls = dead_letters(&store).await;
+        if !dls.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fake.received().len(), 9);
+    assert!(fake
+        .received()
+        .iter()
+        .all(|e| !e.data.contains("poison-pill")));
+    assert_eq!(dls.len(), 1);
+    let dl = &dls[0];
+    assert_eq!(dl.reason, Reason::Rejected);
+    assert_eq!(dl.pusher_status, Some(400));
+    assert!(
+        dl.pusher_body
+            .as_deref()
+            .unwrap_or_default()
+            .contains("rejected by test"),
+        "{dl:?}"
+    );
+    assert_eq!(dl.intent_id.as_deref(), Some("m-6-0"));
+    assert_eq!(dl.intent_type.as_deref(), Some("chat.message"));
+    assert_eq!(dl.channels, ["chat-room-6"]);
+    let first_request = fake.plan().batch_sizes.clone();
+    assert!(
+        first_request.iter().sum::<usize>() == 9,
+        "{first_request:?}"
+    );
+    worker.shutdown();
+    worker.wait().await.expect("stop");
+    assert_eq!(broker.ready().await, 0);
+    store.close().await;
+    broker.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pusher_down_for_a_while_then_back_delivers_everything_with_zero_dead_letters() {
+    let (fake, server) = FakePusher::start().await;
+    fake.plan().down = true;
+    let broker = Broker::new("outage").await;
+    let db = Db::sqlite();
+    // A budget far shorter than the outage: were the outage counted
+    // against it, everything would be dead-lettered as exhausted.
+    let extra = [
+        ("RELAY_MAX_ATTEMPTS", "2"),
+        ("RELAY_MAX_RETRY_DURATION", "200ms"),
+    ];
+    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &extra))
+        .await
+        .expect("worker");
+    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+    let intents: Vec<Value> = (0..30).map(|seq| chat(seq % 3, seq / 3)).collect();
+    broker.publish(&intents).await;
+
+    eventually(WAIT, "circuit open", || {
+        worker.health.readiness().circuit != "closed"
+    })
+    .await;
+    let (status, body) = readyz(&worker).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["circuit"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unreachable"),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(fake.received().is_empty());
+
+    fake.plan().down = false;
+    eventually(WAIT, "everything delivered after the outage", || {
+        fake.received().len() >= 30
+    })
+    .await;
+    assert_in_order_once(&fake.received(), 3, 10);
+    eventually(WAIT, "ready again", || worker.health.readiness().ready).await;
+    let metrics = reqwest::get(format!("http://{}/metrics", worker.http_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("pusher_relay_circuit_opens_total"),
+        "{metrics}"
+    );
+    worker.shutdown();
+    worker.wait().await.expect("stop");
+    assert_eq!(
+        db.store().await.count().await.expect("count"),
+        0,
+        "an outage is not a dead letter"
+    );
+    assert_eq!(broker.ready().await, 0);
+    broker.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthorized_pauses_delivery_instead_of_dead_lettering() {
+    let (fake, server) = FakePusher::start().await;
+    fake.plan().status_override = Some(401);
+    let broker = Broker::new("auth").await;
+    let db = Db::sqlite();
+    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
+        .await
+        .expect("worker");
+    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+    broker.publish(&[chat(1, 0), chat(1, 1)]).await;
+    eventually(WAIT, "circuit open on 401", || {
+        worker.health.readiness().circuit.contains("credentials")
+    })
+    .await;
+    assert!(!worker.health.readiness().ready);
+    fake.plan().status_override = None;
+    eventually(WAIT, "delivered once credentials work", || {
+        fake.received().len() >= 2
+    })
+    .await;
+    assert_in_order_once(&fake.received(), 1, 2);
+    worker.shutdown();
+    worker.wait().await.expect("stop");
+    assert_eq!(db.store().await.count().await.expect("count"), 0);
+    broker.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_channel_intents_use_the_events_endpoint_and_redelivered_ids_are_sent_once() {
+    let (fake, server) = FakePusher::start().await;
+    let broker = Broker::new("multi").await;
+    let db = Db::sqlite();
+    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
+        .await
+        .expect("worker");
+    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+    let order = json!({"type": "order.status", "id": "o-1", "order_id": 7, "status": "shipped", "customer_id": 9});
+    broker.publish(&[order.clone()]).await;
+    eventually(WAIT, "order delivered", || fake.received().len() >= 2).await;
+    broker.publish(&[order]).await;
+    broker.publish(&[chat(1, 0)]).await;
+    eventually(WAIT, "chat delivered", || fake.received().len() >= 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = fake.received();
+    assert_eq!(got.len(), 3, "the duplicate id was not sent again: {got:?}");
+    let channels: Vec<&str> = got[..2].iter().map(|e| e.channel.as_str()).collect();
+    assert_eq!(channels, ["private-order-7", "private-customer-9"]);
+    assert!(got[..2].iter().all(|e| e.event == "order-status-changed"));
+    worker.shutdown();
+    worker.wait().await.expect("stop");
+    assert_eq!(broker.ready().await, 0, "the duplicate was acked");
+    broker.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intents_older_than_the_max_age_are_dead_lettered_as_expired() {
+    let (fake, server) = FakePusher::start().await;
+    let broker = Broker::new("expiry").await;
+    let db = Db::sqlite();
+    let worker = Worker::start(relay_config(
+        &server.uri(),
+        &broker,
+        &db,
+        &[("RELAY_MAX_INTENT_AGE", "1m")],
+    ))
+    .await
+    .expect("worker");
+    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let mut old = chat(1, 0);
+    old["created_at"] = json!(now_ms - 3_600_000);
+    broker.publish(&[old, chat(2, 0)]).await;
+    eventually(WAIT, "fresh one delivered", || !fake.received().is_empty()).await;
+    let store = db.store().await;
+    let mut dls = Vec::new();
+    for _ in 0..500 {
+        dls = dead_letters(&store).await;
+        if !dls.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(dls.len(), 1);
+    assert_eq!(dls[0].reason, Reason::Expired);
+    assert_eq!(fake.received()[0].channel, "chat-room-2");
+    worker.shutdown();
+    worker.wait().await.expect("stop");
+    store.close().await;
+    broker.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_flushes_in_flight_work_and_leaves_the_rest_unacked() {
+    let (fake, server) = FakePusher::start().await;
+    let broker = Broker::new("shutdown").await;
+    broker.declare().await;
+    let db = Db::sqlite();
+    let total = 2000;
+    let intents: Vec<Value> = (0..total).map(|seq| chat(seq % 10, seq / 10)).collect();
+    broker.publish(&intents).await;
+    let worker = Worker::start(relay_config(
+        &server.uri(),
+        &broker,
+        &db,
+        &[("RELAY_PREFETCH", "200")],
+    ))
+    .await
+    .expect("worker");
+    eventually(WAIT, "some delivered", || fake.received().len() >= 100).await;
+    worker.shutdown();
+    worker.wait().await.expect("stop");
+    let delivered = fake.received().len();
+    let left = broker.ready().await as usize;
+    assert_eq!(delivered + left, total, "every intent is either delivered and acked, or back in the queue: delivered {delivered}, left {left}");
+    broker.cleanup().await;
+    db.cleanup().await;
+}
