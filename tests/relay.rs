@@ -332,7 +332,7 @@ async fn multi_channel_intents_use_the_events_endpoint_and_redelivered_ids_are_s
         .expect("worker");
     eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
     let order = json!({"type": "order.status", "id": "o-1", "order_id": 7, "status": "shipped", "customer_id": 9});
-    broker.publish(&[order.clone()]).await;
+    broker.publish(std::slice::from_ref(&order)).await;
     eventually(WAIT, "order delivered", || fake.received().len() >= 2).await;
     broker.publish(&[order]).await;
     broker.publish(&[chat(1, 0)]).await;

@@ -318,7 +318,7 @@ mod tests {
             }
         })
         .await;
-        assert_eq!(result.map(|(v, attempts)| (v, attempts)).ok(), Some((3, 3)));
+        assert_eq!(result.ok(), Some((3, 3)));
     }
 
     #[tokio::test(start_paused = true)]

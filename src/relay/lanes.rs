@@ -327,7 +327,11 @@ mod tests {
         s.complete(&[1]);
         single(&mut s, 2, "a", t0);
         single(&mut s, 3, "a", t0);
-        assert_eq!(s.next(t0, LINGER, true), Some(Batch::Events(vec![2, 3])), "each unit once");
+        assert_eq!(
+            s.next(t0, LINGER, true),
+            Some(Batch::Events(vec![2, 3])),
+            "each unit once"
+        );
         assert_eq!(s.next(t0, LINGER, true), None);
     }
 }

@@ -96,7 +96,13 @@ fn now_ms() -> i64 {
 
 /// Runs one session on a fresh connection until shutdown or connection loss.
 pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) -> Result<End, AmqpError> {
-    let conn = amqp::connect(&shared.cfg.amqp, "pusher-relay").await?;
+    // The queue in the connection name tells operators (and tests) which
+    // worker a connection in the management UI belongs to.
+    let conn = amqp::connect(
+        &shared.cfg.amqp,
+        &format!("pusher-relay {}", shared.cfg.amqp.queue),
+    )
+    .await?;
     let channel = conn
         .create_channel()
         .await
@@ -148,6 +154,9 @@ struct Session {
     scheduler: Scheduler,
     acks: AckTracker,
     in_flight: usize,
+    /// Dead letters handed to the writer and not yet stored: their
+    /// deliveries are finished only once stored, so draining waits for them.
+    storing: usize,
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     to_store: mpsc::UnboundedSender<ToStore>,
@@ -179,6 +188,7 @@ impl Session {
             scheduler: Scheduler::default(),
             acks: AckTracker::default(),
             in_flight: 0,
+            storing: 0,
             tx,
             rx,
             to_store,
@@ -457,6 +467,7 @@ impl Session {
             Msg::Stored(rows) => {
                 let now = Instant::now().into_std();
                 for (tag, reason) in rows {
+                    self.storing = self.storing.saturating_sub(1);
                     metrics::dead_letter(reason.as_str());
                     self.acks.finish(tag, now);
                 }
@@ -482,7 +493,9 @@ impl Session {
         };
         // The writer lives as long as this session; a send error means the
         // session is ending and the delivery will come back unacked.
-        let _ = self.to_store.send(ToStore { tag, row });
+        if self.to_store.send(ToStore { tag, row }).is_ok() {
+            self.storing += 1;
+        }
     }
 
     fn dedup(&self) -> std::sync::MutexGuard<'_, DedupCache> {

@@ -568,3 +568,94 @@ pub fn relay_config(pusher_uri: &str, broker: &Broker, db: &Db, extra: &[(&str, 
     vars.extend_from_slice(extra);
     config_for(pusher_uri, &vars)
 }
+
+// ---------------------------------------------------------------------------
+// A TCP proxy that can be cut, to make a real service unavailable to the
+// worker without touching it for other tests.
+
+pub struct Proxy {
+    pub port: u16,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target: &'static str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (open2, links2) = (open.clone(), links.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !open2.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                links2.lock().expect("links").push(link);
+            }
+        });
+        Proxy {
+            port,
+            open,
+            links,
+            accept,
+        }
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for link in self.links.lock().expect("links").drain(..) {
+            link.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// Closes the worker's broker connection from the broker's side, as a
+/// broker restart or a network cut does. The worker names its connection
+/// `pusher-relay {queue}`.
+pub fn close_broker_connection(queue: &str) -> bool {
+    // The table format prints pids in the form close_connection takes
+    // (`<rabbit@host.1.2.0>`); the JSON formatter does not.
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "pid",
+            "client_properties",
+            "-q",
+            "--no-table-headers",
+        ])
+        .output()
+        .expect("rabbitmqctl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let wanted = format!("\"pusher-relay {queue}\"");
+    let mut closed = false;
+    for line in text.lines().filter(|l| l.contains(&wanted)) {
+        let pid = line.split('\t').next().unwrap_or_default().to_string();
+        let status = std::process::Command::new("rabbitmqctl")
+            .args(["close_connection", &pid, "test: simulated broker restart"])
+            .status()
+            .expect("rabbitmqctl");
+        closed |= status.success();
+    }
+    closed
+}
