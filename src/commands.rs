@@ -110,3 +110,35 @@ pub fn verify_webhook(
     }];
     webhook::verify(&tokens, Some(key), Some(signature), body, None)
 }
+
+/// Why `pusher-relay publish` refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishCommandError {
+    #[error("the intent does not follow wire contract v1: {0}")]
+    Invalid(#[from] crate::intent::IntentError),
+    #[error(transparent)]
+    Publish(#[from] crate::amqp::publisher::PublishError),
+}
+
+/// `pusher-relay publish`: validates one intent against wire contract v1
+/// exactly as the worker will, then publishes it with a confirm. Returns
+/// the intent id.
+pub async fn publish(cfg: &Config, body: &str) -> Result<String, PublishCommandError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let ctx = crate::intent::DecodeContext {
+        message_id: None,
+        enqueued_at_ms: Some(now),
+        now_ms: now,
+        max_event_bytes: cfg.pusher.max_event_bytes,
+        templates: &cfg.relay.templates,
+    };
+    let intent = crate::intent::decode(body.as_bytes(), &ctx)?;
+    let publisher = crate::amqp::publisher::Publisher::connect(&cfg.amqp).await?;
+    publisher
+        .publish(&intent.kind, &intent.id, body.as_bytes())
+        .await?;
+    Ok(intent.id)
+}

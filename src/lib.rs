@@ -17,6 +17,7 @@
 //! - [`http`], [`health`], [`metrics`]: `/metrics`, `/healthz`, `/readyz`
 //!   and every metric's name and help text.
 //! - [`shutdown`]: the signal every task listens to.
+//! - [`listen`]: a WebSocket subscriber that prints arriving events.
 //! - [`commands`]: the one-shot CLI commands (`check`, `trigger`, ...).
 
 pub mod amqp;
@@ -26,6 +27,7 @@ pub mod deadletter;
 pub mod health;
 pub mod http;
 pub mod intent;
+pub mod listen;
 pub mod metrics;
 pub mod pusher;
 pub mod relay;

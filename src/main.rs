@@ -91,6 +91,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Publish one intent to RabbitMQ (wire contract v1, checked exactly as the
+    /// worker will), with a publisher confirm. Prints the intent id.
+    Publish {
+        /// The intent as JSON, e.g. '{"type":"notification","user_id":42,"message":"hi"}'.
+        intent: String,
+    },
+    /// Subscribe to channels on the configured Pusher (WebSocket) and print
+    /// each event as a JSON line until interrupted. Private, presence and
+    /// encrypted channels are authorised with the app's own credentials.
+    Listen {
+        #[arg(required = true)]
+        channels: Vec<String>,
+    },
     /// Print the JSON an auth endpoint returns to pusher-js.
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -158,6 +171,19 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The error and its causes on one line, skipping a cause whose text the
+/// message already carries (many of ours embed their source for the logs).
+fn describe(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !msg.contains(&cause) {
+            msg = format!("{msg}: {cause}");
+        }
+    }
+    msg
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -165,7 +191,7 @@ async fn main() -> ExitCode {
     match run(cli.command).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
@@ -175,6 +201,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     let cfg = Config::from_env()?;
     match command {
         Command::Run => pusher_relay::relay::run(cfg).await?,
+        Command::Publish { intent } => {
+            let id = commands::publish(&cfg, &intent).await?;
+            println!("{id}");
+        }
+        Command::Listen { channels } => {
+            pusher_relay::listen::listen(&cfg.pusher, &channels, |event| println!("{event}"))
+                .await?;
+        }
         Command::Config { client, json } => {
             if client {
                 print_json(&cfg.pusher.client_config())?;
