@@ -142,3 +142,30 @@ pub async fn publish(cfg: &Config, body: &str) -> Result<String, PublishCommandE
         .await?;
     Ok(intent.id)
 }
+
+/// `pusher-relay auth channel`: the JSON an auth endpoint returns. Stricter
+/// than the SDKs on presence data (it must carry a valid `user_id`), because
+/// a person typing it wants to hear about a typo, not debug a failed
+/// subscription.
+pub fn auth_channel(
+    cfg: &Config,
+    channel: &str,
+    socket_id: &str,
+    channel_data: Option<&str>,
+) -> Result<String, crate::pusher::auth::AuthError> {
+    if crate::pusher::validate::is_presence_channel(channel) {
+        if let Some(data) = channel_data {
+            crate::pusher::auth::check_presence_data(data)?;
+        }
+    }
+    let master_key = cfg.pusher.encryption_master_key;
+    Ok(crate::pusher::auth::authorize_channel(
+        &cfg.pusher.key,
+        cfg.pusher.secret.expose(),
+        master_key.as_ref().map(|k| k.as_slice()),
+        channel,
+        socket_id,
+        channel_data,
+    )?
+    .to_json())
+}

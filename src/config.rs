@@ -232,6 +232,8 @@ pub struct Config {
     pub database_url: Secret,
     pub relay: RelayConfig,
     pub http: HttpConfig,
+    /// `RELAY_LOG_FORMAT=json`: one JSON object per log line.
+    pub log_json: bool,
 }
 
 /// One variable with a bad value.
@@ -500,6 +502,30 @@ impl Config {
                 ChannelTemplates::default()
             }
         };
+        let mut templates = templates;
+        for (var, slot) in [
+            ("RELAY_CHANNEL_NOTIFICATION", &mut templates.notification),
+            ("RELAY_CHANNEL_ANNOUNCEMENT", &mut templates.announcement),
+            ("RELAY_CHANNEL_CHAT", &mut templates.chat),
+            ("RELAY_CHANNEL_ORDER", &mut templates.order),
+            ("RELAY_CHANNEL_CUSTOMER", &mut templates.customer),
+            ("RELAY_CHANNEL_DASHBOARD", &mut templates.dashboard),
+            ("RELAY_CHANNEL_INVENTORY", &mut templates.inventory),
+            (
+                "RELAY_CHANNEL_PRESENCE_ACTIVITY",
+                &mut templates.presence_activity,
+            ),
+        ] {
+            if let Some(template) = r.get(var) {
+                *slot = template;
+            }
+        }
+        if let Err(e) = templates.validate() {
+            r.bad(
+                "RELAY_CHANNEL_*",
+                format!("{e}; expected a valid channel name with only the placeholders its intent type has (see README, wire contract)"),
+            );
+        }
         let relay = RelayConfig {
             prefetch: r.number("RELAY_PREFETCH", 1000u16, 1, u16::MAX),
             linger: Duration::from_millis(r.number("RELAY_LINGER_MS", 10u64, 0, 10_000)),
@@ -532,6 +558,18 @@ impl Config {
             admin_token: r.get("RELAY_ADMIN_TOKEN").map(Secret::new),
         };
 
+        let log_json = match r.string("RELAY_LOG_FORMAT", "text").as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                r.bad(
+                    "RELAY_LOG_FORMAT",
+                    format!("{other:?} is not a log format; expected text or json"),
+                );
+                false
+            }
+        };
+
         if !r.invalid.is_empty() {
             return Err(ConfigError { invalid: r.invalid });
         }
@@ -558,6 +596,7 @@ impl Config {
             database_url,
             relay,
             http,
+            log_json,
         })
     }
 
@@ -626,6 +665,27 @@ impl Config {
                     "private"
                 }
                 .into(),
+            ),
+            (
+                "RELAY_LOG_FORMAT",
+                if self.log_json { "json" } else { "text" }.into(),
+            ),
+            (
+                "RELAY_CHANNEL_NOTIFICATION",
+                r.templates.notification.clone(),
+            ),
+            (
+                "RELAY_CHANNEL_ANNOUNCEMENT",
+                r.templates.announcement.clone(),
+            ),
+            ("RELAY_CHANNEL_CHAT", r.templates.chat.clone()),
+            ("RELAY_CHANNEL_ORDER", r.templates.order.clone()),
+            ("RELAY_CHANNEL_CUSTOMER", r.templates.customer.clone()),
+            ("RELAY_CHANNEL_DASHBOARD", r.templates.dashboard.clone()),
+            ("RELAY_CHANNEL_INVENTORY", r.templates.inventory.clone()),
+            (
+                "RELAY_CHANNEL_PRESENCE_ACTIVITY",
+                r.templates.presence_activity.clone(),
             ),
             ("HTTP_ADDR", self.http.addr.to_string()),
             (
@@ -814,6 +874,20 @@ mod tests {
             "/api/pusher/auth"
         );
         assert!(!client.to_string().contains("app-secret"));
+    }
+
+    #[test]
+    fn channel_templates_can_be_overridden_and_are_checked() {
+        let cfg = load(&with(&[
+            ("RELAY_CHANNEL_STYLE", "legacy"),
+            ("RELAY_CHANNEL_CHAT", "room-{room_id}"),
+        ]))
+        .expect("valid");
+        assert_eq!(cfg.relay.templates.chat, "room-{room_id}");
+        assert_eq!(cfg.relay.templates.notification, "user-{user_id}");
+        let bad = problems(&with(&[("RELAY_CHANNEL_ORDER", "order-{user_id}")]));
+        assert_eq!(bad[0].var, "RELAY_CHANNEL_*");
+        assert!(bad[0].problem.contains("order"), "{}", bad[0].problem);
     }
 
     #[test]

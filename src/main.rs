@@ -152,10 +152,9 @@ struct VerifyArgs {
     file: Option<PathBuf>,
 }
 
-fn init_tracing() {
+fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("RELAY_LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -187,7 +186,6 @@ fn describe(e: &anyhow::Error) -> String {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
     match run(cli.command).await {
         Ok(code) => code,
         Err(e) => {
@@ -199,6 +197,7 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     let cfg = Config::from_env()?;
+    init_tracing(cfg.log_json);
     match command {
         Command::Run => pusher_relay::relay::run(cfg).await?,
         Command::Publish { intent } => {
@@ -293,12 +292,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             socket_id,
             channel_data,
         }) => {
-            let client = commands::client(&cfg)?;
             println!(
                 "{}",
-                client
-                    .authorize_channel(&channel, &socket_id, channel_data.as_deref())?
-                    .to_json()
+                commands::auth_channel(&cfg, &channel, &socket_id, channel_data.as_deref())?
             );
         }
         Command::Auth(AuthCommand::User {

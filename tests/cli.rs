@@ -1,0 +1,203 @@
+//! The binary as a user meets it: configuration errors, redaction, auth
+//! output and webhook verification exit codes.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pusher-relay"));
+    // Outside the repository, so a developer's .env is not read.
+    cmd.args(args)
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("binary runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("exits")
+}
+
+const APP: [(&str, &str); 3] = [
+    ("PUSHER_APP_ID", "3"),
+    ("PUSHER_APP_KEY", "278d425bdf160c739803"),
+    ("PUSHER_APP_SECRET", "7ad3773142a6692b25b8"),
+];
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn bad_configuration_names_every_variable_and_exits_non_zero() {
+    let out = run(
+        &["config"],
+        &[
+            ("PUSHER_APP_ID", "abc"),
+            ("PUSHER_USE_TLS", "maybe"),
+            ("PUSHER_APP_SECRET", "s3cret"),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    for needle in [
+        "PUSHER_APP_ID",
+        "not numeric",
+        "PUSHER_APP_KEY",
+        "is not set",
+        "PUSHER_USE_TLS",
+        "\"maybe\"",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from {err}");
+    }
+    assert!(!err.contains("s3cret"));
+}
+
+#[test]
+fn config_output_never_shows_secrets() {
+    let mut env = APP.to_vec();
+    env.push(("AMQP_URL", "amqp://relay:hunter2@rabbit:5672/%2f"));
+    env.push(("RELAY_ADMIN_TOKEN", "tok-hunter3"));
+    for args in [
+        &["config"][..],
+        &["config", "--json"],
+        &["config", "--client"],
+    ] {
+        let out = run(args, &env, None);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        for secret in ["7ad3773142a6692b25b8", "hunter2", "tok-hunter3"] {
+            assert!(!all.contains(secret), "{secret} shown by {args:?}");
+        }
+    }
+    let out = run(&["config", "--json"], &env, None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["PUSHER_APP_SECRET"], "***");
+    assert_eq!(
+        v["(effective Pusher endpoint)"],
+        "https://api-mt1.pusher.com:443"
+    );
+}
+
+#[test]
+fn auth_channel_prints_what_pusher_js_expects() {
+    let out = run(
+        &[
+            "auth",
+            "channel",
+            "private-foobar",
+            "--socket-id",
+            "1234.1234",
+        ],
+        &APP,
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        r#"{"auth":"278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"}"#
+    );
+    let out = run(
+        &[
+            "auth",
+            "channel",
+            "presence-room",
+            "--socket-id",
+            "1.1",
+            "--channel-data",
+            "{\"name\":\"x\"}",
+        ],
+        &APP,
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("user_id"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn webhook_verify_exits_zero_only_for_a_valid_signature() {
+    let env = [
+        ("PUSHER_APP_ID", "1"),
+        ("PUSHER_APP_KEY", "123456789"),
+        ("PUSHER_APP_SECRET", "tofu"),
+    ];
+    let body = br#"{"time_ms":1403175510755,"events":[{"channel":"test_channel","name":"channel_vacated"}]}"#;
+    let sig = "c17257e92037cd7de407ebc1ed174ceb7b2e518db127f44411b9ffc4f5b28cc5";
+    let ok = run(
+        &[
+            "webhook",
+            "verify",
+            "--key",
+            "123456789",
+            "--signature",
+            sig,
+        ],
+        &env,
+        Some(body),
+    );
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("channel_vacated"));
+    let bad = run(
+        &[
+            "webhook",
+            "verify",
+            "--key",
+            "123456789",
+            "--signature",
+            "00",
+        ],
+        &env,
+        Some(body),
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("does not match"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let wrong_key = run(
+        &["webhook", "verify", "--key", "000", "--signature", sig],
+        &env,
+        Some(body),
+    );
+    assert_eq!(wrong_key.status.code(), Some(1));
+}
+
+#[test]
+fn check_reports_an_unreachable_pusher_and_exits_non_zero() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let mut env = APP.to_vec();
+    let port = port.to_string();
+    env.extend([
+        ("PUSHER_HOST", "127.0.0.1"),
+        ("PUSHER_PORT", port.as_str()),
+        ("PUSHER_SCHEME", "http"),
+    ]);
+    let out = run(&["check"], &env, None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stdout).contains("not ready"),
+        "{}",
+        text(&out.stdout)
+    );
+}
