@@ -1,32 +1,41 @@
-//! The worker's one HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+//! The worker's one HTTP listener: `/metrics`, `/healthz`, `/readyz` and
+//! `POST /webhooks/pusher`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::health::Health;
 use crate::shutdown::Shutdown;
+use crate::webhooks::{self, WebhookIngress, MAX_WEBHOOK_BYTES};
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub health: Arc<Health>,
     pub prometheus: PrometheusHandle,
+    pub webhooks: Arc<WebhookIngress>,
 }
 
 /// The routes, separate from binding so tests can call them directly.
 pub fn router(state: AppState) -> Router {
+    let webhooks = Router::new()
+        .route("/webhooks/pusher", post(webhooks::receive))
+        // Over the limit, axum answers 413 before the body is read.
+        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
+        .with_state(state.webhooks.clone());
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state)
+        .merge(webhooks)
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -16,6 +16,7 @@
 //!   event loop, and the [`relay::Worker`] that runs it.
 //! - [`http`], [`health`], [`metrics`]: `/metrics`, `/healthz`, `/readyz`
 //!   and every metric's name and help text.
+//! - [`webhooks`]: Pusher webhook ingress into RabbitMQ, and `webhooks tail`.
 //! - [`shutdown`]: the signal every task listens to.
 //! - [`listen`]: a WebSocket subscriber that prints arriving events.
 //! - [`commands`]: the one-shot CLI commands (`check`, `trigger`, ...).
@@ -32,3 +33,4 @@ pub mod metrics;
 pub mod pusher;
 pub mod relay;
 pub mod shutdown;
+pub mod webhooks;

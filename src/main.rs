@@ -110,6 +110,9 @@ enum Command {
     /// Pusher webhook tools.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Webhook events the worker republished to RabbitMQ.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
 }
 
 #[derive(Subcommand)]
@@ -130,6 +133,17 @@ enum AuthCommand {
         /// User data, e.g. '{"id":"42","user_info":{"name":"Ada"}}'.
         #[arg(long)]
         user_data: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Print webhook events as they arrive on the webhook exchange (from a
+    /// temporary queue that disappears when this command stops).
+    Tail {
+        /// One JSON object per line instead of `name channel details`.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -306,6 +320,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "{}",
                 client.authenticate_user(&socket_id, &user_data)?.to_json()
             );
+        }
+        Command::Webhooks(WebhooksCommand::Tail { json }) => {
+            pusher_relay::webhooks::tail(&cfg.amqp, |name, event| {
+                if json {
+                    println!("{event}");
+                } else {
+                    let channel = event.get("channel").and_then(|c| c.as_str()).unwrap_or("-");
+                    let user = event.get("user_id").and_then(|u| u.as_str()).unwrap_or("");
+                    println!("{name}\t{channel}\t{user}");
+                }
+            })
+            .await?;
         }
         Command::Webhook(WebhookCommand::Verify(args)) => {
             let body = match &args.file {

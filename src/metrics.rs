@@ -24,6 +24,9 @@ pub const CIRCUIT_OPEN: &str = "pusher_relay_circuit_open";
 pub const CIRCUIT_OPENS: &str = "pusher_relay_circuit_opens_total";
 pub const CONSUMER_LAG: &str = "pusher_relay_consumer_lag_messages";
 pub const STORE_ERRORS: &str = "pusher_relay_store_errors_total";
+pub const WEBHOOKS_RECEIVED: &str = "pusher_relay_webhooks_received_total";
+pub const WEBHOOKS_REJECTED: &str = "pusher_relay_webhooks_rejected_total";
+pub const WEBHOOK_EVENTS_PUBLISHED: &str = "pusher_relay_webhook_events_published_total";
 pub const BROKER_CONNECTIONS_LOST: &str = "pusher_relay_broker_connections_lost_total";
 
 /// Installs the Prometheus recorder once per process and returns the handle
@@ -105,6 +108,17 @@ fn describe() {
         Unit::Count,
         "Failed writes to the dead-letter store (retried; nothing is acked meanwhile)."
     );
+    describe_counter!(
+        WEBHOOKS_RECEIVED,
+        Unit::Count,
+        "Requests to POST /webhooks/pusher."
+    );
+    describe_counter!(WEBHOOKS_REJECTED, Unit::Count, "Webhooks refused, by reason (missing_key, wrong_key, missing_signature, bad_signature, bad_json, broker_unavailable).");
+    describe_counter!(
+        WEBHOOK_EVENTS_PUBLISHED,
+        Unit::Count,
+        "Webhook events published to the webhook exchange, by event name."
+    );
     describe_counter!(BROKER_CONNECTIONS_LOST, Unit::Count, "Connections to RabbitMQ lost; the worker reconnects with backoff and unacked intents are redelivered.");
 }
 
@@ -172,4 +186,16 @@ pub fn store_error() {
 
 pub fn broker_connection_lost() {
     counter!(BROKER_CONNECTIONS_LOST).increment(1);
+}
+
+pub fn webhook_received() {
+    counter!(WEBHOOKS_RECEIVED).increment(1);
+}
+
+pub fn webhook_rejected(reason: &'static str) {
+    counter!(WEBHOOKS_REJECTED, "reason" => reason).increment(1);
+}
+
+pub fn webhook_event_published(name: &str) {
+    counter!(WEBHOOK_EVENTS_PUBLISHED, "name" => name.to_string()).increment(1);
 }

@@ -71,7 +71,7 @@ async fn every_intent_arrives_once_in_order_per_channel_under_concurrency_and_in
         .all(|&n| (1..=10).contains(&n)));
     worker.shutdown();
     worker.wait().await.expect("clean stop");
-    assert_eq!(broker.ready().await, 0, "everything was acked");
+    assert_eq!(broker.ready_settled().await, 0, "everything was acked");
     assert_eq!(
         db.store().await.count().await.expect("count"),
         0,
@@ -148,7 +148,7 @@ async fn poison_in_a_stream_of_good_ones(db: Db) {
     worker.shutdown();
     worker.wait().await.expect("clean stop");
     assert_eq!(
-        broker.ready().await,
+        broker.ready_settled().await,
         0,
         "dead letters are acked once stored"
     );
@@ -223,7 +223,7 @@ async fn rejected_event_in_a_batch_of_ten_is_dead_lettered_and_the_other_nine_de
     );
     worker.shutdown();
     worker.wait().await.expect("stop");
-    assert_eq!(broker.ready().await, 0);
+    assert_eq!(broker.ready_settled().await, 0);
     store.close().await;
     broker.cleanup().await;
     db.cleanup().await;
@@ -288,7 +288,7 @@ async fn pusher_down_for_a_while_then_back_delivers_everything_with_zero_dead_le
         0,
         "an outage is not a dead letter"
     );
-    assert_eq!(broker.ready().await, 0);
+    assert_eq!(broker.ready_settled().await, 0);
     broker.cleanup().await;
     db.cleanup().await;
 }
@@ -345,7 +345,7 @@ async fn multi_channel_intents_use_the_events_endpoint_and_redelivered_ids_are_s
     assert!(got[..2].iter().all(|e| e.event == "order-status-changed"));
     worker.shutdown();
     worker.wait().await.expect("stop");
-    assert_eq!(broker.ready().await, 0, "the duplicate was acked");
+    assert_eq!(broker.ready_settled().await, 0, "the duplicate was acked");
     broker.cleanup().await;
     db.cleanup().await;
 }
@@ -412,7 +412,7 @@ async fn graceful_shutdown_flushes_in_flight_work_and_leaves_the_rest_unacked() 
     worker.shutdown();
     worker.wait().await.expect("stop");
     let delivered = fake.received().len();
-    let left = broker.ready().await as usize;
+    let left = broker.ready_settled().await as usize;
     assert_eq!(delivered + left, total, "every intent is either delivered and acked, or back in the queue: delivered {delivered}, left {left}");
     broker.cleanup().await;
     db.cleanup().await;

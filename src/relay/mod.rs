@@ -30,6 +30,7 @@ use crate::deadletter::{Store, StoreError};
 use crate::health::Health;
 use crate::pusher::{Client, PusherError};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::webhooks::WebhookIngress;
 use crate::{http, metrics};
 
 /// Why the worker could not start or had to stop.
@@ -71,6 +72,11 @@ impl Worker {
         let state = http::AppState {
             health: health.clone(),
             prometheus,
+            webhooks: WebhookIngress::new(
+                cfg.pusher.key.clone(),
+                cfg.pusher.secret.clone(),
+                cfg.amqp.clone(),
+            ),
         };
         tokio::spawn(http::serve(listener, state, trigger.subscribe()));
         tracing::info!(%http_addr, pusher = %cfg.pusher.base_url(), "listening for /metrics, /healthz, /readyz");

@@ -308,6 +308,14 @@ impl Broker {
         q.message_count()
     }
 
+    /// Ready messages once the broker has had time to requeue what a
+    /// closed consumer left unacked, so that "nothing came back" is a real
+    /// observation and not a race.
+    pub async fn ready_settled(&self) -> u32 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        self.ready().await
+    }
+
     pub async fn cleanup(&self) {
         let _ = self
             .channel

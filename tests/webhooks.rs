@@ -1,0 +1,260 @@
+//! Webhook ingress: real signed webhooks (bodies as Pusher sends them) into
+//! the worker's HTTP listener, read back from RabbitMQ.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, relay_config, Broker, Db, FakePusher, Proxy, KEY, SECRET};
+use futures_util::StreamExt;
+use hmac::{Hmac, Mac};
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use pusher_relay::relay::Worker;
+use serde_json::Value;
+use sha2::Sha256;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn signature(body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn post(
+    worker: &Worker,
+    body: &str,
+    key: Option<&str>,
+    sig: Option<String>,
+) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .post(format!("http://{}/webhooks/pusher", worker.http_addr))
+        .header("Content-Type", "application/json")
+        .body(body.to_string());
+    if let Some(key) = key {
+        req = req.header("X-Pusher-Key", key);
+    }
+    if let Some(sig) = sig {
+        req = req.header("X-Pusher-Signature", sig);
+    }
+    let resp = req.send().await.expect("answered");
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
+}
+
+/// A temporary queue bound to the test's webhook exchange.
+async fn webhook_queue(broker: &Broker) -> lapin::Consumer {
+    let q = broker
+        .channel
+        .queue_declare(
+            "",
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("temp queue");
+    broker
+        .channel
+        .queue_bind(
+            q.name().as_str(),
+            &broker.webhooks,
+            "#",
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    broker
+        .channel
+        .basic_consume(
+            q.name().as_str(),
+            "test",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume")
+}
+
+async fn next(consumer: &mut lapin::Consumer) -> (String, Value) {
+    let d = tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .expect("an event in time")
+        .expect("open")
+        .expect("delivery");
+    (
+        d.routing_key.as_str().to_string(),
+        serde_json::from_slice(&d.data).expect("JSON event"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_webhook_events_are_published_by_name_with_time_ms() {
+    let (_fake, server) = FakePusher::start().await;
+    let broker = Broker::new("webhooks").await;
+    let db = Db::sqlite();
+    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
+        .await
+        .expect("worker");
+    eventually(WAIT, "topology declared", || {
+        worker.health.readiness().consumer
+    })
+    .await;
+    let mut events = webhook_queue(&broker).await;
+
+    let body = r#"{"time_ms":1700000000123,"events":[{"channel":"presence-room-1","name":"channel_occupied"},{"channel":"presence-room-1","name":"member_added","user_id":"42"},{"channel":"private-x","name":"client_event","event":"client-typing","data":"{}","socket_id":"1.2"}]}"#;
+    let (status, answer) = post(&worker, body, Some(KEY), Some(signature(body))).await;
+    assert_eq!(status, 200, "{answer}");
+
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(next(&mut events).await);
+    }
+    let names: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["channel_occupied", "member_added", "client_event"]);
+    assert!(got
+        .iter()
+        .all(|(_, e)| e["time_ms"] == 1_700_000_000_123_i64));
+    assert_eq!(got[1].1["user_id"], "42");
+    assert_eq!(got[2].1["event"], "client-typing");
+
+    let metrics = reqwest::get(format!("http://{}/metrics", worker.http_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("pusher_relay_webhook_events_published_total{name=\"member_added\"} 1"),
+        "{metrics}"
+    );
+    worker.shutdown();
+    worker.wait().await.expect("stop");
+    broker.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unverifiable_webhooks_are_refused_and_nothing_is_published() {
+    let (_fake, server) = FakePusher::start().await;
+    let broker = Broker::new("webhooks-bad").await;
+    let db = Db::sqlite();
+    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
+        .await
+        .expect("worker");
+    eventually(WAIT, "topology declared", || {
+        worker.health.readiness().consumer
+    })
+    .await;
+    let mut events = webhook_queue(&broker).await;
+
+    let body = r#"{"time_ms":1,"events":[{"channel":"a","name":"channel_vacated"}]}"#;
+    assert_eq!(
+        post(&worker, body, None, Some(signature(body))).await.0,
+        401,
+        "missing key"
+    );
+    assert_eq!(
+        post(&worker, body, Some("other-key"), Some(signature(body)))
+            .await
+            .0,
+        401,
+        "wrong key"
+    );
+    assert_eq!(
+        post(&worker, body, Some(KEY), None).await.0,
+        401,
+        "missing signature"
+    );
+    assert_eq!(
+        post(&worker, body, Some(KEY), Some("00".repeat(32)))
+            .await
+            .0,
+        401,
+        "wrong signature"
+    );
+    let tampered = body.replace("channel_vacated", "channel_occupied");
+    assert_eq!(
+        post(&worker, &tampered, Some(KEY), Some(signature(body)))
+            .await
+            .0,
+        401,
+        "body changed after signing"
+    );
+    let not_json = "{not json";
+    assert_eq!(
+        post(&worker, not_json, Some(KEY), Some(signature(not_json)))
+            .await
+            .0,
+        400
+    );
+    let huge = format!(
+        "{{\"time_ms\":1,\"events\":[],\"pad\":\"{}\"}}",
+        "x".repeat(300 * 1024)
+    );
+    assert_eq!(
+        post(&worker, &huge, Some(KEY), Some(signature(&huge)))
+            .await
+            .0,
+        413
+    );
+
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), events.next())
+            .await
+            .is_err(),
+        "nothing was published"
+    );
+    worker.shutdown();
+    worker.wait().await.expect("stop");
+    broker.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_is_answered_503_while_the_broker_is_unreachable() {
+    let (_fake, server) = FakePusher::start().await;
+    let broker = Broker::new("webhooks-down").await;
+    let db = Db::sqlite();
+    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port);
+    let worker = Worker::start(relay_config(
+        &server.uri(),
+        &broker,
+        &db,
+        &[("AMQP_URL", url.as_str())],
+    ))
+    .await
+    .expect("worker");
+    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+    proxy.cut();
+    let body = r#"{"time_ms":1,"events":[{"channel":"a","name":"channel_vacated"}]}"#;
+    let (status, _) = post(&worker, body, Some(KEY), Some(signature(body))).await;
+    assert_eq!(status, 503, "Pusher must retry later");
+    proxy.restore();
+    let mut answered = 0;
+    for _ in 0..100 {
+        answered = post(&worker, body, Some(KEY), Some(signature(body)))
+            .await
+            .0;
+        if answered == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answered, 200, "accepted again once the broker is back");
+    worker.shutdown();
+    worker.wait().await.expect("stop");
+    broker.cleanup().await;
+    db.cleanup().await;
+}
