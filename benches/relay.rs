@@ -289,6 +289,31 @@ fn peak_rss_mb(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 12th and 13th of those, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// RabbitMQ's Erlang VM, to see how much of the machine the broker takes.
+fn broker_pid() -> Option<u32> {
+    let out = Command::new("pgrep")
+        .args(["-o", "beam.smp"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -337,9 +362,17 @@ async fn main() {
     let q1 = format!("{run}.drain");
     declare_quorum(&ch, &q1).await;
     fill(&ch, &q1, DRAIN, 0).await;
+    let beam = broker_pid();
+    let beam_before = beam.map(cpu_seconds).unwrap_or(f64::NAN);
+    let bench_before = cpu_seconds(std::process::id());
+    let wall = Instant::now();
     let mut worker = spawn_worker(&port, &q1, &db);
     wait_for(&seen, DRAIN, Duration::from_secs(300)).await;
+    let wall = wall.elapsed().as_secs_f64();
     let drain_rss = peak_rss_mb(worker.id());
+    let worker_cpu = cpu_seconds(worker.id());
+    let beam_cpu = beam.map(cpu_seconds).unwrap_or(f64::NAN) - beam_before;
+    let bench_cpu = cpu_seconds(std::process::id()) - bench_before;
     let _ = worker.kill();
     let _ = worker.wait();
     let (events, requests, violations, bad, secs) = {
@@ -421,6 +454,11 @@ async fn main() {
     );
     println!("  order violations:                        {:>9}            (target 0; {backlog_violations} in the backlog run)", violations);
     println!("  bad signatures seen by the fake Pusher:  {bad:>9}");
+    println!(
+        "  CPU during the drain ({wall:.2} s wall, 2 cores = {:.2} core-s): worker {worker_cpu:.2} s ({:.1} us/event), RabbitMQ {beam_cpu:.2} s, fake Pusher + publisher {bench_cpu:.2} s",
+        wall * 2.0,
+        worker_cpu * 1e6 / events as f64
+    );
     println!("  peak RSS draining {DRAIN}:                 {drain_rss:>9.1} MB");
     println!(
         "  peak RSS draining a {BACKLOG} backlog:      {backlog_rss:>9.1} MB      (target <= 50)"

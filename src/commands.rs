@@ -111,36 +111,20 @@ pub fn verify_webhook(
     webhook::verify(&tokens, Some(key), Some(signature), body, None)
 }
 
-/// Why `pusher-relay publish` refused or failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishCommandError {
-    #[error("the intent does not follow wire contract v1: {0}")]
-    Invalid(#[from] crate::intent::IntentError),
-    #[error(transparent)]
-    Publish(#[from] crate::amqp::publisher::PublishError),
-}
-
-/// `pusher-relay publish`: validates one intent against wire contract v1
-/// exactly as the worker will, then publishes it with a confirm. Returns
-/// the intent id.
-pub async fn publish(cfg: &Config, body: &str) -> Result<String, PublishCommandError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
-    let ctx = crate::intent::DecodeContext {
-        message_id: None,
-        enqueued_at_ms: Some(now),
-        now_ms: now,
-        max_event_bytes: cfg.pusher.max_event_bytes,
-        templates: &cfg.relay.templates,
-    };
-    let intent = crate::intent::decode(body.as_bytes(), &ctx)?;
-    let publisher = crate::amqp::publisher::Publisher::connect(&cfg.amqp).await?;
-    publisher
-        .publish(&intent.kind, &intent.id, body.as_bytes())
-        .await?;
-    Ok(intent.id)
+/// Builds an intent body from `--type` and `--set key=value` flags; a value
+/// that parses as JSON is taken as JSON (so `user_id=42` is a number).
+pub fn intent_from_flags(kind: &str, fields: &[String]) -> Result<String, String> {
+    let mut intent = serde_json::Map::new();
+    intent.insert("type".into(), kind.into());
+    for field in fields {
+        let (key, value) = field
+            .split_once('=')
+            .ok_or_else(|| format!("--set {field:?} is not key=value"))?;
+        let value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        intent.insert(key.to_string(), value);
+    }
+    Ok(serde_json::Value::Object(intent).to_string())
 }
 
 /// `pusher-relay auth channel`: the JSON an auth endpoint returns. Stricter

@@ -18,6 +18,7 @@
 //!   and every metric's name and help text.
 //! - [`webhooks`]: Pusher webhook ingress into RabbitMQ, and `webhooks tail`.
 //! - [`shutdown`]: the signal every task listens to.
+//! - [`publish`]: typed intents and a confirmed, reconnecting publisher.
 //! - [`listen`]: a WebSocket subscriber that prints arriving events.
 //! - [`commands`]: the one-shot CLI commands (`check`, `trigger`, ...).
 
@@ -30,6 +31,7 @@ pub mod http;
 pub mod intent;
 pub mod listen;
 pub mod metrics;
+pub mod publish;
 pub mod pusher;
 pub mod relay;
 pub mod shutdown;

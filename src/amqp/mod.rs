@@ -1,7 +1,6 @@
 //! RabbitMQ: connecting on tokio, the worker's topology, and acking in runs.
 
 pub mod acker;
-pub mod publisher;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};

@@ -87,6 +87,11 @@ struct WireBatchItem<'a> {
 }
 
 #[derive(Serialize)]
+struct WireBatch<'a> {
+    batch: Vec<WireBatchItem<'a>>,
+}
+
+#[derive(Serialize)]
 struct WireTrigger<'a> {
     name: &'a str,
     channels: &'a [String],
@@ -234,8 +239,7 @@ impl Client {
                 info: e.info.as_deref(),
             })
             .collect();
-        Ok(serde_json::to_vec(&serde_json::json!({ "batch": batch }))
-            .expect("strings always serialise"))
+        Ok(serde_json::to_vec(&WireBatch { batch }).expect("strings always serialise"))
     }
 
     /// Sends any number of single-channel events, 10 per request, at most
@@ -361,17 +365,26 @@ impl Client {
         auth::authenticate_user(&self.key, self.secret.expose(), socket_id, user_data)
     }
 
-    /// Encrypts `data` for encrypted channels; other channels pass through.
-    fn seal(&self, channel: &str, data: &str) -> Result<String, PusherError> {
+    /// Encrypts `data` for encrypted channels; other channels pass through
+    /// without a copy.
+    fn seal<'a>(
+        &self,
+        channel: &str,
+        data: &'a str,
+    ) -> Result<std::borrow::Cow<'a, str>, PusherError> {
         if !validate::is_encrypted_channel(channel) {
-            return Ok(data.to_string());
+            return Ok(std::borrow::Cow::Borrowed(data));
         }
         let key = self
             .master_key
             .ok_or_else(|| PusherError::MissingMasterKey {
                 channel: channel.to_string(),
             })?;
-        Ok(crypto::encrypt(channel, data.as_bytes(), &key))
+        Ok(std::borrow::Cow::Owned(crypto::encrypt(
+            channel,
+            data.as_bytes(),
+            &key,
+        )))
     }
 
     async fn request_typed<T: serde::de::DeserializeOwned>(

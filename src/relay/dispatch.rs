@@ -230,33 +230,33 @@ pub async fn deliver(
             };
             vec![(id, outcome)]
         }
-        Work::Events(events) => {
-            let mut outcomes = Vec::with_capacity(events.len());
-            let mut segments = VecDeque::from([events]);
+        Work::Events(units) => {
+            let (ids, events): (Vec<UnitId>, Vec<BatchEvent>) = units.into_iter().unzip();
+            let mut outcomes = Vec::with_capacity(ids.len());
+            let mut segments: VecDeque<std::ops::Range<usize>> = VecDeque::new();
+            segments.push_back(0..ids.len());
             while let Some(segment) = segments.pop_front() {
-                let batch: Vec<BatchEvent> = segment.iter().map(|(_, e)| e.clone()).collect();
+                let batch = &events[segment.clone()];
                 metrics::batch_size(batch.len());
-                let result = send_with_retry(circuit, policy, "batch_events", || {
-                    client.post_batch(&batch)
-                })
-                .await;
+                let result =
+                    send_with_retry(circuit, policy, "batch_events", || client.post_batch(batch))
+                        .await;
                 match result {
                     Ok(_) => {
-                        outcomes.extend(segment.into_iter().map(|(id, _)| (id, Outcome::Delivered)))
+                        outcomes.extend(ids[segment].iter().map(|id| (*id, Outcome::Delivered)))
                     }
                     Err(SendError::Rejected(error)) if segment.len() > 1 => {
                         tracing::info!(events = segment.len(), error = %error, "batch rejected, splitting to isolate the bad event");
-                        let mut left = segment;
-                        let right = left.split_off(left.len() / 2);
-                        segments.push_front(right);
-                        segments.push_front(left);
+                        let middle = segment.start + segment.len() / 2;
+                        segments.push_front(middle..segment.end);
+                        segments.push_front(segment.start..middle);
                     }
                     Err(error) => {
                         let failed = failure(error);
                         outcomes.extend(
-                            segment
-                                .into_iter()
-                                .map(|(id, _)| (id, Outcome::Failed(failed.clone()))),
+                            ids[segment]
+                                .iter()
+                                .map(|id| (*id, Outcome::Failed(failed.clone()))),
                         );
                     }
                 }

@@ -71,7 +71,8 @@ enum Payload {
 struct Pending {
     body: Vec<u8>,
     routing_key: String,
-    properties: serde_json::Value,
+    /// Kept as received; turned into JSON only if it is dead-lettered.
+    properties: lapin::BasicProperties,
     intent_id: String,
     kind: String,
     channels: Vec<String>,
@@ -361,7 +362,7 @@ impl Session {
         let decoded = intent::decode(&delivery.data, &ctx);
         let mut pending = Pending {
             routing_key: delivery.routing_key.as_str().to_string(),
-            properties: amqp::properties_json(props),
+            properties: props.clone(),
             intent_id: message_id.clone().unwrap_or_default(),
             kind: String::new(),
             channels: Vec::new(),
@@ -479,7 +480,7 @@ impl Session {
         let row = NewDeadLetter {
             body: p.body,
             routing_key: p.routing_key,
-            headers: p.properties,
+            headers: amqp::properties_json(&p.properties),
             intent_id: Some(p.intent_id).filter(|id| !id.is_empty()),
             intent_type: Some(p.kind).filter(|k| !k.is_empty()),
             channels: p.channels,

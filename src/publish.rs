@@ -1,0 +1,355 @@
+//! Producing intents: typed intents, a confirmed and reconnecting
+//! [`Publisher`], and the JSONL batch behind `pusher-relay publish --file`.
+//!
+//! Every intent is checked with the worker's own decoder before it is
+//! sent, so what the broker confirms is what the worker will deliver.
+//!
+//! ```no_run
+//! use pusher_relay::config::Config;
+//! use pusher_relay::publish::{Id, NewIntent, Publisher};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let cfg = Config::from_env()?;
+//! let publisher = Publisher::connect(&cfg).await?;
+//! let id = publisher
+//!     .publish(&NewIntent::ChatMessage {
+//!         room_id: Id::Int(42),
+//!         user_id: Id::Int(7),
+//!         user_name: "Ada".into(),
+//!         message: "hello".into(),
+//!     })
+//!     .await?;
+//! println!("confirmed {id}");
+//! publisher.close().await;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::io::BufRead;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use serde::Serialize;
+
+use crate::amqp::AmqpError;
+use crate::config::{redact_url, Config};
+use crate::intent::{self, DecodeContext, IntentError};
+
+/// An identifier as the wire contract allows: a string or an integer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Id {
+    Int(i64),
+    Str(String),
+}
+
+/// An intent to publish, one variant per wire-contract type (DESIGN.md).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type")]
+pub enum NewIntent {
+    #[serde(rename = "notification")]
+    Notification {
+        user_id: Id,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        level: Option<String>,
+    },
+    #[serde(rename = "announcement")]
+    Announcement {
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        priority: Option<String>,
+    },
+    #[serde(rename = "chat.message")]
+    ChatMessage {
+        room_id: Id,
+        user_id: Id,
+        user_name: String,
+        message: String,
+    },
+    #[serde(rename = "chat.joined")]
+    ChatJoined {
+        room_id: Id,
+        user_id: Id,
+        user_name: String,
+    },
+    #[serde(rename = "chat.left")]
+    ChatLeft {
+        room_id: Id,
+        user_id: Id,
+        user_name: String,
+    },
+    #[serde(rename = "order.status")]
+    OrderStatus {
+        order_id: Id,
+        status: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        customer_id: Option<Id>,
+    },
+    #[serde(rename = "dashboard.metrics")]
+    DashboardMetrics {
+        metrics: serde_json::Map<String, serde_json::Value>,
+    },
+    #[serde(rename = "inventory.stock")]
+    InventoryStock {
+        product_id: Id,
+        quantity: serde_json::Number,
+    },
+    #[serde(rename = "presence.activity")]
+    PresenceActivity { user_id: Id, activity: String },
+    /// Any event to 1..=100 channels.
+    #[serde(rename = "event")]
+    Event {
+        channels: Vec<String>,
+        event: String,
+        data: serde_json::Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        socket_id: Option<String>,
+    },
+}
+
+/// Why an intent was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the intent does not follow wire contract v1: {0}")]
+    Invalid(IntentError),
+    #[error(transparent)]
+    Amqp(#[from] AmqpError),
+    #[error("RabbitMQ did not confirm the intent on exchange {exchange:?} (routing key {routing_key:?}): {detail}")]
+    NotConfirmed {
+        exchange: String,
+        routing_key: String,
+        detail: String,
+    },
+}
+
+/// A publisher of intents with confirms; reconnects once and resends when
+/// the connection was lost (the intent id stays the same, so the worker
+/// drops the copy if both arrive).
+pub struct Publisher {
+    cfg: Config,
+    link: tokio::sync::Mutex<Option<(Connection, Channel)>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl Publisher {
+    /// Connects to `AMQP_URL` and turns on publisher confirms.
+    pub async fn connect(cfg: &Config) -> Result<Publisher, PublishError> {
+        let publisher = Publisher {
+            cfg: cfg.clone(),
+            link: tokio::sync::Mutex::new(None),
+        };
+        publisher.channel().await?;
+        Ok(publisher)
+    }
+
+    async fn channel(&self) -> Result<Channel, AmqpError> {
+        let mut link = self.link.lock().await;
+        if let Some((conn, channel)) = link.as_ref() {
+            if conn.status().connected() && channel.status().connected() {
+                return Ok(channel.clone());
+            }
+        }
+        let amqp = &self.cfg.amqp;
+        // lapin's own executor rather than tokio's: a short-lived publisher
+        // (the CLI) would otherwise see lapin's I/O thread fail loudly while
+        // the tokio runtime shuts down after the last confirm.
+        let props =
+            ConnectionProperties::default().with_connection_name("pusher-relay publisher".into());
+        let conn = Connection::connect(amqp.url.expose(), props)
+            .await
+            .map_err(|source| AmqpError::Connect {
+                url: redact_url(amqp.url.expose()),
+                source,
+            })?;
+        let channel = conn
+            .create_channel()
+            .await
+            .map_err(|source| AmqpError::Channel {
+                doing: "opening a channel",
+                source,
+            })?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|source| AmqpError::Channel {
+                doing: "enabling publisher confirms",
+                source,
+            })?;
+        *link = Some((conn, channel.clone()));
+        Ok(channel)
+    }
+
+    /// Checks a JSON body exactly as the worker will; returns its type and id.
+    pub fn check(&self, body: &[u8]) -> Result<(String, String), IntentError> {
+        let now = now_ms();
+        let ctx = DecodeContext {
+            message_id: None,
+            enqueued_at_ms: Some(now),
+            now_ms: now,
+            max_event_bytes: self.cfg.pusher.max_event_bytes,
+            templates: &self.cfg.relay.templates,
+        };
+        let intent = intent::decode(body, &ctx)?;
+        Ok((intent.kind, intent.id))
+    }
+
+    /// Publishes a typed intent; returns its id once confirmed.
+    pub async fn publish(&self, intent: &NewIntent) -> Result<String, PublishError> {
+        let body = serde_json::to_vec(intent).expect("intents always serialise");
+        self.publish_json(&body).await
+    }
+
+    /// Publishes a JSON intent body; returns its id once confirmed.
+    pub async fn publish_json(&self, body: &[u8]) -> Result<String, PublishError> {
+        let (kind, id) = self.check(body).map_err(PublishError::Invalid)?;
+        match self.send(&kind, &id, body).await {
+            Err(PublishError::Amqp(_)) | Err(PublishError::NotConfirmed { .. })
+                if !self.connected().await =>
+            {
+                tracing::warn!(
+                    id,
+                    "connection to RabbitMQ lost while publishing; reconnecting and sending again"
+                );
+                self.send(&kind, &id, body).await?;
+            }
+            other => other?,
+        }
+        Ok(id)
+    }
+
+    async fn connected(&self) -> bool {
+        match self.link.lock().await.as_ref() {
+            Some((conn, channel)) => conn.status().connected() && channel.status().connected(),
+            None => false,
+        }
+    }
+
+    async fn send(&self, routing_key: &str, id: &str, body: &[u8]) -> Result<(), PublishError> {
+        let exchange = &self.cfg.amqp.exchange;
+        let not_confirmed = |detail: String| PublishError::NotConfirmed {
+            exchange: exchange.clone(),
+            routing_key: routing_key.to_string(),
+            detail,
+        };
+        let channel = self.channel().await?;
+        let props = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_message_id(id.into())
+            .with_timestamp((now_ms() / 1000) as u64);
+        // `mandatory`: an intent no queue receives is an error, not a drop.
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
+        let confirm = channel
+            .basic_publish(exchange, routing_key, options, body, props)
+            .await
+            .map_err(|e| not_confirmed(e.to_string()))?
+            .await
+            .map_err(|e| not_confirmed(e.to_string()))?;
+        if confirm.is_nack() {
+            return Err(not_confirmed("the broker refused it (nack)".into()));
+        }
+        if confirm.take_message().is_some() {
+            return Err(not_confirmed(
+                "no queue is bound for it (returned as unroutable); has the worker declared its queue?".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Closes the connection cleanly.
+    pub async fn close(self) {
+        if let Some((conn, _)) = self.link.lock().await.take() {
+            let _ = conn.close(200, "done").await;
+        }
+    }
+}
+
+/// One line of a JSONL file that was not published.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejected {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// What `publish --file` did.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub published: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Publishes every non-empty line of `input` as one intent. A line that is
+/// not a valid intent is reported with its number and reason and skipped;
+/// a broker failure stops the run (what was confirmed stays published).
+/// `progress` is called after each line with the count so far.
+pub async fn publish_lines(
+    publisher: &Publisher,
+    input: impl BufRead,
+    mut progress: impl FnMut(usize),
+) -> Result<Summary, PublishError> {
+    let mut summary = Summary::default();
+    for (n, line) in input.lines().enumerate() {
+        let line_no = n + 1;
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                summary.rejected.push(Rejected {
+                    line: line_no,
+                    reason: format!("cannot read the line: {e}"),
+                });
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match publisher.publish_json(line.as_bytes()).await {
+            Ok(_) => summary.published += 1,
+            Err(PublishError::Invalid(e)) => summary.rejected.push(Rejected {
+                line: line_no,
+                reason: e.to_string(),
+            }),
+            Err(e) => return Err(e),
+        }
+        progress(line_no);
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_intents_serialise_to_the_wire_contract() {
+        let intent = NewIntent::OrderStatus {
+            order_id: Id::Str("A-1".into()),
+            status: "shipped".into(),
+            customer_id: Some(Id::Int(9)),
+        };
+        assert_eq!(
+            serde_json::to_value(&intent).expect("json"),
+            serde_json::json!({"type": "order.status", "order_id": "A-1", "status": "shipped", "customer_id": 9})
+        );
+        let note = NewIntent::Notification {
+            user_id: Id::Int(1),
+            message: "hi".into(),
+            level: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&note).expect("json"),
+            serde_json::json!({"type": "notification", "user_id": 1, "message": "hi"})
+        );
+    }
+}
