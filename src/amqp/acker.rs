@@ -58,10 +58,11 @@ impl AckTracker {
         self.finished.len()
     }
 
-    /// The acks to send now: one run for the contiguous finished prefix, and
-    /// single acks for stragglers finished at least `straggler_delay` ago
-    /// (`Duration::ZERO` acks every finished delivery, as at shutdown).
-    pub fn take_acks(&mut self, now: Instant, straggler_delay: Duration) -> Vec<Ack> {
+    /// The acks to send now: one run for the contiguous finished prefix,
+    /// and, when `stragglers` is given, single acks for deliveries finished
+    /// at least that long ago behind a gap (`Duration::ZERO` acks every
+    /// finished delivery, as at shutdown).
+    pub fn take_acks(&mut self, now: Instant, stragglers: Option<Duration>) -> Vec<Ack> {
         let mut acks = Vec::new();
         let start = self.floor;
         let mut run_end = None;
@@ -79,6 +80,9 @@ impl AckTracker {
                 multiple: tag > start,
             });
         }
+        let Some(straggler_delay) = stragglers else {
+            return acks;
+        };
         let due: Vec<u64> = self
             .finished
             .iter()
@@ -102,7 +106,7 @@ mod tests {
     use super::*;
 
     fn acks(t: &mut AckTracker, now: Instant, delay: Duration) -> Vec<(u64, bool)> {
-        t.take_acks(now, delay)
+        t.take_acks(now, Some(delay))
             .into_iter()
             .map(|a| (a.tag, a.multiple))
             .collect()
@@ -137,6 +141,16 @@ mod tests {
             [(2, false), (3, false)]
         );
         assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn without_a_straggler_check_only_runs_are_acked() {
+        let t0 = Instant::now();
+        let mut t = AckTracker::default();
+        t.finish(2, t0);
+        let later = t0 + STRAGGLER_DELAY * 2;
+        assert!(t.take_acks(later, None).is_empty());
+        assert_eq!(acks(&mut t, later, STRAGGLER_DELAY), [(2, false)]);
     }
 
     #[test]

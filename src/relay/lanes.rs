@@ -56,6 +56,9 @@ pub struct Scheduler {
     idle: VecDeque<String>,
     /// Multi-channel units heading at least one lane.
     multi_heads: HashSet<UnitId>,
+    /// When the partial batch the last [`Scheduler::next`] declined falls
+    /// due; kept so the event loop need not walk every lane again.
+    deadline: Option<Instant>,
 }
 
 impl Scheduler {
@@ -96,6 +99,9 @@ impl Scheduler {
     /// else a full batch; else a partial batch whose oldest event has waited
     /// `linger` (or any partial batch when `flush`, as at shutdown).
     pub fn next(&mut self, now: Instant, linger: Duration, flush: bool) -> Option<Batch> {
+        // A stale deadline would wake the event loop for nothing (or spin it
+        // while every request slot is taken and `next` is not called).
+        self.deadline = None;
         if let Some(id) = self.ready_multi() {
             let channels = self.units[&id].channels.clone();
             for channel in &channels {
@@ -146,6 +152,7 @@ impl Scheduler {
             || flush
             || oldest.is_some_and(|o| now.saturating_duration_since(o) >= linger);
         if count == 0 || !due {
+            self.deadline = oldest.map(|o| o + linger);
             return None;
         }
 
@@ -162,19 +169,11 @@ impl Scheduler {
         Some(Batch::Events(ids))
     }
 
-    /// When the oldest waiting event's linger ends, for the event loop's timer.
-    pub fn next_deadline(&self, linger: Duration) -> Option<Instant> {
-        self.idle
-            .iter()
-            .filter_map(|channel| {
-                let lane = self.lanes.get(channel)?;
-                if lane.busy {
-                    return None;
-                }
-                let head = self.units.get(lane.queue.front()?)?;
-                (!head.multi).then_some(head.arrived + linger)
-            })
-            .min()
+    /// When the oldest waiting event's linger ends, as found by the last
+    /// call to [`Scheduler::next`] that returned `None`; for the event loop's
+    /// timer, which always calls `next` until `None` before waiting.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadline
     }
 
     /// Marks units finished (delivered or dead-lettered); their lanes become
@@ -246,7 +245,7 @@ mod tests {
         single(&mut s, 1, "a", t0);
         single(&mut s, 2, "b", t0);
         assert_eq!(s.next(t0, LINGER, false), None);
-        assert_eq!(s.next_deadline(LINGER), Some(t0 + LINGER));
+        assert_eq!(s.next_deadline(), Some(t0 + LINGER));
         assert_eq!(
             s.next(t0 + LINGER, LINGER, false),
             Some(Batch::Events(vec![1, 2]))

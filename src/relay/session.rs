@@ -197,13 +197,13 @@ impl Session {
     }
 
     async fn run(&mut self, mut consumer: lapin::Consumer, shutdown: &mut Shutdown) -> End {
-        let linger = self.shared.cfg.relay.linger;
         let mut circuit_changes = self.shared.circuit.subscribe();
         let mut paused = self.shared.circuit.open_cause().is_some();
         let mut draining: Option<Instant> = None;
         let mut lost: Option<(String, Instant)> = None;
         let mut ack_tick = tokio::time::interval(STRAGGLER_DELAY / 2);
         ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut check_stragglers = false;
         let mut lag_tick = tokio::time::interval(LAG_SAMPLE_INTERVAL);
         lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -212,14 +212,15 @@ impl Session {
             if lost.is_none() && !paused {
                 self.dispatch_due(draining.is_some());
             }
-            // 2. Ack what is finished.
+            // 2. Ack what is finished: runs at once, stragglers on the tick
+            //    (looking for them costs a scan of every finished delivery).
             if lost.is_none() {
-                let straggler_delay = if draining.is_some() {
-                    Duration::ZERO
+                let stragglers = if draining.is_some() {
+                    Some(Duration::ZERO)
                 } else {
-                    STRAGGLER_DELAY
+                    std::mem::take(&mut check_stragglers).then_some(STRAGGLER_DELAY)
                 };
-                if let Err(e) = self.send_acks(straggler_delay).await {
+                if let Err(e) = self.send_acks(stragglers).await {
                     lost = Some((e, Instant::now()));
                 }
             }
@@ -229,7 +230,7 @@ impl Session {
                     return End::ConnectionLost(reason.clone());
                 }
             } else if let Some(deadline) = draining {
-                if self.pending.is_empty() {
+                if self.pending.is_empty() && self.storing == 0 {
                     tracing::info!(
                         "drained: every taken intent is delivered or dead-lettered and acked"
                     );
@@ -237,7 +238,7 @@ impl Session {
                 }
                 if Instant::now() >= deadline {
                     tracing::warn!(
-                        unfinished = self.pending.len(),
+                        unfinished = self.pending.len() + self.storing,
                         "shutdown timeout: leaving unfinished intents unacked for redelivery"
                     );
                     return End::Shutdown;
@@ -245,7 +246,7 @@ impl Session {
             }
 
             let linger_deadline = if draining.is_none() {
-                self.scheduler.next_deadline(linger).map(Instant::from_std)
+                self.scheduler.next_deadline().map(Instant::from_std)
             } else {
                 None
             };
@@ -269,7 +270,7 @@ impl Session {
                     self.shared.health.set_circuit(cause.map(|c| c.describe()));
                 }
                 _ = sleep_until(linger_deadline), if linger_deadline.is_some() => {}
-                _ = ack_tick.tick(), if self.acks.pending() > 0 => {}
+                _ = ack_tick.tick(), if self.acks.pending() > 0 => check_stragglers = true,
                 _ = lag_tick.tick(), if lost.is_none() => self.sample_lag().await,
                 _ = sleep_until(draining), if draining.is_some() => {}
             }
@@ -314,11 +315,8 @@ impl Session {
         }
     }
 
-    async fn send_acks(&mut self, straggler_delay: Duration) -> Result<(), String> {
-        for ack in self
-            .acks
-            .take_acks(Instant::now().into_std(), straggler_delay)
-        {
+    async fn send_acks(&mut self, stragglers: Option<Duration>) -> Result<(), String> {
+        for ack in self.acks.take_acks(Instant::now().into_std(), stragglers) {
             self.channel
                 .basic_ack(
                     ack.tag,
