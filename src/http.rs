@@ -1,4 +1,5 @@
-//! The worker's one HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+//! The worker's one HTTP listener: `/metrics`, `/healthz`, `/readyz`, and
+//! the admin API ([`crate::admin`]) when `RELAY_ADMIN_TOKEN` is set.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,15 +19,22 @@ use crate::shutdown::Shutdown;
 pub struct AppState {
     pub health: Arc<Health>,
     pub prometheus: PrometheusHandle,
+    /// The admin API's state; `None` leaves its routes out entirely.
+    pub admin: Option<crate::admin::AdminState>,
 }
 
 /// The routes, separate from binding so tests can call them directly.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let admin = state.admin.clone();
+    let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(state)
+        .with_state(state);
+    match admin {
+        Some(admin) => router.merge(crate::admin::router(admin)),
+        None => router,
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

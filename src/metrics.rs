@@ -25,6 +25,8 @@ pub const CIRCUIT_OPENS: &str = "pusher_relay_circuit_opens_total";
 pub const CONSUMER_LAG: &str = "pusher_relay_consumer_lag_messages";
 pub const STORE_ERRORS: &str = "pusher_relay_store_errors_total";
 pub const BROKER_CONNECTIONS_LOST: &str = "pusher_relay_broker_connections_lost_total";
+pub const DEAD_LETTERS_PENDING: &str = "pusher_relay_dead_letters_pending";
+pub const REPLAYS: &str = "pusher_relay_replays_total";
 
 /// Installs the Prometheus recorder once per process and returns the handle
 /// `/metrics` renders. Later calls return the same handle, so tests that
@@ -106,6 +108,12 @@ fn describe() {
         "Failed writes to the dead-letter store (retried; nothing is acked meanwhile)."
     );
     describe_counter!(BROKER_CONNECTIONS_LOST, Unit::Count, "Connections to RabbitMQ lost; the worker reconnects with backoff and unacked intents are redelivered.");
+    describe_gauge!(DEAD_LETTERS_PENDING, Unit::Count, "Dead letters in the store not yet replayed, by reason (sampled every few seconds; shared by every worker on a PostgreSQL store).");
+    describe_counter!(
+        REPLAYS,
+        Unit::Count,
+        "Dead letters republished by replays run in this process, by outcome (replayed, failed)."
+    );
 }
 
 pub fn intent_consumed(kind: &str) {
@@ -172,4 +180,16 @@ pub fn store_error() {
 
 pub fn broker_connection_lost() {
     counter!(BROKER_CONNECTIONS_LOST).increment(1);
+}
+
+/// The store's pending dead letters for one reason.
+pub fn dead_letters_pending(reason: &'static str, n: i64) {
+    gauge!(DEAD_LETTERS_PENDING, "reason" => reason).set(n as f64);
+}
+
+/// `n` dead letters replayed (`replayed`) or not (`failed`).
+pub fn replays(outcome: &'static str, n: u64) {
+    if n > 0 {
+        counter!(REPLAYS, "outcome" => outcome).increment(n);
+    }
 }
