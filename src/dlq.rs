@@ -85,7 +85,7 @@ fn fit(s: &str, width: usize) -> String {
 /// takes what the others leave. The cursor for the next page follows.
 pub fn page_table(page: &Page, width: usize) -> String {
     // id, time, reason, status, type, channel; error gets the rest.
-    let fixed = [8, 20, 10, 9, 18, 24];
+    let fixed = [7, 19, 9, 8, 16, 20];
     let used: usize = fixed.iter().sum::<usize>() + fixed.len();
     let err_w = width.saturating_sub(used).max(10);
     let row = |cells: [&str; 7]| {
