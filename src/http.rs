@@ -1,5 +1,6 @@
-//! The worker's one HTTP listener: `/metrics`, `/healthz`, `/readyz` and
-//! `POST /webhooks/pusher`.
+//! The worker's one HTTP listener: `/metrics`, `/healthz`, `/readyz`,
+//! `POST /webhooks/pusher`, and the admin API ([`crate::admin`]) when
+//! `RELAY_ADMIN_TOKEN` is set.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub health: Arc<Health>,
     pub prometheus: PrometheusHandle,
     pub webhooks: Arc<WebhookIngress>,
+    /// The admin API's state; `None` leaves its routes out entirely.
+    pub admin: Option<crate::admin::AdminState>,
 }
 
 /// The routes, separate from binding so tests can call them directly.
@@ -30,12 +33,17 @@ pub fn router(state: AppState) -> Router {
         // Over the limit, axum answers 413 before the body is read.
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
         .with_state(state.webhooks.clone());
-    Router::new()
+    let admin = state.admin.clone();
+    let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state)
-        .merge(webhooks)
+        .merge(webhooks);
+    match admin {
+        Some(admin) => router.merge(crate::admin::router(admin)),
+        None => router,
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -17,15 +17,19 @@
 //! - [`http`], [`health`], [`metrics`]: `/metrics`, `/healthz`, `/readyz`
 //!   and every metric's name and help text.
 //! - [`webhooks`]: Pusher webhook ingress into RabbitMQ, and `webhooks tail`.
+//! - [`admin`]: the dead-letter admin API under `/api` (on with
+//!   `RELAY_ADMIN_TOKEN`); [`dlq`]: what the `dlq` CLI commands print.
 //! - [`shutdown`]: the signal every task listens to.
 //! - [`publish`]: typed intents and a confirmed, reconnecting publisher.
 //! - [`listen`]: a WebSocket subscriber that prints arriving events.
 //! - [`commands`]: the one-shot CLI commands (`check`, `trigger`, ...).
 
+pub mod admin;
 pub mod amqp;
 pub mod commands;
 pub mod config;
 pub mod deadletter;
+pub mod dlq;
 pub mod health;
 pub mod http;
 pub mod intent;

@@ -130,6 +130,130 @@ enum Command {
     /// Webhook events the worker republished to RabbitMQ.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Dead letters in DATABASE_URL: list, show, replay, delete, purge, stats.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List dead letters, newest first, one page at a time.
+    List {
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Rows per page (at most 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Start after this cursor (printed under the previous page).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Table width; the terminal's when COLUMNS is exported.
+        #[arg(long, env = "COLUMNS", default_value_t = 100, hide = true)]
+        width: usize,
+    },
+    /// Show every stored field of one dead letter, its body pretty-printed.
+    Show {
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Republish dead letters to the intent exchange (AMQP_EXCHANGE) with
+    /// their original body and routing key and a header naming the dead
+    /// letter; each is marked replayed once the broker confirms it. Pending
+    /// ones only unless --force. Safe to run twice at once.
+    Replay {
+        /// Only these ids (combined with the filters).
+        ids: Vec<i64>,
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Replay dead letters already replayed too.
+        #[arg(long)]
+        force: bool,
+        /// Only count what would be replayed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+        /// Rows claimed and published per batch.
+        #[arg(long, default_value_t = 500)]
+        batch_size: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete dead letters by id.
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<i64>,
+    },
+    /// Delete every dead letter matching the filters (all of them without
+    /// filters), after confirmation.
+    Purge {
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Only dead letters older than this, like 30d or 12h.
+        #[arg(long)]
+        older_than: Option<String>,
+        /// Only count what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts by reason, type and day, and the oldest pending dead letter.
+    Stats {
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Filters shared by the dlq commands.
+#[derive(Args)]
+struct DlqFilter {
+    /// Reasons, comma separated: invalid, too_large, rejected, exhausted, expired.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Intent type, e.g. chat.message.
+    #[arg(long = "type")]
+    intent_type: Option<String>,
+    /// A channel the intent addressed.
+    #[arg(long)]
+    channel: Option<String>,
+    /// Dead-lettered at or after: RFC 3339 (2024-05-01T12:00:00Z), a date, or an age like 2h.
+    #[arg(long)]
+    since: Option<String>,
+    /// Dead-lettered before: RFC 3339, a date, or an age like 7d.
+    #[arg(long)]
+    until: Option<String>,
+    /// pending or replayed.
+    #[arg(long)]
+    status: Option<String>,
+}
+
+impl DlqFilter {
+    fn parse(self) -> anyhow::Result<pusher_relay::deadletter::Filter> {
+        let spec = pusher_relay::deadletter::FilterSpec {
+            reason: self.reason,
+            intent_type: self.intent_type,
+            channel: self.channel,
+            since: self.since,
+            until: self.until,
+            status: self.status,
+        };
+        Ok(spec.parse(std::time::SystemTime::now())?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -292,6 +416,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     let cfg = Config::from_env()?;
     init_tracing(cfg.log_json);
     match command {
+        Command::Dlq(dlq) => return run_dlq(&cfg, dlq).await,
         Command::Run => pusher_relay::relay::run(cfg).await?,
         Command::Publish {
             intent,
@@ -440,5 +565,162 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_dlq(cfg: &Config, command: DlqCommand) -> anyhow::Result<ExitCode> {
+    use pusher_relay::deadletter::{replay, Cursor, ReplayOptions, Store};
+    use pusher_relay::dlq;
+    let store = Store::connect(cfg.database_url.expose()).await?;
+    match command {
+        DlqCommand::List {
+            filter,
+            limit,
+            cursor,
+            json,
+            width,
+        } => {
+            let cursor = cursor.as_deref().map(Cursor::decode).transpose()?;
+            let page = store.list(&filter.parse()?, cursor, limit).await?;
+            if json {
+                print_json(&dlq::page_json(&page))?;
+            } else {
+                print!("{}", dlq::page_table(&page, width));
+            }
+        }
+        DlqCommand::Show { id, json } => {
+            let Some(dl) = store.get(id).await? else {
+                anyhow::bail!("no dead letter with id {id}");
+            };
+            if json {
+                print_json(&dlq::detail_json(&dl))?;
+            } else {
+                print!("{}", dlq::show_text(&dl));
+            }
+        }
+        DlqCommand::Replay {
+            ids,
+            filter,
+            force,
+            dry_run,
+            yes,
+            batch_size,
+            json,
+        } => {
+            let mut filter = filter.parse()?;
+            filter.ids = ids;
+            let plan = replay::plan(&store, &filter, force).await?;
+            let report = if dry_run || plan.eligible == 0 {
+                plan
+            } else {
+                let question = format!(
+                    "{} dead letter(s) match; replay {} to exchange {:?}{}?",
+                    plan.matched,
+                    plan.eligible,
+                    cfg.amqp.exchange,
+                    if plan.skipped_replayed > 0 {
+                        format!(
+                            " ({} already replayed, skipped; --force includes them)",
+                            plan.skipped_replayed
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                if !dlq::confirm(&question, yes)? {
+                    eprintln!("nothing replayed");
+                    return Ok(ExitCode::FAILURE);
+                }
+                let bar = dlq::progress_bar(plan.eligible);
+                let opts = ReplayOptions {
+                    force,
+                    batch_size,
+                    ..ReplayOptions::default()
+                };
+                let report = replay::replay(&store, &cfg.amqp, &filter, &opts, |done, _| {
+                    if let Some(bar) = &bar {
+                        bar.set_position(done);
+                    }
+                })
+                .await;
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                report?
+            };
+            if json {
+                print_json(&report)?;
+            } else {
+                print!("{}", dlq::replay_text(&report));
+            }
+            if report.failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        DlqCommand::Delete { ids } => {
+            let n = store.delete(&ids).await?;
+            println!("{n} deleted");
+            if n < ids.len() as u64 {
+                eprintln!("{} id(s) did not exist", ids.len() as u64 - n);
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        DlqCommand::Purge {
+            filter,
+            older_than,
+            dry_run,
+            yes,
+            json,
+        } => {
+            let mut filter = filter.parse()?;
+            if let Some(age) = older_than {
+                let age = pusher_relay::deadletter::filter::parse_age("older-than", &age)?;
+                let cutoff = std::time::SystemTime::now()
+                    .checked_sub(age)
+                    .map_or(0, pusher_relay::deadletter::filter::unix_ms);
+                filter.until_ms = Some(filter.until_ms.map_or(cutoff, |u| u.min(cutoff)));
+            }
+            let matched = store.count_matching(&filter).await?;
+            let deleted = if dry_run || matched == 0 {
+                0
+            } else {
+                let question = format!("delete {matched} dead letter(s) for good?");
+                if !dlq::confirm(&question, yes)? {
+                    eprintln!("nothing deleted");
+                    return Ok(ExitCode::FAILURE);
+                }
+                let bar = dlq::progress_bar(u64::try_from(matched).unwrap_or(0));
+                let n = store
+                    .purge(&filter, |n| {
+                        if let Some(bar) = &bar {
+                            bar.set_position(n);
+                        }
+                    })
+                    .await?;
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                n
+            };
+            if json {
+                print_json(
+                    &serde_json::json!({"matched": matched, "deleted": deleted, "dry_run": dry_run}),
+                )?;
+            } else if dry_run {
+                println!("{matched} would be deleted");
+            } else {
+                println!("{deleted} deleted");
+            }
+        }
+        DlqCommand::Stats { filter, json } => {
+            let stats = store.stats(&filter.parse()?).await?;
+            if json {
+                print_json(&stats)?;
+            } else {
+                print!("{}", dlq::stats_text(&stats));
+            }
+        }
+    }
+    store.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -28,6 +28,8 @@ pub const WEBHOOKS_RECEIVED: &str = "pusher_relay_webhooks_received_total";
 pub const WEBHOOKS_REJECTED: &str = "pusher_relay_webhooks_rejected_total";
 pub const WEBHOOK_EVENTS_PUBLISHED: &str = "pusher_relay_webhook_events_published_total";
 pub const BROKER_CONNECTIONS_LOST: &str = "pusher_relay_broker_connections_lost_total";
+pub const DEAD_LETTERS_PENDING: &str = "pusher_relay_dead_letters_pending";
+pub const REPLAYS: &str = "pusher_relay_replays_total";
 
 /// Installs the Prometheus recorder once per process and returns the handle
 /// `/metrics` renders. Later calls return the same handle, so tests that
@@ -120,6 +122,12 @@ fn describe() {
         "Webhook events published to the webhook exchange, by event name."
     );
     describe_counter!(BROKER_CONNECTIONS_LOST, Unit::Count, "Connections to RabbitMQ lost; the worker reconnects with backoff and unacked intents are redelivered.");
+    describe_gauge!(DEAD_LETTERS_PENDING, Unit::Count, "Dead letters in the store not yet replayed, by reason (sampled every few seconds; shared by every worker on a PostgreSQL store).");
+    describe_counter!(
+        REPLAYS,
+        Unit::Count,
+        "Dead letters republished by replays run in this process, by outcome (replayed, failed)."
+    );
 }
 
 pub fn intent_consumed(kind: &str) {
@@ -198,4 +206,16 @@ pub fn webhook_rejected(reason: &'static str) {
 
 pub fn webhook_event_published(name: &str) {
     counter!(WEBHOOK_EVENTS_PUBLISHED, "name" => name.to_string()).increment(1);
+}
+
+/// The store's pending dead letters for one reason.
+pub fn dead_letters_pending(reason: &'static str, n: i64) {
+    gauge!(DEAD_LETTERS_PENDING, "reason" => reason).set(n as f64);
+}
+
+/// `n` dead letters replayed (`replayed`) or not (`failed`).
+pub fn replays(outcome: &'static str, n: u64) {
+    if n > 0 {
+        counter!(REPLAYS, "outcome" => outcome).increment(n);
+    }
 }

@@ -9,7 +9,20 @@
 //! default for a single worker host) and PostgreSQL (several workers sharing a
 //! store). Their schemas live in `migrations/sqlite` and `migrations/postgres`
 //! and are applied by [`Store::connect`].
+//!
+//! Operations for operators (the `dlq` CLI and the admin API) are split by
+//! concern:
+//! - [`filter`]: which rows (reason, type, channel, time, status, ids), the
+//!   page cursor, and the SQL they become;
+//! - [`ops`]: list, count, stats, delete, purge and replay claims on [`Store`];
+//! - [`replay`]: republishing to the intent exchange, safe under concurrency.
 
+pub mod filter;
+pub mod ops;
+pub mod replay;
 pub mod store;
 
-pub use store::{DeadLetter, NewDeadLetter, ParseReasonError, Reason, Store, StoreError};
+pub use filter::{Cursor, Filter, FilterError, FilterSpec};
+pub use ops::{Count, Page, Stats};
+pub use replay::{ReplayError, ReplayOptions, ReplayReport};
+pub use store::{DeadLetter, NewDeadLetter, ParseReasonError, Reason, Status, Store, StoreError};

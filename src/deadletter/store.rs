@@ -158,6 +158,50 @@ pub struct DeadLetter {
     pub replay_count: i64,
     /// When it was last replayed (unix ms).
     pub last_replayed_at_ms: Option<i64>,
+    /// Whether it still waits for a replay.
+    pub status: Status,
+}
+
+/// Where a dead letter is in its life. Stored as text; no CHECK constraint,
+/// so a later status needs no table rebuild on SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Stored and not replayed yet.
+    Pending,
+    /// Republished to the intent exchange at least once.
+    Replayed,
+}
+
+impl Status {
+    /// The stable name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Replayed => "replayed",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+
+    /// The error is the expectation, for filter messages to embed.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(Status::Pending),
+            "replayed" => Ok(Status::Replayed),
+            other => Err(format!(
+                "unknown status {other:?}: expected pending or replayed"
+            )),
+        }
+    }
 }
 
 /// Errors from the dead-letter store.
@@ -255,7 +299,7 @@ fn sqlx_unavailable(e: &sqlx::Error) -> bool {
 }
 
 #[derive(Clone)]
-enum Inner {
+pub(super) enum Inner {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -263,7 +307,7 @@ enum Inner {
 /// Handle to the dead-letter store. Cheap to clone (it wraps a pool).
 #[derive(Clone)]
 pub struct Store {
-    inner: Inner,
+    pub(super) inner: Inner,
 }
 
 impl fmt::Debug for Store {
@@ -484,7 +528,7 @@ impl Store {
     }
 }
 
-fn query_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+pub(super) fn query_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { op, source }
 }
 
@@ -679,15 +723,16 @@ const INSERT_PG: &str = "INSERT INTO dead_letters \
      pusher_status, pusher_body, attempts, first_seen_at_ms, dead_lettered_at_ms) \
     VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id";
 
-const SQLITE_COLUMNS: &str = "id, body, routing_key, headers, intent_id, intent_type, channels, \
+pub(super) const SQLITE_COLUMNS: &str =
+    "id, body, routing_key, headers, intent_id, intent_type, channels, \
     reason, error, pusher_status, pusher_body, attempts, first_seen_at_ms, dead_lettered_at_ms, \
-    replay_count, last_replayed_at_ms";
+    replay_count, last_replayed_at_ms, status";
 
 // headers comes back as text because sqlx's `json` feature is not enabled.
-const PG_COLUMNS: &str =
+pub(super) const PG_COLUMNS: &str =
     "id, body, routing_key, headers::text AS headers, intent_id, intent_type, \
     channels, reason, error, pusher_status::bigint AS pusher_status, pusher_body, attempts, \
-    first_seen_at_ms, dead_lettered_at_ms, replay_count, last_replayed_at_ms";
+    first_seen_at_ms, dead_lettered_at_ms, replay_count, last_replayed_at_ms, status";
 
 async fn sqlite_insert<'e, E>(executor: E, dl: &NewDeadLetter) -> Result<i64, sqlx::Error>
 where
@@ -790,7 +835,7 @@ fn strip_nul_json(v: &serde_json::Value) -> Cow<'_, serde_json::Value> {
 }
 
 /// A row as the database returns it, before the checks that can mark it corrupt.
-struct RawRow {
+pub(super) struct RawRow {
     id: i64,
     body: Vec<u8>,
     routing_key: String,
@@ -807,10 +852,11 @@ struct RawRow {
     dead_lettered_at_ms: i64,
     replay_count: i64,
     last_replayed_at_ms: Option<i64>,
+    status: String,
 }
 
 impl RawRow {
-    fn from_sqlite(row: &SqliteRow) -> Result<RawRow, sqlx::Error> {
+    pub(super) fn from_sqlite(row: &SqliteRow) -> Result<RawRow, sqlx::Error> {
         let channels_text: String = row.try_get("channels")?;
         Ok(RawRow {
             id: row.try_get("id")?,
@@ -830,10 +876,11 @@ impl RawRow {
             dead_lettered_at_ms: row.try_get("dead_lettered_at_ms")?,
             replay_count: row.try_get("replay_count")?,
             last_replayed_at_ms: row.try_get("last_replayed_at_ms")?,
+            status: row.try_get("status")?,
         })
     }
 
-    fn from_pg(row: &PgRow) -> Result<RawRow, sqlx::Error> {
+    pub(super) fn from_pg(row: &PgRow) -> Result<RawRow, sqlx::Error> {
         Ok(RawRow {
             id: row.try_get("id")?,
             body: row.try_get("body")?,
@@ -851,12 +898,13 @@ impl RawRow {
             dead_lettered_at_ms: row.try_get("dead_lettered_at_ms")?,
             replay_count: row.try_get("replay_count")?,
             last_replayed_at_ms: row.try_get("last_replayed_at_ms")?,
+            status: row.try_get("status")?,
         })
     }
 
     /// Rows may have been edited by hand or written by another version, so
     /// every conversion is checked rather than assumed.
-    fn into_dead_letter(self) -> Result<DeadLetter, StoreError> {
+    pub(super) fn into_dead_letter(self) -> Result<DeadLetter, StoreError> {
         let id = self.id;
         let corrupt = |detail: String| StoreError::Corrupt { id, detail };
         let headers = serde_json::from_str(&self.headers)
@@ -878,6 +926,7 @@ impl RawRow {
             })?;
         let attempts = u32::try_from(self.attempts)
             .map_err(|_| corrupt(format!("attempts {} is not a u32", self.attempts)))?;
+        let status = self.status.parse::<Status>().map_err(corrupt)?;
         Ok(DeadLetter {
             id,
             body: self.body,
@@ -895,6 +944,7 @@ impl RawRow {
             dead_lettered_at_ms: self.dead_lettered_at_ms,
             replay_count: self.replay_count,
             last_replayed_at_ms: self.last_replayed_at_ms,
+            status,
         })
     }
 }

@@ -19,7 +19,7 @@ pub mod session;
 pub mod writer;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -69,6 +69,19 @@ impl Worker {
         let (trigger, shutdown) = shutdown::channel();
         let listener = http::bind(cfg.http.addr).await?;
         let http_addr = listener.local_addr()?;
+        // The listener starts before the store is connected (so /readyz can
+        // report a store that is down); the admin API gets the store through
+        // this slot, filled by run_sessions once connected.
+        let store_slot: Arc<OnceLock<Store>> = Arc::default();
+        let admin = cfg
+            .http
+            .admin_token
+            .clone()
+            .map(|token| crate::admin::AdminState {
+                store: store_slot.clone(),
+                token,
+                amqp: cfg.amqp.clone(),
+            });
         let state = http::AppState {
             health: health.clone(),
             prometheus,
@@ -77,12 +90,19 @@ impl Worker {
                 cfg.pusher.secret.clone(),
                 cfg.amqp.clone(),
             ),
+            admin,
         };
         tokio::spawn(http::serve(listener, state, trigger.subscribe()));
         tracing::info!(%http_addr, pusher = %cfg.pusher.base_url(), "listening for /metrics, /healthz, /readyz");
 
         let client = Client::new(&cfg.pusher)?;
-        let task = tokio::spawn(run_sessions(cfg, client, health.clone(), shutdown));
+        let task = tokio::spawn(run_sessions(
+            cfg,
+            client,
+            health.clone(),
+            store_slot,
+            shutdown,
+        ));
         Ok(Worker {
             http_addr,
             health,
@@ -183,11 +203,13 @@ async fn run_sessions(
     cfg: Config,
     client: Client,
     health: Arc<Health>,
+    store_slot: Arc<OnceLock<Store>>,
     mut shutdown: Shutdown,
 ) -> Result<(), RelayError> {
     let Some(store) = connect_store(&cfg, &health, &mut shutdown).await? else {
         return Ok(());
     };
+    let _ = store_slot.set(store.clone());
     let pinger = tokio::spawn(ping_store(store.clone(), health.clone(), shutdown.clone()));
     let policy = dispatch::RetryPolicy {
         max_attempts: cfg.relay.max_attempts,
@@ -257,6 +279,16 @@ async fn ping_store(store: Store, health: Arc<Health>, mut shutdown: Shutdown) {
         match store.ping().await {
             Ok(()) => health.set_store(None),
             Err(e) => health.set_store(Some(e.to_string())),
+        }
+        // Sampled here rather than on every insert or replay: the count is
+        // the store's (other workers and the CLI change it too).
+        match store.pending_by_reason().await {
+            Ok(counts) => {
+                for (reason, n) in counts {
+                    metrics::dead_letters_pending(reason.as_str(), n);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot count pending dead letters"),
         }
     }
 }

@@ -1,0 +1,565 @@
+//! Operator queries on the store: list (keyset pages), count, stats,
+//! delete, purge, and the row claims replay relies on. Each runs in bounded
+//! memory whatever the table's size: listing and claiming take at most one
+//! page or batch, purge deletes in batches.
+
+use serde::Serialize;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{Postgres, Row, Sqlite};
+
+use super::filter::{Bind, Cursor, Dialect, Filter, Where};
+use super::store::{query_err, DeadLetter, Inner, RawRow, Reason, Store, StoreError};
+use super::store::{PG_COLUMNS, SQLITE_COLUMNS};
+
+/// Largest page a listing returns, whatever the caller asks: a page is held
+/// in memory whole (bodies included).
+pub const MAX_PAGE: u32 = 1000;
+
+/// Rows deleted per statement by [`Store::purge`]: small enough that one
+/// statement does not hold SQLite's write lock (and so the worker's
+/// dead-letter inserts) for long.
+pub const PURGE_BATCH: u32 = 2000;
+
+/// One page of a listing, newest first.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The dead letters on this page.
+    pub items: Vec<DeadLetter>,
+    /// Pass back to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Counts for one key (a reason, type or day).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Count {
+    /// The reason, intent type (`(unknown)` when undecodable) or UTC day.
+    pub key: String,
+    /// Dead letters with this key.
+    pub total: i64,
+    /// Of which still pending.
+    pub pending: i64,
+}
+
+/// The oldest dead letter still waiting for replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Oldest {
+    /// Its id.
+    pub id: i64,
+    /// When it was dead-lettered (unix ms).
+    pub dead_lettered_at_ms: i64,
+}
+
+/// What `dlq stats` and `GET /api/dead-letters/stats` show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Matching dead letters.
+    pub total: i64,
+    /// Of which pending.
+    pub pending: i64,
+    /// Every reason (zero included), in [`Reason::ALL`] order.
+    pub by_reason: Vec<Count>,
+    /// The most frequent intent types, at most [`STATS_TOP_TYPES`].
+    pub by_type: Vec<Count>,
+    /// The most recent UTC days with dead letters, at most [`STATS_DAYS`].
+    pub by_day: Vec<Count>,
+    /// The oldest pending dead letter, if any.
+    pub oldest_pending: Option<Oldest>,
+}
+
+/// Types listed in stats; the long tail of a misbehaving producer's random
+/// types would otherwise make the output unbounded.
+pub const STATS_TOP_TYPES: u32 = 50;
+/// Days listed in stats.
+pub const STATS_DAYS: u32 = 31;
+
+/// A dead letter claimed for replay: what republishing needs, no more.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Its id (for the replay header and the later mark).
+    pub id: i64,
+    /// The original body.
+    pub body: Vec<u8>,
+    /// The original routing key.
+    pub routing_key: String,
+    /// Stored AMQP properties and headers (`{}` if unreadable).
+    pub headers: serde_json::Value,
+}
+
+/// The parameters of one claim, see [`Store::claim`].
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    /// The rows to consider.
+    pub filter: &'a Filter,
+    /// Unique per replay run; written to `claimed_by`.
+    pub claim_id: &'a str,
+    /// Also claim rows already replayed, if replayed before `started_ms`.
+    pub force: bool,
+    /// When the replay run began (unix ms).
+    pub started_ms: i64,
+    /// Now (unix ms), written to `claimed_at_ms`.
+    pub now_ms: i64,
+    /// Claims taken before this (unix ms) are abandoned and may be taken over.
+    pub stale_before_ms: i64,
+    /// Only ids above this: the run's progress, so each row is tried once.
+    pub after_id: i64,
+    /// At most this many rows.
+    pub limit: u32,
+}
+
+enum Rows {
+    Sqlite(Vec<SqliteRow>),
+    Postgres(Vec<PgRow>),
+}
+
+fn sqlite_query<'q>(sql: &'q str, binds: &'q [Bind]) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+    let mut q = sqlx::query(sql);
+    for b in binds {
+        q = match b {
+            Bind::Int(v) => q.bind(*v),
+            Bind::Text(v) => q.bind(v.as_str()),
+            Bind::Ids(v) => q.bind(serde_json::Value::from(v.as_slice()).to_string()),
+            Bind::Texts(v) => q.bind(serde_json::Value::from(v.as_slice()).to_string()),
+        };
+    }
+    q
+}
+
+fn pg_query<'q>(sql: &'q str, binds: &'q [Bind]) -> Query<'q, Postgres, PgArguments> {
+    let mut q = sqlx::query(sql);
+    for b in binds {
+        q = match b {
+            Bind::Int(v) => q.bind(*v),
+            Bind::Text(v) => q.bind(v.as_str()),
+            Bind::Ids(v) => q.bind(v.as_slice()),
+            Bind::Texts(v) => q.bind(v.as_slice()),
+        };
+    }
+    q
+}
+
+impl Store {
+    fn dialect(&self) -> Dialect {
+        match self.inner {
+            Inner::Sqlite(_) => Dialect::Sqlite,
+            Inner::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    async fn fetch(&self, op: &'static str, sql: &str, binds: &[Bind]) -> Result<Rows, StoreError> {
+        match &self.inner {
+            Inner::Sqlite(pool) => sqlite_query(sql, binds)
+                .fetch_all(pool)
+                .await
+                .map(Rows::Sqlite),
+            Inner::Postgres(pool) => pg_query(sql, binds)
+                .fetch_all(pool)
+                .await
+                .map(Rows::Postgres),
+        }
+        .map_err(query_err(op))
+    }
+
+    async fn execute(
+        &self,
+        op: &'static str,
+        sql: &str,
+        binds: &[Bind],
+    ) -> Result<u64, StoreError> {
+        match &self.inner {
+            Inner::Sqlite(pool) => sqlite_query(sql, binds)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+            Inner::Postgres(pool) => pg_query(sql, binds)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+        }
+        .map_err(query_err(op))
+    }
+
+    /// One page of matching dead letters, newest (highest id) first, at most
+    /// `limit` (capped at [`MAX_PAGE`]) rows after `cursor`.
+    pub async fn list(
+        &self,
+        filter: &Filter,
+        cursor: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Page, StoreError> {
+        let op = "list";
+        let limit = limit.clamp(1, MAX_PAGE);
+        let dialect = self.dialect();
+        let mut w = Where::filter(dialect, filter);
+        if let Some(c) = cursor {
+            w.push(Bind::Int(c.before_id), |p| format!("id < {p}"));
+        }
+        // One extra row tells whether another page exists.
+        let lim = w.bind(Bind::Int(i64::from(limit) + 1));
+        let columns = match dialect {
+            Dialect::Sqlite => SQLITE_COLUMNS,
+            Dialect::Postgres => PG_COLUMNS,
+        };
+        let sql = format!(
+            "SELECT {columns} FROM dead_letters {} ORDER BY id DESC LIMIT {lim}",
+            w.sql()
+        );
+        let raws = match self.fetch(op, &sql, &w.binds).await? {
+            Rows::Sqlite(rows) => rows
+                .iter()
+                .map(RawRow::from_sqlite)
+                .collect::<Result<Vec<_>, _>>(),
+            Rows::Postgres(rows) => rows.iter().map(RawRow::from_pg).collect(),
+        }
+        .map_err(query_err(op))?;
+        let mut items = raws
+            .into_iter()
+            .map(RawRow::into_dead_letter)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|dl| Cursor { before_id: dl.id }.encode())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// How many dead letters match.
+    pub async fn count_matching(&self, filter: &Filter) -> Result<i64, StoreError> {
+        let op = "count_matching";
+        let w = Where::filter(self.dialect(), filter);
+        let sql = format!("SELECT COUNT(*) AS n FROM dead_letters {}", w.sql());
+        single_i64(op, self.fetch(op, &sql, &w.binds).await?)
+    }
+
+    /// How many matching dead letters a replay would take: pending ones, or
+    /// all with `force`.
+    pub async fn count_replayable(&self, filter: &Filter, force: bool) -> Result<i64, StoreError> {
+        let op = "count_replayable";
+        let mut w = Where::filter(self.dialect(), filter);
+        if !force {
+            w.push_raw("status = 'pending'");
+        }
+        let sql = format!("SELECT COUNT(*) AS n FROM dead_letters {}", w.sql());
+        single_i64(op, self.fetch(op, &sql, &w.binds).await?)
+    }
+
+    /// Pending dead letters per reason, every reason included (for the
+    /// `pusher_relay_dead_letters_pending` gauge, which must drop to 0).
+    pub async fn pending_by_reason(&self) -> Result<Vec<(Reason, i64)>, StoreError> {
+        let op = "pending_by_reason";
+        let sql = "SELECT reason AS k, COUNT(*) AS n FROM dead_letters \
+                   WHERE status = 'pending' GROUP BY reason";
+        let rows = key_counts(op, self.fetch(op, sql, &[]).await?)?;
+        Ok(Reason::ALL
+            .iter()
+            .map(|&r| {
+                let n = rows
+                    .iter()
+                    .filter(|(k, _, _)| k == r.as_str())
+                    .map(|(_, n, _)| *n)
+                    .sum();
+                (r, n)
+            })
+            .collect())
+    }
+
+    /// Counts by reason, type and day, and the oldest pending, over the
+    /// matching dead letters. Aggregated in the database, so the table's
+    /// size does not matter to memory.
+    pub async fn stats(&self, filter: &Filter) -> Result<Stats, StoreError> {
+        let op = "stats";
+        let dialect = self.dialect();
+        let w = Where::filter(dialect, filter);
+        let wsql = w.sql();
+        let pending = "SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END)";
+        let grouped = |key: &str, order: &str, limit: Option<u32>| {
+            let limit = limit.map(|n| format!("LIMIT {n}")).unwrap_or_default();
+            format!(
+                "SELECT {key} AS k, COUNT(*) AS n, {pending} AS p FROM dead_letters {wsql} \
+                 GROUP BY 1 ORDER BY {order} {limit}"
+            )
+        };
+        let day = match dialect {
+            Dialect::Sqlite => "date(dead_lettered_at_ms / 1000, 'unixepoch')",
+            Dialect::Postgres => {
+                "to_char(to_timestamp(dead_lettered_at_ms / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            }
+        };
+        let reasons = key_counts(
+            op,
+            self.fetch(op, &grouped("reason", "1", None), &w.binds)
+                .await?,
+        )?;
+        let by_type = key_counts(
+            op,
+            self.fetch(
+                op,
+                &grouped(
+                    "COALESCE(intent_type, '(unknown)')",
+                    "2 DESC, 1",
+                    Some(STATS_TOP_TYPES),
+                ),
+                &w.binds,
+            )
+            .await?,
+        )?;
+        let by_day = key_counts(
+            op,
+            self.fetch(op, &grouped(day, "1 DESC", Some(STATS_DAYS)), &w.binds)
+                .await?,
+        )?;
+        let mut ow = w.clone();
+        ow.push_raw("status = 'pending'");
+        let sql = format!(
+            "SELECT id, dead_lettered_at_ms FROM dead_letters {} \
+             ORDER BY dead_lettered_at_ms, id LIMIT 1",
+            ow.sql()
+        );
+        let oldest_pending = match self.fetch(op, &sql, &ow.binds).await? {
+            Rows::Sqlite(rows) => rows
+                .first()
+                .map(|r| -> Result<Oldest, sqlx::Error> {
+                    Ok(Oldest {
+                        id: r.try_get(0)?,
+                        dead_lettered_at_ms: r.try_get(1)?,
+                    })
+                })
+                .transpose(),
+            Rows::Postgres(rows) => rows
+                .first()
+                .map(|r| -> Result<Oldest, sqlx::Error> {
+                    Ok(Oldest {
+                        id: r.try_get(0)?,
+                        dead_lettered_at_ms: r.try_get(1)?,
+                    })
+                })
+                .transpose(),
+        }
+        .map_err(query_err(op))?;
+
+        let to_count = |(key, total, pending): (String, i64, i64)| Count {
+            key,
+            total,
+            pending,
+        };
+        let by_reason: Vec<Count> = Reason::ALL
+            .iter()
+            .map(|r| {
+                let (total, pending) = reasons
+                    .iter()
+                    .filter(|(k, _, _)| k == r.as_str())
+                    .fold((0, 0), |(t, p), (_, n, q)| (t + n, p + q));
+                Count {
+                    key: r.as_str().to_owned(),
+                    total,
+                    pending,
+                }
+            })
+            .collect();
+        let total = reasons.iter().map(|(_, n, _)| n).sum();
+        let pending = reasons.iter().map(|(_, _, p)| p).sum();
+        Ok(Stats {
+            total,
+            pending,
+            by_reason,
+            by_type: by_type.into_iter().map(to_count).collect(),
+            by_day: by_day.into_iter().map(to_count).collect(),
+            oldest_pending,
+        })
+    }
+
+    /// Deletes the dead letters with these ids; returns how many existed.
+    pub async fn delete(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let filter = Filter {
+            ids: ids.to_vec(),
+            ..Filter::default()
+        };
+        let w = Where::filter(self.dialect(), &filter);
+        let sql = format!("DELETE FROM dead_letters {}", w.sql());
+        self.execute("delete", &sql, &w.binds).await
+    }
+
+    /// Deletes every matching dead letter, [`PURGE_BATCH`] rows per
+    /// statement, calling `progress` with the running total after each.
+    /// Returns how many were deleted.
+    pub async fn purge(
+        &self,
+        filter: &Filter,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, StoreError> {
+        let mut w = Where::filter(self.dialect(), filter);
+        let lim = w.bind(Bind::Int(i64::from(PURGE_BATCH)));
+        // A subquery because SQLite's DELETE ... LIMIT is a compile-time
+        // option that the bundled build does not enable.
+        let sql = format!(
+            "DELETE FROM dead_letters WHERE id IN \
+             (SELECT id FROM dead_letters {} ORDER BY id LIMIT {lim})",
+            w.sql()
+        );
+        let mut deleted = 0;
+        loop {
+            let n = self.execute("purge", &sql, &w.binds).await?;
+            if n == 0 {
+                return Ok(deleted);
+            }
+            deleted += n;
+            progress(deleted);
+        }
+    }
+
+    /// Atomically claims up to `limit` replayable rows for one replay run and
+    /// returns them in id order.
+    ///
+    /// A row is claimable when it matches the filter, has an id above
+    /// `after_id`, is pending (or, with `force`, was last replayed before this
+    /// run started: a concurrent forced run's fresh replay is not repeated),
+    /// and is unclaimed or its claim is stale. The claim is one `UPDATE ...
+    /// RETURNING`: on SQLite writers are serialised, so two runs cannot both
+    /// take a row; on PostgreSQL the subquery locks the rows `FOR UPDATE SKIP
+    /// LOCKED`, so a concurrent run skips them instead of waiting, and the
+    /// row's conditions are rechecked after the lock.
+    pub async fn claim(&self, req: &ClaimRequest<'_>) -> Result<Vec<Claimed>, StoreError> {
+        let op = "claim";
+        let dialect = self.dialect();
+        let mut w = Where::filter(dialect, req.filter);
+        w.push(Bind::Int(req.after_id), |p| format!("id > {p}"));
+        if req.force {
+            w.push(Bind::Int(req.started_ms), |p| {
+                format!(
+                    "(status = 'pending' OR last_replayed_at_ms IS NULL OR last_replayed_at_ms < {p})"
+                )
+            });
+        } else {
+            w.push_raw("status = 'pending'");
+        }
+        w.push(Bind::Int(req.stale_before_ms), |p| {
+            format!("(claimed_by IS NULL OR claimed_at_ms < {p})")
+        });
+        let lim = w.bind(Bind::Int(i64::from(req.limit)));
+        let by = w.bind(Bind::Text(req.claim_id.to_owned()));
+        let at = w.bind(Bind::Int(req.now_ms));
+        let (lock, headers) = match dialect {
+            Dialect::Sqlite => ("", "headers"),
+            Dialect::Postgres => ("FOR UPDATE SKIP LOCKED", "headers::text AS headers"),
+        };
+        let sql = format!(
+            "UPDATE dead_letters SET claimed_by = {by}, claimed_at_ms = {at} WHERE id IN \
+             (SELECT id FROM dead_letters {} ORDER BY id LIMIT {lim} {lock}) \
+             RETURNING id, body, routing_key, {headers}",
+            w.sql()
+        );
+        fn claimed<R: Row>(r: &R) -> Result<Claimed, sqlx::Error>
+        where
+            usize: sqlx::ColumnIndex<R>,
+            for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            for<'a> Vec<u8>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        {
+            let id: i64 = r.try_get(0)?;
+            let headers: String = r.try_get(3)?;
+            let headers = serde_json::from_str(&headers).unwrap_or_else(|e| {
+                tracing::warn!(id, error = %e, "dead letter headers are not JSON; replaying without them");
+                serde_json::json!({})
+            });
+            Ok(Claimed {
+                id,
+                body: r.try_get(1)?,
+                routing_key: r.try_get(2)?,
+                headers,
+            })
+        }
+        let mut out = match self.fetch(op, &sql, &w.binds).await? {
+            Rows::Sqlite(rows) => rows.iter().map(claimed).collect::<Result<Vec<_>, _>>(),
+            Rows::Postgres(rows) => rows.iter().map(claimed).collect(),
+        }
+        .map_err(query_err(op))?;
+        // RETURNING order is unspecified on both backends.
+        out.sort_by_key(|c| c.id);
+        Ok(out)
+    }
+
+    /// Marks rows this run claimed as replayed (count + 1, time, claim
+    /// cleared) in one statement. A row whose claim was taken over is left
+    /// to its new owner.
+    pub async fn mark_replayed(
+        &self,
+        ids: &[i64],
+        claim_id: &str,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let dialect = self.dialect();
+        let mut w = Where::new(dialect);
+        let set_at = w.bind(Bind::Int(now_ms));
+        w.push(Bind::Ids(ids.to_vec()), |p| dialect.ids_condition(p));
+        w.push(Bind::Text(claim_id.to_owned()), |p| {
+            format!("claimed_by = {p}")
+        });
+        let sql = format!(
+            "UPDATE dead_letters SET status = 'replayed', replay_count = replay_count + 1, \
+             last_replayed_at_ms = {set_at}, claimed_by = NULL, claimed_at_ms = NULL {}",
+            w.sql()
+        );
+        self.execute("mark_replayed", &sql, &w.binds).await
+    }
+
+    /// Releases this run's claims on rows it could not republish, so a later
+    /// run can take them at once.
+    pub async fn release_claims(&self, ids: &[i64], claim_id: &str) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let filter = Filter {
+            ids: ids.to_vec(),
+            ..Filter::default()
+        };
+        let mut w = Where::filter(self.dialect(), &filter);
+        w.push(Bind::Text(claim_id.to_owned()), |p| {
+            format!("claimed_by = {p}")
+        });
+        let sql = format!(
+            "UPDATE dead_letters SET claimed_by = NULL, claimed_at_ms = NULL {}",
+            w.sql()
+        );
+        self.execute("release_claims", &sql, &w.binds).await
+    }
+}
+
+fn single_i64(op: &'static str, rows: Rows) -> Result<i64, StoreError> {
+    match rows {
+        Rows::Sqlite(rows) => rows.first().map(|r| r.try_get::<i64, _>(0)),
+        Rows::Postgres(rows) => rows.first().map(|r| r.try_get::<i64, _>(0)),
+    }
+    .unwrap_or(Ok(0))
+    .map_err(query_err(op))
+}
+
+/// `(key, count, pending)` rows; `p` is absent from some queries (then 0).
+fn key_counts(op: &'static str, rows: Rows) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    fn one<R: Row>(r: &R) -> Result<(String, i64, i64), sqlx::Error>
+    where
+        for<'a> &'a str: sqlx::ColumnIndex<R>,
+        for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    {
+        let pending = match r.try_get::<Option<i64>, _>("p") {
+            Ok(p) => p.unwrap_or(0),
+            Err(sqlx::Error::ColumnNotFound(_)) => 0,
+            Err(e) => return Err(e),
+        };
+        Ok((r.try_get("k")?, r.try_get("n")?, pending))
+    }
+    match rows {
+        Rows::Sqlite(rows) => rows.iter().map(one).collect::<Result<Vec<_>, _>>(),
+        Rows::Postgres(rows) => rows.iter().map(one).collect(),
+    }
+    .map_err(query_err(op))
+}

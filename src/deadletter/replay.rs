@@ -1,0 +1,323 @@
+//! Replay: republish dead letters to the intent exchange so the worker tries
+//! them again.
+//!
+//! The run is a loop over batches, so memory holds one batch whatever the
+//! number of rows:
+//!
+//! 1. claim up to [`ReplayOptions::batch_size`] rows in the database (see
+//!    [`Store::claim`]); claims live in the rows, not in this process, so two
+//!    runs at once (two operators, CLI and API, two hosts on PostgreSQL)
+//!    never take the same row;
+//! 2. publish each row's original body with its original routing key,
+//!    properties and headers, plus [`DEAD_LETTER_HEADER`] naming the row,
+//!    with publisher confirms and `mandatory` (an unroutable message counts
+//!    as failed, not as sent);
+//! 3. await the batch's confirms, then mark the confirmed rows replayed in one
+//!    statement and release the claims of the others.
+//!
+//! Crash between a confirm and the mark: the row stays claimed, its claim
+//! goes stale after [`ReplayOptions::stale_claim_after`], and a later run
+//! republishes it. Replay is at-least-once, like the rest of the relay.
+
+use std::time::{Duration, SystemTime};
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use serde::Serialize;
+
+use super::filter::{unix_ms, Filter};
+use super::ops::{ClaimRequest, Claimed};
+use super::store::{Store, StoreError};
+use crate::amqp::AmqpError;
+use crate::config::{redact_url, AmqpConfig};
+use crate::metrics;
+
+/// The AMQP header a replayed message carries: the dead letter's id, as a
+/// string (every AMQP client reads strings the same way).
+pub const DEAD_LETTER_HEADER: &str = "x-pusher-relay-dead-letter";
+
+/// How a replay runs.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Replay rows already replayed too.
+    pub force: bool,
+    /// Rows claimed, published and marked together: bounds memory and the
+    /// work repeated after a crash.
+    pub batch_size: u32,
+    /// A claim older than this is taken to belong to a run that died. Far
+    /// above the time one batch takes, so a live run's claim is not stolen.
+    pub stale_claim_after: Duration,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            force: false,
+            batch_size: 500,
+            stale_claim_after: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReplayReport {
+    /// Rows matching the filter.
+    pub matched: u64,
+    /// Of those, rows the run would take (pending, or all with force).
+    pub eligible: u64,
+    /// Matching rows skipped because they were already replayed (no force).
+    pub skipped_replayed: u64,
+    /// Republished, confirmed and marked replayed.
+    pub replayed: u64,
+    /// Could not be republished (nack, unroutable, channel error); left pending.
+    pub failed: u64,
+    /// Why some failed: the first few messages.
+    pub errors: Vec<String>,
+    /// True when nothing was published (`--dry-run`).
+    pub dry_run: bool,
+}
+
+/// Failed messages kept in a report; the rest are counted only.
+const MAX_REPORTED_ERRORS: usize = 10;
+
+/// Why a replay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The store failed; rows this run had claimed are released by staleness.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// RabbitMQ could not be reached or its channel closed.
+    #[error(transparent)]
+    Amqp(#[from] AmqpError),
+    /// The channel closed mid-run; the report says what was done before.
+    #[error("RabbitMQ channel closed during replay after {} replayed: {detail}", report.replayed)]
+    ChannelClosed {
+        /// What was done before the channel closed.
+        report: ReplayReport,
+        /// The broker's reason, as far as known.
+        detail: String,
+    },
+}
+
+/// Counts what [`replay`] would do, changing nothing.
+pub async fn plan(store: &Store, filter: &Filter, force: bool) -> Result<ReplayReport, StoreError> {
+    let matched = u64::try_from(store.count_matching(filter).await?).unwrap_or(0);
+    let eligible = u64::try_from(store.count_replayable(filter, force).await?).unwrap_or(0);
+    Ok(ReplayReport {
+        matched,
+        eligible,
+        skipped_replayed: matched.saturating_sub(eligible),
+        dry_run: true,
+        ..ReplayReport::default()
+    })
+}
+
+/// Republishes every matching dead letter (pending ones unless `force`) to
+/// `amqp.exchange`; `progress(done, eligible)` is called after each batch.
+pub async fn replay(
+    store: &Store,
+    amqp: &AmqpConfig,
+    filter: &Filter,
+    opts: &ReplayOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ReplayReport, ReplayError> {
+    let mut report = plan(store, filter, opts.force).await?;
+    report.dry_run = false;
+    if report.eligible == 0 {
+        return Ok(report);
+    }
+    let started = SystemTime::now();
+    let started_ms = unix_ms(started);
+    let claim_id = format!(
+        "replay-{}-{}-{:016x}",
+        std::process::id(),
+        started_ms,
+        rand::random::<u64>()
+    );
+    let (conn, channel) = open_channel(amqp).await?;
+    let mut after_id = 0;
+    let result = loop {
+        let now_ms = unix_ms(SystemTime::now());
+        let stale_ms = i64::try_from(opts.stale_claim_after.as_millis()).unwrap_or(i64::MAX);
+        let batch = match store
+            .claim(&ClaimRequest {
+                filter,
+                claim_id: &claim_id,
+                force: opts.force,
+                started_ms,
+                now_ms,
+                stale_before_ms: now_ms.saturating_sub(stale_ms),
+                after_id,
+                limit: opts.batch_size.max(1),
+            })
+            .await
+        {
+            Ok(batch) => batch,
+            Err(e) => break Err(e.into()),
+        };
+        let Some(last) = batch.last() else {
+            break Ok(());
+        };
+        after_id = last.id;
+        let (ok, failed) = publish_batch(&channel, &amqp.exchange, &batch, &mut report).await;
+        let marked = store
+            .mark_replayed(&ok, &claim_id, unix_ms(SystemTime::now()))
+            .await;
+        let released = store.release_claims(&failed, &claim_id).await;
+        report.replayed += ok.len() as u64;
+        report.failed += failed.len() as u64;
+        metrics::replays("replayed", ok.len() as u64);
+        metrics::replays("failed", failed.len() as u64);
+        if let Err(e) = marked.and(released) {
+            break Err(e.into());
+        }
+        progress(report.replayed + report.failed, report.eligible);
+        if !channel.status().connected() {
+            break Err(ReplayError::ChannelClosed {
+                report: report.clone(),
+                detail: report
+                    .errors
+                    .last()
+                    .cloned()
+                    .unwrap_or_else(|| "no reason given".into()),
+            });
+        }
+    };
+    let _ = conn.close(200, "replay done").await;
+    result.map(|()| report)
+}
+
+/// lapin's own executor rather than tokio's, as in the CLI publisher: the
+/// CLI's runtime may shut down right after the last confirm.
+async fn open_channel(amqp: &AmqpConfig) -> Result<(Connection, Channel), AmqpError> {
+    let props = ConnectionProperties::default().with_connection_name("pusher-relay replay".into());
+    let conn = Connection::connect(amqp.url.expose(), props)
+        .await
+        .map_err(|source| AmqpError::Connect {
+            url: redact_url(amqp.url.expose()),
+            source,
+        })?;
+    let channel = conn
+        .create_channel()
+        .await
+        .map_err(|source| AmqpError::Channel {
+            doing: "opening a channel for replay",
+            source,
+        })?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|source| AmqpError::Channel {
+            doing: "enabling publisher confirms for replay",
+            source,
+        })?;
+    Ok((conn, channel))
+}
+
+/// Publishes the whole batch, then awaits every confirm: one round trip per
+/// batch instead of one per row. Returns (confirmed ids, failed ids).
+async fn publish_batch(
+    channel: &Channel,
+    exchange: &str,
+    batch: &[Claimed],
+    report: &mut ReplayReport,
+) -> (Vec<i64>, Vec<i64>) {
+    let note = |report: &mut ReplayReport, msg: String| {
+        if report.errors.len() < MAX_REPORTED_ERRORS {
+            report.errors.push(msg);
+        }
+    };
+    let options = BasicPublishOptions {
+        mandatory: true,
+        ..Default::default()
+    };
+    let mut waiting = Vec::with_capacity(batch.len());
+    let mut failed = Vec::new();
+    for row in batch {
+        let props = properties(row);
+        match channel
+            .basic_publish(exchange, &row.routing_key, options, &row.body, props)
+            .await
+        {
+            Ok(confirm) => waiting.push((row.id, confirm)),
+            Err(e) => {
+                note(
+                    report,
+                    format!("dead letter {}: publish failed: {e}", row.id),
+                );
+                failed.push(row.id);
+            }
+        }
+    }
+    let mut ok = Vec::with_capacity(waiting.len());
+    for (id, confirm) in waiting {
+        match confirm.await {
+            Ok(c) if c.is_nack() => {
+                note(
+                    report,
+                    format!("dead letter {id}: the broker refused it (nack)"),
+                );
+                failed.push(id);
+            }
+            Ok(c) => {
+                if c.take_message().is_some() {
+                    note(
+                        report,
+                        format!("dead letter {id}: unroutable on exchange {exchange:?} (no queue bound)"),
+                    );
+                    failed.push(id);
+                } else {
+                    ok.push(id);
+                }
+            }
+            Err(e) => {
+                note(report, format!("dead letter {id}: not confirmed: {e}"));
+                failed.push(id);
+            }
+        }
+    }
+    (ok, failed)
+}
+
+/// The stored properties and headers, back as AMQP properties, plus the
+/// replay header. The timestamp is the replay time: it is when this message
+/// was enqueued, and the original one would make `RELAY_MAX_INTENT_AGE`
+/// expire the replay at once (an intent's own `created_at` still counts).
+fn properties(row: &Claimed) -> BasicProperties {
+    let h = &row.headers;
+    let text = |k: &str| h.get(k).and_then(|v| v.as_str());
+    let mut props = BasicProperties::default()
+        .with_content_type(text("content_type").unwrap_or("application/json").into())
+        .with_delivery_mode(
+            h.get("delivery_mode")
+                .and_then(|v| v.as_u64())
+                .and_then(|v| u8::try_from(v).ok())
+                .unwrap_or(2),
+        )
+        .with_timestamp(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default(),
+        );
+    if let Some(v) = text("message_id") {
+        props = props.with_message_id(v.into());
+    }
+    if let Some(v) = text("correlation_id") {
+        props = props.with_correlation_id(v.into());
+    }
+    if let Some(v) = text("app_id") {
+        props = props.with_app_id(v.into());
+    }
+    let mut table = h
+        .get("headers")
+        .and_then(|v| serde_json::from_value::<FieldTable>(v.clone()).ok())
+        .unwrap_or_default();
+    table.insert(
+        DEAD_LETTER_HEADER.into(),
+        AMQPValue::LongString(row.id.to_string().into()),
+    );
+    props.with_headers(table)
+}
