@@ -26,6 +26,7 @@
 
 pub mod admin;
 pub mod amqp;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod deadletter;

@@ -26,14 +26,13 @@
 //! ```
 
 use std::io::BufRead;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Channel, Connection};
 use serde::Serialize;
 
 use crate::amqp::AmqpError;
-use crate::config::{redact_url, Config};
+use crate::config::Config;
 use crate::intent::{self, DecodeContext, IntentError};
 
 /// An identifier as the wire contract allows: a string or an integer.
@@ -132,12 +131,7 @@ pub struct Publisher {
     link: tokio::sync::Mutex<Option<(Connection, Channel)>>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+use crate::clock::now_ms;
 
 impl Publisher {
     /// Connects to `AMQP_URL` and turns on publisher confirms.
@@ -157,32 +151,8 @@ impl Publisher {
                 return Ok(channel.clone());
             }
         }
-        let amqp = &self.cfg.amqp;
-        // lapin's own executor rather than tokio's: a short-lived publisher
-        // (the CLI) would otherwise see lapin's I/O thread fail loudly while
-        // the tokio runtime shuts down after the last confirm.
-        let props =
-            ConnectionProperties::default().with_connection_name("pusher-relay publisher".into());
-        let conn = Connection::connect(amqp.url.expose(), props)
-            .await
-            .map_err(|source| AmqpError::Connect {
-                url: redact_url(amqp.url.expose()),
-                source,
-            })?;
-        let channel = conn
-            .create_channel()
-            .await
-            .map_err(|source| AmqpError::Channel {
-                doing: "opening a channel",
-                source,
-            })?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|source| AmqpError::Channel {
-                doing: "enabling publisher confirms",
-                source,
-            })?;
+        let (conn, channel) =
+            crate::amqp::connect_confirmed(&self.cfg.amqp, "pusher-relay publisher").await?;
         *link = Some((conn, channel.clone()));
         Ok(channel)
     }

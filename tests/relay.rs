@@ -26,6 +26,20 @@ async fn dead_letters(store: &Store) -> Vec<DeadLetter> {
     out
 }
 
+/// The store's dead letters once there are at least `n` (or after 10 s,
+/// so that the caller's exact assertion reports what is there).
+async fn wait_for_dead_letters(store: &Store, n: usize) -> Vec<DeadLetter> {
+    let mut dls = Vec::new();
+    for _ in 0..500 {
+        dls = dead_letters(store).await;
+        if dls.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    dls
+}
+
 async fn readyz(worker: &Worker) -> (u16, Value) {
     let resp = reqwest::get(format!("http://{}/readyz", worker.http_addr))
         .await
@@ -112,14 +126,7 @@ async fn poison_in_a_stream_of_good_ones(db: Db) {
     })
     .await;
     let store = db.store().await;
-    let mut dls = Vec::new();
-    for _ in 0..500 {
-        dls = dead_letters(&store).await;
-        if dls.len() >= 6 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let dls = wait_for_dead_letters(&store, 6).await;
     assert_in_order_once(&fake.received(), 1, 2);
     let summary: Vec<(Reason, String)> = dls.iter().map(|d| (d.reason, d.error.clone())).collect();
     assert_eq!(dls.len(), 6, "{summary:#?}");
@@ -189,14 +196,7 @@ async fn rejected_event_in_a_batch_of_ten_is_dead_lettered_and_the_other_nine_de
     .expect("worker");
     eventually(WAIT, "nine delivered", || fake.received().len() >= 9).await;
     let store = db.store().await;
-    let mut dls = Vec::new();
-    for _ in 0..500 {
-        dls = dead_letters(&store).await;
-        if !dls.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let dls = wait_for_dead_letters(&store, 1).await;
     assert_eq!(fake.received().len(), 9);
     assert!(fake
         .received()
@@ -373,14 +373,7 @@ async fn intents_older_than_the_max_age_are_dead_lettered_as_expired() {
     broker.publish(&[old, chat(2, 0)]).await;
     eventually(WAIT, "fresh one delivered", || !fake.received().is_empty()).await;
     let store = db.store().await;
-    let mut dls = Vec::new();
-    for _ in 0..500 {
-        dls = dead_letters(&store).await;
-        if !dls.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let dls = wait_for_dead_letters(&store, 1).await;
     assert_eq!(dls.len(), 1);
     assert_eq!(dls[0].reason, Reason::Expired);
     assert_eq!(fake.received()[0].channel, "chat-room-2");

@@ -37,6 +37,38 @@ pub async fn connect(cfg: &AmqpConfig, name: &str) -> Result<Connection, AmqpErr
         })
 }
 
+/// A connection and a channel with publisher confirms, for short-lived
+/// publishers (the `publish` and `dlq replay` commands). It runs on lapin's
+/// own executor rather than tokio's: with tokio's, lapin's I/O thread fails
+/// loudly while a CLI's runtime shuts down right after the last confirm.
+pub async fn connect_confirmed(
+    cfg: &AmqpConfig,
+    name: &str,
+) -> Result<(Connection, Channel), AmqpError> {
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    let conn = Connection::connect(cfg.url.expose(), props)
+        .await
+        .map_err(|source| AmqpError::Connect {
+            url: redact_url(cfg.url.expose()),
+            source,
+        })?;
+    let channel = conn
+        .create_channel()
+        .await
+        .map_err(|source| AmqpError::Channel {
+            doing: "opening a channel",
+            source,
+        })?;
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .map_err(|source| AmqpError::Channel {
+            doing: "enabling publisher confirms",
+            source,
+        })?;
+    Ok((conn, channel))
+}
+
 /// Declares the intent exchange (topic), the quorum intent queue bound with
 /// `#`, and the webhook exchange. Idempotent: the same declarations on every
 /// start; a queue that exists with other arguments fails loudly here rather

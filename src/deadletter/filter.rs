@@ -7,7 +7,7 @@
 //! boundary never moves when rows are inserted meanwhile: new rows appear
 //! before the first page, never inside a later one.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use serde::Deserialize;
@@ -107,12 +107,7 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// Unix milliseconds of `t` (0 before 1970, which no dead letter has).
-pub fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_ms;
 
 /// Parses a point in time as an operator writes it: RFC 3339
 /// (`2024-05-01T12:00:00Z`, `2024-05-01T14:00:00+02:00`, fractions allowed),

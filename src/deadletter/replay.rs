@@ -21,16 +21,16 @@
 
 use std::time::{Duration, SystemTime};
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel};
 use serde::Serialize;
 
 use super::filter::{unix_ms, Filter};
 use super::ops::{ClaimRequest, Claimed};
 use super::store::{Store, StoreError};
 use crate::amqp::AmqpError;
-use crate::config::{redact_url, AmqpConfig};
+use crate::config::AmqpConfig;
 use crate::metrics;
 
 /// The AMQP header a replayed message carries: the dead letter's id, as a
@@ -136,7 +136,7 @@ pub async fn replay(
         started_ms,
         rand::random::<u64>()
     );
-    let (conn, channel) = open_channel(amqp).await?;
+    let (conn, channel) = crate::amqp::connect_confirmed(amqp, "pusher-relay replay").await?;
     let mut after_id = 0;
     let result = loop {
         let now_ms = unix_ms(SystemTime::now());
@@ -187,33 +187,6 @@ pub async fn replay(
     };
     let _ = conn.close(200, "replay done").await;
     result.map(|()| report)
-}
-
-/// lapin's own executor rather than tokio's, as in the CLI publisher: the
-/// CLI's runtime may shut down right after the last confirm.
-async fn open_channel(amqp: &AmqpConfig) -> Result<(Connection, Channel), AmqpError> {
-    let props = ConnectionProperties::default().with_connection_name("pusher-relay replay".into());
-    let conn = Connection::connect(amqp.url.expose(), props)
-        .await
-        .map_err(|source| AmqpError::Connect {
-            url: redact_url(amqp.url.expose()),
-            source,
-        })?;
-    let channel = conn
-        .create_channel()
-        .await
-        .map_err(|source| AmqpError::Channel {
-            doing: "opening a channel for replay",
-            source,
-        })?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(|source| AmqpError::Channel {
-            doing: "enabling publisher confirms for replay",
-            source,
-        })?;
-    Ok((conn, channel))
 }
 
 /// Publishes the whole batch, then awaits every confirm: one round trip per

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{
@@ -88,12 +88,7 @@ enum Msg {
     Stored(Vec<(u64, Reason)>),
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+use crate::clock::now_ms;
 
 /// Runs one session on a fresh connection until shutdown or connection loss.
 pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) -> Result<End, AmqpError> {
