@@ -133,12 +133,21 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) -> Result<End, Amq
     let mut session = Session::new(shared.clone(), channel.clone());
     let end = session.run(consumer, &mut shutdown).await;
     shared.health.set_consumer(false);
-    close(conn, channel).await;
+    close(conn, channel, &shared.cfg.amqp.queue).await;
     Ok(end)
 }
 
-async fn close(conn: Connection, channel: Channel) {
-    // Unacked deliveries go back to the queue when the channel closes.
+async fn close(conn: Connection, channel: Channel, queue: &str) {
+    // A synchronous round trip first: the broker answers it only after it has
+    // processed every ack sent before it on this channel, so none of them can
+    // be lost to the close. Unacked deliveries then go back to the queue.
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let _ = channel
+        .queue_declare(queue, passive, FieldTable::default())
+        .await;
     let _ = channel.close(200, "pusher-relay stopping").await;
     let _ = conn.close(200, "pusher-relay stopping").await;
 }
