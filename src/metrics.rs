@@ -131,7 +131,35 @@ fn describe() {
 }
 
 pub fn intent_consumed(kind: &str) {
-    counter!(INTENTS_CONSUMED, "type" => kind.to_string()).increment(1);
+    intents_consumed(kind).increment(1);
+}
+
+/// The counter of one intent type, for callers that keep the handle: the
+/// event loop counts every intent, and a registry lookup per intent costs
+/// more than the increment.
+pub fn intents_consumed(kind: &str) -> metrics::Counter {
+    counter!(INTENTS_CONSUMED, "type" => kind.to_string())
+}
+
+/// Handles for the per-delivery metrics, looked up once.
+pub struct DeliveryMetrics {
+    pub delivered: metrics::Counter,
+    pub latency: metrics::Histogram,
+}
+
+impl DeliveryMetrics {
+    pub fn new() -> Self {
+        DeliveryMetrics {
+            delivered: counter!(EVENTS_DELIVERED),
+            latency: histogram!(DELIVERY_LATENCY),
+        }
+    }
+}
+
+impl Default for DeliveryMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 pub fn intent_duplicate() {
@@ -155,14 +183,6 @@ pub fn pusher_request(endpoint: &'static str, status: Option<u16>, elapsed: Dura
 
 pub fn batch_size(events: usize) {
     histogram!(BATCH_SIZE).record(events as f64);
-}
-
-pub fn events_delivered(n: usize) {
-    counter!(EVENTS_DELIVERED).increment(n as u64);
-}
-
-pub fn delivery_latency(latency: Duration) {
-    histogram!(DELIVERY_LATENCY).record(latency.as_secs_f64());
 }
 
 pub fn retry(reason: &'static str) {

@@ -78,6 +78,28 @@ async fn every_intent_arrives_once_in_order_per_channel_under_concurrency_and_in
     .await;
 
     assert_in_order_once(&fake.received(), rooms, per_room);
+    // The registry is shared by every test in this process: counts are at least ours.
+    let metrics = reqwest::get(format!("http://{}/metrics", worker.http_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+    };
+    assert!(value("pusher_relay_events_delivered_total ") >= (rooms * per_room) as f64);
+    assert!(
+        value("pusher_relay_intents_consumed_total{type=\"chat.message\"}")
+            >= (rooms * per_room) as f64
+    );
+    assert!(value("pusher_relay_delivery_latency_seconds_count ") >= (rooms * per_room) as f64);
+    assert!(value("pusher_relay_retries_total{reason=\"5xx\"}") >= 1.0);
     assert!(fake
         .plan()
         .batch_sizes

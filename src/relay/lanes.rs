@@ -75,7 +75,14 @@ impl Scheduler {
     /// request) behind everything already queued on those channels.
     pub fn push(&mut self, id: UnitId, channels: Vec<String>, multi: bool, now: Instant) {
         for channel in &channels {
-            let lane = self.lanes.entry(channel.clone()).or_default();
+            // Look up before inserting: the common case is an existing lane,
+            // and `entry` would copy the channel name every time.
+            if !self.lanes.contains_key(channel) {
+                self.lanes.insert(channel.clone(), Lane::default());
+            }
+            let Some(lane) = self.lanes.get_mut(channel) else {
+                continue;
+            };
             lane.queue.push_back(id);
             if lane.queue.len() == 1 && multi {
                 self.multi_heads.insert(id);

@@ -159,6 +159,9 @@ struct Session {
     scheduler: Scheduler,
     acks: AckTracker,
     in_flight: usize,
+    /// Metric handles, kept so the hot path skips registry lookups.
+    consumed: HashMap<String, ::metrics::Counter>,
+    delivery_metrics: metrics::DeliveryMetrics,
     /// Dead letters handed to the writer and not yet stored: their
     /// deliveries are finished only once stored, so draining waits for them.
     storing: usize,
@@ -194,6 +197,8 @@ impl Session {
             acks: AckTracker::default(),
             in_flight: 0,
             storing: 0,
+            consumed: HashMap::new(),
+            delivery_metrics: metrics::DeliveryMetrics::new(),
             tx,
             rx,
             to_store,
@@ -388,7 +393,14 @@ impl Session {
                 return;
             }
         };
-        metrics::intent_consumed(&intent.kind);
+        match self.consumed.get(&intent.kind) {
+            Some(counter) => counter.increment(1),
+            None => {
+                let counter = metrics::intents_consumed(&intent.kind);
+                counter.increment(1);
+                self.consumed.insert(intent.kind.clone(), counter);
+            }
+        }
         pending.intent_id = intent.id.clone();
         pending.kind = intent.kind.clone();
         pending.channels = intent.trigger.channels.clone();
@@ -447,11 +459,12 @@ impl Session {
                     };
                     match outcome {
                         Outcome::Delivered => {
-                            metrics::events_delivered(pending.channels.len());
+                            self.delivery_metrics
+                                .delivered
+                                .increment(pending.channels.len() as u64);
                             if let Some(born) = pending.enqueued_at_ms {
-                                metrics::delivery_latency(Duration::from_millis(
-                                    now_ms().saturating_sub(born).max(0) as u64,
-                                ));
+                                let ms = now_ms().saturating_sub(born).max(0);
+                                self.delivery_metrics.latency.record(ms as f64 / 1000.0);
                             }
                             self.dedup().insert(&pending.intent_id);
                             if !lost {
