@@ -584,8 +584,7 @@ async fn replayed_intent_is_delivered_by_the_worker_and_the_admin_api_serves_dea
         "replay counter exported"
     );
 
-    worker.shutdown();
-    worker.wait().await.expect("clean stop");
+    common::stop(worker).await;
     store.close().await;
     broker.cleanup().await;
     db.cleanup().await;
@@ -603,8 +602,7 @@ async fn admin_api_is_absent_without_a_token() {
         .await
         .expect("http");
     assert_eq!(resp.status(), 404);
-    worker.shutdown();
-    worker.wait().await.expect("clean stop");
+    common::stop(worker).await;
     broker.cleanup().await;
     db.cleanup().await;
 }

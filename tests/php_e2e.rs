@@ -88,8 +88,7 @@ async fn intents_enqueued_by_the_php_service_are_delivered_by_the_worker() {
     assert_eq!(find("chat-room-5").event, "new-message");
     assert_eq!(got.len(), 5);
 
-    worker.shutdown();
-    worker.wait().await.expect("stop");
+    common::stop(worker).await;
     assert_eq!(db.store().await.count().await.expect("count"), 0);
     broker.cleanup().await;
     db.cleanup().await;

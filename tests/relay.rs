@@ -79,12 +79,7 @@ async fn every_intent_arrives_once_in_order_per_channel_under_concurrency_and_in
 
     assert_in_order_once(&fake.received(), rooms, per_room);
     // The registry is shared by every test in this process: counts are at least ours.
-    let metrics = reqwest::get(format!("http://{}/metrics", worker.http_addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = common::metrics_text(&worker).await;
     let value = |series: &str| -> f64 {
         metrics
             .lines()
@@ -105,8 +100,7 @@ async fn every_intent_arrives_once_in_order_per_channel_under_concurrency_and_in
         .batch_sizes
         .iter()
         .all(|&n| (1..=10).contains(&n)));
-    worker.shutdown();
-    worker.wait().await.expect("clean stop");
+    common::stop(worker).await;
     assert_eq!(broker.ready_settled().await, 0, "everything was acked");
     assert_eq!(
         db.store().await.count().await.expect("count"),
@@ -174,8 +168,7 @@ async fn poison_in_a_stream_of_good_ones(db: Db) {
         .expect("the original body is kept byte for byte");
     assert_eq!(raw.routing_key, "chat.message");
 
-    worker.shutdown();
-    worker.wait().await.expect("clean stop");
+    common::stop(worker).await;
     assert_eq!(
         broker.ready_settled().await,
         0,
@@ -243,8 +236,7 @@ async fn rejected_event_in_a_batch_of_ten_is_dead_lettered_and_the_other_nine_de
         first_request.iter().sum::<usize>() == 9,
         "{first_request:?}"
     );
-    worker.shutdown();
-    worker.wait().await.expect("stop");
+    common::stop(worker).await;
     assert_eq!(broker.ready_settled().await, 0);
     store.close().await;
     broker.cleanup().await;
@@ -293,18 +285,12 @@ async fn pusher_down_for_a_while_then_back_delivers_everything_with_zero_dead_le
     .await;
     assert_in_order_once(&fake.received(), 3, 10);
     eventually(WAIT, "ready again", || worker.health.readiness().ready).await;
-    let metrics = reqwest::get(format!("http://{}/metrics", worker.http_addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = common::metrics_text(&worker).await;
     assert!(
         metrics.contains("pusher_relay_circuit_opens_total"),
         "{metrics}"
     );
-    worker.shutdown();
-    worker.wait().await.expect("stop");
+    common::stop(worker).await;
     assert_eq!(
         db.store().await.count().await.expect("count"),
         0,
@@ -337,8 +323,7 @@ async fn unauthorized_pauses_delivery_instead_of_dead_lettering() {
     })
     .await;
     assert_in_order_once(&fake.received(), 1, 2);
-    worker.shutdown();
-    worker.wait().await.expect("stop");
+    common::stop(worker).await;
     assert_eq!(db.store().await.count().await.expect("count"), 0);
     broker.cleanup().await;
     db.cleanup().await;
@@ -365,8 +350,7 @@ async fn multi_channel_intents_use_the_events_endpoint_and_redelivered_ids_are_s
     let channels: Vec<&str> = got[..2].iter().map(|e| e.channel.as_str()).collect();
     assert_eq!(channels, ["private-order-7", "private-customer-9"]);
     assert!(got[..2].iter().all(|e| e.event == "order-status-changed"));
-    worker.shutdown();
-    worker.wait().await.expect("stop");
+    common::stop(worker).await;
     assert_eq!(broker.ready_settled().await, 0, "the duplicate was acked");
     broker.cleanup().await;
     db.cleanup().await;
@@ -399,8 +383,7 @@ async fn intents_older_than_the_max_age_are_dead_lettered_as_expired() {
     assert_eq!(dls.len(), 1);
     assert_eq!(dls[0].reason, Reason::Expired);
     assert_eq!(fake.received()[0].channel, "chat-room-2");
-    worker.shutdown();
-    worker.wait().await.expect("stop");
+    common::stop(worker).await;
     store.close().await;
     broker.cleanup().await;
     db.cleanup().await;
@@ -424,8 +407,7 @@ async fn graceful_shutdown_flushes_in_flight_work_and_leaves_the_rest_unacked() 
     .await
     .expect("worker");
     eventually(WAIT, "some delivered", || fake.received().len() >= 100).await;
-    worker.shutdown();
-    worker.wait().await.expect("stop");
+    common::stop(worker).await;
     let delivered = fake.received().len();
     let left = broker.ready_settled().await as usize;
     assert_eq!(delivered + left, total, "every intent is either delivered and acked, or back in the queue: delivered {delivered}, left {left}");

@@ -49,8 +49,7 @@ async fn broker_connection_loss_reconnects_and_delivers_everything_once_in_order
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_in_order_once(&fake.received(), 4, 50);
-    worker.shutdown();
-    worker.wait().await.expect("stop");
+    common::stop(worker).await;
     assert_eq!(broker.ready_settled().await, 0);
     broker.cleanup().await;
     db.cleanup().await;
@@ -94,8 +93,7 @@ async fn an_unavailable_store_holds_the_ack_until_the_dead_letter_is_written() {
     assert_eq!(db.store().await.count().await.expect("count"), 0);
 
     // Stopping now must leave the message unacked: it comes back.
-    worker.shutdown();
-    worker.wait().await.expect("stop");
+    common::stop(worker).await;
     assert_eq!(
         broker.ready_settled().await,
         1,
@@ -112,8 +110,7 @@ async fn an_unavailable_store_holds_the_ack_until_the_dead_letter_is_written() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(store.count().await.expect("count"), 1);
-    worker.shutdown();
-    worker.wait().await.expect("stop");
+    common::stop(worker).await;
     assert_eq!(broker.ready_settled().await, 0, "acked once stored");
     store.close().await;
     broker.cleanup().await;

@@ -128,18 +128,12 @@ async fn verified_webhook_events_are_published_by_name_with_time_ms() {
     assert_eq!(got[1].1["user_id"], "42");
     assert_eq!(got[2].1["event"], "client-typing");
 
-    let metrics = reqwest::get(format!("http://{}/metrics", worker.http_addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = common::metrics_text(&worker).await;
     assert!(
         metrics.contains("pusher_relay_webhook_events_published_total{name=\"member_added\"} 1"),
         "{metrics}"
     );
-    worker.shutdown();
-    worker.wait().await.expect("stop");
+    common::stop(worker).await;
     broker.cleanup().await;
     db.cleanup().await;
 }
@@ -215,8 +209,7 @@ async fn unverifiable_webhooks_are_refused_and_nothing_is_published() {
             .is_err(),
         "nothing was published"
     );
-    worker.shutdown();
-    worker.wait().await.expect("stop");
+    common::stop(worker).await;
     broker.cleanup().await;
     db.cleanup().await;
 }
@@ -253,8 +246,7 @@ async fn a_webhook_is_answered_503_while_the_broker_is_unreachable() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(answered, 200, "accepted again once the broker is back");
-    worker.shutdown();
-    worker.wait().await.expect("stop");
+    common::stop(worker).await;
     broker.cleanup().await;
     db.cleanup().await;
 }

@@ -667,3 +667,22 @@ pub fn close_broker_connection(queue: &str) -> bool {
     }
     closed
 }
+
+// ---------------------------------------------------------------------------
+// The worker under test.
+
+/// What the worker's `/metrics` answers now.
+pub async fn metrics_text(worker: &pusher_relay::relay::Worker) -> String {
+    reqwest::get(format!("http://{}/metrics", worker.http_addr))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics is text")
+}
+
+/// Graceful shutdown, as SIGTERM does, and waits until the worker stopped.
+pub async fn stop(worker: pusher_relay::relay::Worker) {
+    worker.shutdown();
+    worker.wait().await.expect("the worker stops cleanly");
+}
