@@ -217,6 +217,27 @@ pub struct Broker {
 impl Broker {
     pub async fn new(prefix: &str) -> Broker {
         let id = unique(prefix);
+        let (conn, channel) = Self::connect().await;
+        Broker {
+            exchange: format!("{id}.intents"),
+            queue: format!("{id}.intents"),
+            webhooks: format!("{id}.webhooks"),
+            channel,
+            _conn: conn,
+        }
+    }
+
+    /// The same names on a new connection, e.g. after a broker restart.
+    pub async fn reconnect(self) -> Broker {
+        let (conn, channel) = Self::connect().await;
+        Broker {
+            channel,
+            _conn: conn,
+            ..self
+        }
+    }
+
+    async fn connect() -> (lapin::Connection, lapin::Channel) {
         let conn = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
             .await
             .expect("RabbitMQ at 127.0.0.1:5672");
@@ -225,13 +246,7 @@ impl Broker {
             .confirm_select(Default::default())
             .await
             .expect("confirms");
-        Broker {
-            exchange: format!("{id}.intents"),
-            queue: format!("{id}.intents"),
-            webhooks: format!("{id}.webhooks"),
-            channel,
-            _conn: conn,
-        }
+        (conn, channel)
     }
 
     /// The worker's own declarations, so a test can publish before it starts.

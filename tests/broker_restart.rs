@@ -1,0 +1,88 @@
+//! A real RabbitMQ restart (`rabbitmqctl stop_app` / `start_app`) under a
+//! running worker. Alone in its own test binary: cargo runs test binaries
+//! one after another, so no other test shares the broker while it is down.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{assert_in_order_once, chat, eventually, relay_config, Broker, Db, FakePusher};
+use pusher_relay::relay::Worker;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn rabbitmqctl(args: &[&str]) {
+    let status = Command::new("rabbitmqctl")
+        .args(args)
+        .status()
+        .expect("rabbitmqctl runs");
+    assert!(status.success(), "rabbitmqctl {args:?} failed");
+}
+
+/// Starts the broker application again even if the test fails midway, so
+/// the rest of the suite finds RabbitMQ running.
+struct Restart;
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_under_load_loses_nothing_and_keeps_order() {
+    let (fake, server) = FakePusher::start().await;
+    let broker = Broker::new("restart").await;
+    let db = Db::sqlite();
+    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
+        .await
+        .expect("worker");
+    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+
+    let first: Vec<Value> = (0..200).map(|seq| chat(seq % 4, seq / 4)).collect();
+    broker.publish(&first).await;
+    eventually(WAIT, "some delivered before the restart", || {
+        fake.received().len() >= 20
+    })
+    .await;
+
+    let restart = Restart;
+    rabbitmqctl(&["stop_app"]);
+    eventually(WAIT, "the worker notices the broker is gone", || {
+        !worker.health.readiness().broker
+    })
+    .await;
+    assert!(!worker.health.readiness().ready);
+    rabbitmqctl(&["start_app"]);
+    drop(restart);
+    rabbitmqctl(&["await_startup"]);
+
+    eventually(WAIT, "the worker is back", || {
+        worker.health.readiness().ready
+    })
+    .await;
+    let broker = broker.reconnect().await;
+    let second: Vec<Value> = (200..400).map(|seq| chat(seq % 4, seq / 4)).collect();
+    broker.publish(&second).await;
+    eventually(WAIT, "everything delivered", || {
+        fake.received().len() >= 400
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The quorum queue kept what was not acked; redelivered intents the
+    // worker had already sent are dropped by id.
+    assert_in_order_once(&fake.received(), 4, 100);
+    let metrics = common::metrics_text(&worker).await;
+    assert!(
+        metrics.contains("pusher_relay_broker_connections_lost_total"),
+        "{metrics}"
+    );
+    common::stop(worker).await;
+    assert_eq!(broker.ready_settled().await, 0);
+    assert_eq!(db.store().await.count().await.expect("count"), 0);
+    broker.cleanup().await;
+    db.cleanup().await;
+}
