@@ -265,6 +265,9 @@ impl fmt::Display for ConfigError {
 struct Reader<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     invalid: Vec<InvalidVar>,
+    /// Whether the Pusher credentials must be set (not for commands that
+    /// only touch the broker or the store).
+    credentials: bool,
 }
 
 impl Reader<'_> {
@@ -290,6 +293,7 @@ impl Reader<'_> {
     fn required(&mut self, var: &'static str, what: &str) -> String {
         match self.get(var) {
             Some(v) => v,
+            None if !self.credentials => String::new(),
             None => {
                 self.bad(var, format!("is not set; expected {what}"));
                 String::new()
@@ -395,12 +399,28 @@ impl Config {
         Config::from_lookup(&|var| std::env::var(var).ok())
     }
 
+    /// [`Config::from_env`] for commands that only touch the broker or the
+    /// dead-letter store (`publish`, `dlq`, `webhooks tail`): an operator's
+    /// shell need not hold the Pusher secret. Set values are still checked.
+    pub fn from_env_without_credentials() -> Result<Config, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Config::load(&|var| std::env::var(var).ok(), false)
+    }
+
     /// Reads settings through `lookup`, so tests need not touch the process
     /// environment.
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        Config::load(lookup, true)
+    }
+
+    fn load(
+        lookup: &dyn Fn(&str) -> Option<String>,
+        credentials: bool,
+    ) -> Result<Config, ConfigError> {
         let mut r = Reader {
             lookup,
             invalid: Vec::new(),
+            credentials,
         };
 
         let app_id = r.required(

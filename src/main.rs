@@ -413,7 +413,12 @@ async fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    let cfg = Config::from_env()?;
+    let cfg = match command {
+        Command::Dlq(_) | Command::Publish { .. } | Command::Webhooks(_) => {
+            Config::from_env_without_credentials()?
+        }
+        _ => Config::from_env()?,
+    };
     init_tracing(cfg.log_json);
     match command {
         Command::Dlq(dlq) => return run_dlq(&cfg, dlq).await,

@@ -201,3 +201,28 @@ fn check_reports_an_unreachable_pusher_and_exits_non_zero() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn store_commands_need_no_pusher_credentials() {
+    let db = std::env::temp_dir().join(format!("cli-{}-{}.db", std::process::id(), line!()));
+    let url = format!("sqlite://{}", db.display());
+    let out = run(
+        &["dlq", "stats", "--json"],
+        &[("DATABASE_URL", url.as_str())],
+        None,
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats JSON");
+    assert!(stats.is_object(), "{stats}");
+    // A set value is still checked.
+    let bad = run(
+        &["dlq", "stats"],
+        &[("DATABASE_URL", url.as_str()), ("PUSHER_APP_ID", "abc")],
+        None,
+    );
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("PUSHER_APP_ID"));
+}
