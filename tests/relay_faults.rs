@@ -190,3 +190,43 @@ async fn killing_the_worker_mid_drain_loses_nothing_and_reorders_nothing() {
     broker.cleanup().await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero_leaving_nothing_delivered_unacked() {
+    let (fake, server) = FakePusher::start().await;
+    let broker = Broker::new("sigterm").await;
+    broker.declare().await;
+    let db = Db::sqlite();
+    let total = 3000;
+    let intents: Vec<Value> = (0..total).map(|seq| chat(seq % 10, seq / 10)).collect();
+    broker.publish(&intents).await;
+
+    let mut child = spawn_worker(&server.uri(), &broker, &db);
+    eventually(WAIT, "some delivered", || fake.received().len() >= 300).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not stop within 30 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    let delivered = fake.received().len();
+    let left = broker.ready_settled().await as usize;
+    assert_eq!(
+        delivered + left,
+        total,
+        "delivered {delivered} + requeued {left}: nothing delivered was left unacked, nothing lost"
+    );
+    broker.cleanup().await;
+    db.cleanup().await;
+}
