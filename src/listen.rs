@@ -127,7 +127,9 @@ pub async fn listen(
 }
 
 fn subscription(cfg: &PusherConfig, channel: &str, socket_id: &str) -> Result<Value, ListenError> {
-    let needs_auth = channel.starts_with("private-") || validate::is_presence_channel(channel);
+    let needs_auth = validate::is_private_channel(channel)
+        || validate::is_encrypted_channel(channel)
+        || validate::is_presence_channel(channel);
     if !needs_auth {
         return Ok(json!({ "channel": channel }));
     }

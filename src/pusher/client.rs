@@ -155,16 +155,6 @@ impl Client {
         })
     }
 
-    /// The app key, for auth responses and webhook checks.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
-    /// Largest `data` accepted per event.
-    pub fn max_event_bytes(&self) -> usize {
-        self.max_event_bytes
-    }
-
     /// Sends one event to 1..=100 channels. An encrypted channel must be
     /// the only channel; its data is encrypted before sending.
     pub async fn trigger(&self, t: &Trigger) -> Result<serde_json::Value, PusherError> {
