@@ -18,9 +18,9 @@ const MASTER_KEY: &str = "zyrm8pvV2C9fJcBfhyXzvxbJVN/H7QLmbe0xJi1GhPU=";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intents_reach_websocket_subscribers_through_a_rate_limited_pusher() {
-    // 30 requests a second: far fewer than the worker would send, so it must
+    // 10 requests a second: far fewer than the worker would send, so it must
     // back off on 429s and still deliver everything, in order.
-    let server = Sockudo::start(Some(30));
+    let server = Sockudo::start(Some(10));
     let broker = Broker::new("sockudo-relay").await;
     let db = Db::sqlite();
     let app = [
