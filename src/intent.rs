@@ -235,7 +235,7 @@ impl IntentError {
 }
 
 /// Every `type` the contract defines, in the order of DESIGN.md's table.
-const KNOWN_TYPES: [&str; 10] = [
+pub const KNOWN_TYPES: [&str; 10] = [
     "notification",
     "announcement",
     "chat.message",

@@ -194,13 +194,7 @@ pub async fn tail(
     };
 
     let conn = amqp::connect(amqp_cfg, "pusher-relay webhooks tail").await?;
-    let channel = conn
-        .create_channel()
-        .await
-        .map_err(|source| amqp::AmqpError::Channel {
-            doing: "opening a channel",
-            source,
-        })?;
+    let channel = amqp::open_channel(&conn).await?;
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..Default::default()

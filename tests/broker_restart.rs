@@ -8,7 +8,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{assert_in_order_once, chat, eventually, relay_config, Broker, Db, FakePusher};
-use pusher_relay::relay::Worker;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -36,10 +35,7 @@ async fn a_broker_restart_under_load_loses_nothing_and_keeps_order() {
     let (fake, server) = FakePusher::start().await;
     let broker = Broker::new("restart").await;
     let db = Db::sqlite();
-    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
-        .await
-        .expect("worker");
-    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
 
     let first: Vec<Value> = (0..200).map(|seq| chat(seq % 4, seq / 4)).collect();
     broker.publish(&first).await;

@@ -343,17 +343,12 @@ async fn replayed_intent_is_delivered_by_the_worker_and_the_admin_api_serves_dea
     let broker = Broker::new("dlq-worker").await;
     let db = Db::postgres().await;
     let token = "s3cret-admin-token";
-    let worker = Worker::start(relay_config(
+    let worker = common::start_worker(relay_config(
         &server.uri(),
         &broker,
         &db,
         &[("RELAY_ADMIN_TOKEN", token)],
     ))
-    .await
-    .expect("worker starts");
-    eventually(WAIT, "the worker to declare its queue", || {
-        worker.health.readiness().consumer
-    })
     .await;
     let store = db.store().await;
     let id = store

@@ -7,7 +7,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{eventually, relay_config, Broker, Db, FakePusher};
-use pusher_relay::relay::Worker;
 use serde_json::Value;
 
 const PHP: &str = r#"
@@ -27,13 +26,7 @@ async fn intents_enqueued_by_the_php_service_are_delivered_by_the_worker() {
     let (fake, server) = FakePusher::start().await;
     let broker = Broker::new("php").await;
     let db = Db::sqlite();
-    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
-        .await
-        .expect("worker");
-    eventually(Duration::from_secs(30), "queue declared", || {
-        worker.health.readiness().consumer
-    })
-    .await;
+    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
 
     let autoload = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/php/autoload.php");
     let out = Command::new("php")

@@ -54,17 +54,12 @@ async fn every_intent_arrives_once_in_order_per_channel_under_concurrency_and_in
     fake.plan().fail_one_in = Some(3);
     let broker = Broker::new("order").await;
     let db = Db::sqlite();
-    let worker = Worker::start(relay_config(
+    let worker = common::start_worker(relay_config(
         &server.uri(),
         &broker,
         &db,
         &[("RELAY_MAX_IN_FLIGHT", "8")],
     ))
-    .await
-    .expect("worker starts");
-    eventually(WAIT, "the worker to declare its queue", || {
-        worker.health.readiness().consumer
-    })
     .await;
 
     let (rooms, per_room) = (20, 40);
@@ -114,10 +109,7 @@ async fn every_intent_arrives_once_in_order_per_channel_under_concurrency_and_in
 async fn poison_in_a_stream_of_good_ones(db: Db) {
     let (fake, server) = FakePusher::start().await;
     let broker = Broker::new("poison").await;
-    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
-        .await
-        .expect("worker starts");
-    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
 
     broker.publish(&[chat(1, 0)]).await;
     broker
@@ -255,10 +247,7 @@ async fn pusher_down_for_a_while_then_back_delivers_everything_with_zero_dead_le
         ("RELAY_MAX_ATTEMPTS", "2"),
         ("RELAY_MAX_RETRY_DURATION", "200ms"),
     ];
-    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &extra))
-        .await
-        .expect("worker");
-    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &extra)).await;
     let intents: Vec<Value> = (0..30).map(|seq| chat(seq % 3, seq / 3)).collect();
     broker.publish(&intents).await;
 
@@ -307,10 +296,7 @@ async fn unauthorized_pauses_delivery_instead_of_dead_lettering() {
     fake.plan().status_override = Some(401);
     let broker = Broker::new("auth").await;
     let db = Db::sqlite();
-    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
-        .await
-        .expect("worker");
-    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
     broker.publish(&[chat(1, 0), chat(1, 1)]).await;
     eventually(WAIT, "circuit open on 401", || {
         worker.health.readiness().circuit.contains("credentials")
@@ -334,10 +320,7 @@ async fn multi_channel_intents_use_the_events_endpoint_and_redelivered_ids_are_s
     let (fake, server) = FakePusher::start().await;
     let broker = Broker::new("multi").await;
     let db = Db::sqlite();
-    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
-        .await
-        .expect("worker");
-    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
     let order = json!({"type": "order.status", "id": "o-1", "order_id": 7, "status": "shipped", "customer_id": 9});
     broker.publish(std::slice::from_ref(&order)).await;
     eventually(WAIT, "order delivered", || fake.received().len() >= 2).await;
@@ -361,15 +344,13 @@ async fn intents_older_than_the_max_age_are_dead_lettered_as_expired() {
     let (fake, server) = FakePusher::start().await;
     let broker = Broker::new("expiry").await;
     let db = Db::sqlite();
-    let worker = Worker::start(relay_config(
+    let worker = common::start_worker(relay_config(
         &server.uri(),
         &broker,
         &db,
         &[("RELAY_MAX_INTENT_AGE", "1m")],
     ))
-    .await
-    .expect("worker");
-    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+    .await;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -20,10 +20,7 @@ async fn broker_connection_loss_reconnects_and_delivers_everything_once_in_order
     let (fake, server) = FakePusher::start().await;
     let broker = Broker::new("reconnect").await;
     let db = Db::sqlite();
-    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
-        .await
-        .expect("worker");
-    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
 
     let first: Vec<Value> = (0..100).map(|seq| chat(seq % 4, seq / 4)).collect();
     broker.publish(&first).await;

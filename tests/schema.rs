@@ -26,19 +26,7 @@ const SCHEMA_FILE: &str = "schema/intent-v1.schema.json";
 /// The schema's `$id`, which producers may refer to.
 const SCHEMA_ID: &str = "https://pusher-relay.invalid/schema/intent-v1.schema.json";
 
-/// Every type of the contract, in the order of DESIGN.md's table.
-const KNOWN_TYPES: [&str; 10] = [
-    "notification",
-    "announcement",
-    "chat.message",
-    "chat.joined",
-    "chat.left",
-    "order.status",
-    "dashboard.metrics",
-    "inventory.stock",
-    "presence.activity",
-    "event",
-];
+use pusher_relay::intent::KNOWN_TYPES;
 
 fn crate_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

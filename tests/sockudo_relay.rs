@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::{eventually, relay_config, Broker, Db, Sockudo};
 use pusher_relay::pusher::{Client, Trigger};
-use pusher_relay::relay::Worker;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -84,8 +83,7 @@ async fn intents_reach_websocket_subscribers_through_a_rate_limited_pusher() {
         "the listener subscribed to every channel"
     );
 
-    let worker = Worker::start(cfg).await.expect("worker");
-    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+    let worker = common::start_worker(cfg).await;
     let per_room = 100;
     let mut intents: Vec<Value> = (0..per_room)
         .flat_map(|seq| {

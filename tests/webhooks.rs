@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, relay_config, Broker, Db, FakePusher, Proxy, KEY, SECRET};
+use common::{relay_config, Broker, Db, FakePusher, Proxy, KEY, SECRET};
 use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
@@ -103,13 +103,7 @@ async fn verified_webhook_events_are_published_by_name_with_time_ms() {
     let (_fake, server) = FakePusher::start().await;
     let broker = Broker::new("webhooks").await;
     let db = Db::sqlite();
-    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
-        .await
-        .expect("worker");
-    eventually(WAIT, "topology declared", || {
-        worker.health.readiness().consumer
-    })
-    .await;
+    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
     let mut events = webhook_queue(&broker).await;
 
     let body = r#"{"time_ms":1700000000123,"events":[{"channel":"presence-room-1","name":"channel_occupied"},{"channel":"presence-room-1","name":"member_added","user_id":"42"},{"channel":"private-x","name":"client_event","event":"client-typing","data":"{}","socket_id":"1.2"}]}"#;
@@ -143,13 +137,7 @@ async fn unverifiable_webhooks_are_refused_and_nothing_is_published() {
     let (_fake, server) = FakePusher::start().await;
     let broker = Broker::new("webhooks-bad").await;
     let db = Db::sqlite();
-    let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
-        .await
-        .expect("worker");
-    eventually(WAIT, "topology declared", || {
-        worker.health.readiness().consumer
-    })
-    .await;
+    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
     let mut events = webhook_queue(&broker).await;
 
     let body = r#"{"time_ms":1,"events":[{"channel":"a","name":"channel_vacated"}]}"#;
@@ -221,15 +209,13 @@ async fn a_webhook_is_answered_503_while_the_broker_is_unreachable() {
     let db = Db::sqlite();
     let proxy = Proxy::start("127.0.0.1:5672").await;
     let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port);
-    let worker = Worker::start(relay_config(
+    let worker = common::start_worker(relay_config(
         &server.uri(),
         &broker,
         &db,
         &[("AMQP_URL", url.as_str())],
     ))
-    .await
-    .expect("worker");
-    eventually(WAIT, "consumer", || worker.health.readiness().consumer).await;
+    .await;
     proxy.cut();
     let body = r#"{"time_ms":1,"events":[{"channel":"a","name":"channel_vacated"}]}"#;
     let (status, _) = post(&worker, body, Some(KEY), Some(signature(body))).await;

@@ -52,13 +52,7 @@ pub async fn connect_confirmed(
             url: redact_url(cfg.url.expose()),
             source,
         })?;
-    let channel = conn
-        .create_channel()
-        .await
-        .map_err(|source| AmqpError::Channel {
-            doing: "opening a channel",
-            source,
-        })?;
+    let channel = open_channel(&conn).await?;
     channel
         .confirm_select(lapin::options::ConfirmSelectOptions::default())
         .await
@@ -67,6 +61,16 @@ pub async fn connect_confirmed(
             source,
         })?;
     Ok((conn, channel))
+}
+
+/// A new channel on `conn`.
+pub async fn open_channel(conn: &Connection) -> Result<Channel, AmqpError> {
+    conn.create_channel()
+        .await
+        .map_err(|source| AmqpError::Channel {
+            doing: "opening a channel",
+            source,
+        })
 }
 
 /// Declares the intent exchange (topic), the quorum intent queue bound with

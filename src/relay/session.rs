@@ -99,13 +99,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) -> Result<End, Amq
         &format!("pusher-relay {}", shared.cfg.amqp.queue),
     )
     .await?;
-    let channel = conn
-        .create_channel()
-        .await
-        .map_err(|source| AmqpError::Channel {
-            doing: "opening a channel",
-            source,
-        })?;
+    let channel = amqp::open_channel(&conn).await?;
     amqp::declare_topology(&channel, &shared.cfg.amqp).await?;
     channel
         .basic_qos(shared.cfg.relay.prefetch, BasicQosOptions::default())

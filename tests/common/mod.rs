@@ -696,6 +696,20 @@ pub async fn metrics_text(worker: &pusher_relay::relay::Worker) -> String {
         .expect("/metrics is text")
 }
 
+/// Starts the worker and waits until it consumes (its topology declared).
+pub async fn start_worker(cfg: Config) -> pusher_relay::relay::Worker {
+    let worker = pusher_relay::relay::Worker::start(cfg)
+        .await
+        .expect("the worker starts");
+    eventually(
+        std::time::Duration::from_secs(60),
+        "the worker to consume",
+        || worker.health.readiness().consumer,
+    )
+    .await;
+    worker
+}
+
 /// Graceful shutdown, as SIGTERM does, and waits until the worker stopped.
 pub async fn stop(worker: pusher_relay::relay::Worker) {
     worker.shutdown();
