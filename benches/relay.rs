@@ -1,27 +1,36 @@
-//! `cargo bench --bench relay`: the worker's throughput, latency and memory
+//! `cargo bench --bench relay`: the worker's throughput, latency and memory,
+//! first against a Pusher tens of milliseconds away, then on loopback
 //! against a ceiling measured in the same run on the same broker.
 //!
-//! 1. Ceiling: a plain lapin consumer drains 50,000 messages, acking with
-//!    `multiple: true` every 250 deliveries (and when the stream goes quiet).
-//! 2. Drain: 50,000 single-channel intents over 100 channels are drained by
-//!    the release binary through a local HTTP server that verifies every
-//!    signature; events/s, requests per event, order violations.
-//! 3. Memory: the worker's peak RSS (VmHWM) draining a 100,000 backlog.
-//! 4. Latency: 1,000 intents/s for 5 s; p50/p99 from publish to Pusher.
+//! Distance (the fake Pusher of `tests/common/distant.rs`: it answers after
+//! a latency with jitter, can cap the requests it admits at once with 429 +
+//! Retry-After, and checks every signature):
+//! - A. 50 ms +- 10 ms, 50,000 intents over 100 channels, against the
+//!   order-preserving limit (100 channels x 10 events / RTT); and the same
+//!   with the old fixed 16 requests in flight, for comparison;
+//! - B. the same with the server admitting 32 requests at once;
+//! - C. a steady 2,000 intents/s while the round trip steps 20 -> 200 -> 20 ms;
+//! - D. a hot channel: half of 20,000 intents on one channel;
+//! - L. light load: 10 intents/s, latency from publish to Pusher's answer.
 //!
-//! Figures are printed as ratios to the ceiling, never asserted: these
-//! machines are noisy. Needs RabbitMQ on 127.0.0.1:5672.
+//! Loopback (E):
+//! 1. ceiling: a plain lapin consumer drains 50,000 messages, acking with
+//!    `multiple: true` every 250 deliveries;
+//! 2. drain: 50,000 intents over 100 channels through the release binary;
+//! 3. memory: peak RSS (VmHWM) draining a 100,000 backlog;
+//! 4. latency at 1,000 intents/s for 5 s.
+//!
+//! Figures are printed beside their targets, never asserted: these machines
+//! are noisy. Needs RabbitMQ on 127.0.0.1:5672.
+
+#[path = "../tests/common/distant.rs"]
+mod distant;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::Router;
+use distant::{now_ms, percentile, Distant};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -29,7 +38,6 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use pusher_relay::pusher::sign;
 
 const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const KEY: &str = "bench-key";
@@ -39,108 +47,8 @@ const DRAIN: usize = 50_000;
 const BACKLOG: usize = 100_000;
 const RATE: usize = 1_000;
 const LINGER_MS: u64 = 10;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
-/// What the fake Pusher saw.
-#[derive(Default)]
-struct Seen {
-    events: usize,
-    requests: usize,
-    bad_signatures: usize,
-    violations: usize,
-    last_seq: HashMap<String, u64>,
-    latencies_ms: Vec<u64>,
-    first: Option<Instant>,
-    last: Option<Instant>,
-}
-
-type Shared = Arc<Mutex<Seen>>;
-
-fn verified(method: &str, path: &str, query: &str, body: &[u8]) -> bool {
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let given = params
-        .iter()
-        .find(|(k, _)| k == "auth_signature")
-        .map(|(_, v)| v.clone());
-    let mut unsigned: Vec<(String, String)> = params
-        .into_iter()
-        .filter(|(k, _)| k != "auth_signature")
-        .collect();
-    if !body.is_empty()
-        && !unsigned
-            .iter()
-            .any(|(k, v)| k == "body_md5" && *v == sign::body_md5(body))
-    {
-        return false;
-    }
-    unsigned.sort();
-    let expected = sign::hmac_sha256_hex(
-        SECRET.as_bytes(),
-        sign::string_to_sign(method, path, &unsigned).as_bytes(),
-    );
-    given.as_deref() == Some(expected.as_str())
-}
-
-async fn batch(
-    State(seen): State<Shared>,
-    Path(app): Path<String>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> StatusCode {
-    let path = format!("/apps/{app}/batch_events");
-    let now = Instant::now();
-    let arrived_ms = now_ms();
-    let mut s = seen.lock().expect("seen");
-    if !verified("POST", &path, q.as_deref().unwrap_or_default(), &body) {
-        s.bad_signatures += 1;
-        return StatusCode::UNAUTHORIZED;
-    }
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return StatusCode::BAD_REQUEST;
-    };
-    s.requests += 1;
-    s.first.get_or_insert(now);
-    s.last = Some(now);
-    for item in v["batch"].as_array().into_iter().flatten() {
-        let channel = item["channel"].as_str().unwrap_or_default().to_string();
-        let data: serde_json::Value =
-            serde_json::from_str(item["data"].as_str().unwrap_or("{}")).unwrap_or_default();
-        let seq = data["seq"].as_u64().unwrap_or_default();
-        let sent = data["t"].as_u64().unwrap_or(arrived_ms);
-        s.events += 1;
-        s.latencies_ms.push(arrived_ms.saturating_sub(sent));
-        let prev = s.last_seq.insert(channel, seq);
-        if prev.is_some_and(|p| seq != p + 1) || (prev.is_none() && seq != 0) {
-            s.violations += 1;
-        }
-    }
-    StatusCode::OK
-}
-
-async fn fake_pusher() -> (String, Shared) {
-    let seen = Shared::default();
-    let app = Router::new()
-        .route("/apps/{app}/batch_events", post(batch))
-        .route(
-            "/apps/{app}/channels",
-            get(|| async { "{\"channels\":{}}" }),
-        )
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("{}", addr.port()), seen)
-}
+const RTT: Duration = Duration::from_millis(50);
+const JITTER: Duration = Duration::from_millis(10);
 
 async fn channel() -> (Connection, Channel) {
     let conn = Connection::connect(AMQP_URL, ConnectionProperties::default())
@@ -171,13 +79,23 @@ async fn declare_quorum(ch: &Channel, queue: &str) {
     .expect("queue");
 }
 
-/// Publishes `n` intents (round-robin over the channels, each channel's
-/// `seq` counting up from `first_seq`) to the default exchange.
-async fn fill(ch: &Channel, queue: &str, n: usize, first_seq: usize) {
-    let mut confirms = Vec::with_capacity(1000);
-    for i in 0..n {
-        let seq = first_seq + i / CHANNELS;
-        let body = intent(i % CHANNELS, seq);
+fn intent(channel: &str, seq: usize) -> String {
+    format!("{{\"type\":\"event\",\"channels\":[\"{channel}\"],\"event\":\"tick\",\"data\":{{\"seq\":{seq},\"t\":{}}}}}", now_ms())
+}
+
+/// Publishes one intent per name from `channels` (in that order) to the
+/// default exchange, each channel's `seq` counting up from `seqs`'s entry.
+async fn publish(
+    ch: &Channel,
+    queue: &str,
+    channels: &[String],
+    seqs: &mut HashMap<String, usize>,
+) {
+    let mut confirms = Vec::with_capacity(5000);
+    for channel in channels {
+        let seq = seqs.entry(channel.clone()).or_default();
+        let body = intent(channel, *seq);
+        *seq += 1;
         let props = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into());
@@ -192,7 +110,7 @@ async fn fill(ch: &Channel, queue: &str, n: usize, first_seq: usize) {
             .await
             .expect("publish"),
         );
-        if confirms.len() == 1000 {
+        if confirms.len() == 5000 {
             for c in confirms.drain(..) {
                 c.await.expect("confirm");
             }
@@ -203,8 +121,9 @@ async fn fill(ch: &Channel, queue: &str, n: usize, first_seq: usize) {
     }
 }
 
-fn intent(channel: usize, seq: usize) -> String {
-    format!("{{\"type\":\"event\",\"channels\":[\"bench-{channel}\"],\"event\":\"tick\",\"data\":{{\"seq\":{seq},\"t\":{}}}}}", now_ms())
+/// `n` channel names, round-robin over `channels` channels.
+fn round_robin(n: usize, channels: usize) -> Vec<String> {
+    (0..n).map(|i| format!("bench-{}", i % channels)).collect()
 }
 
 /// Plain lapin consume + ack with `multiple: true` every 250 deliveries.
@@ -256,26 +175,96 @@ async fn ceiling(ch: &Channel, queue: &str, n: usize) -> f64 {
     n as f64 / started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(1.0)
 }
 
-fn spawn_worker(port: &str, queue: &str, db: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_pusher-relay"))
-        .arg("run")
-        .current_dir(std::env::temp_dir())
-        .env("PUSHER_APP_ID", "1")
-        .env("PUSHER_APP_KEY", KEY)
-        .env("PUSHER_APP_SECRET", SECRET)
-        .env("PUSHER_HOST", "127.0.0.1")
-        .env("PUSHER_PORT", port)
-        .env("PUSHER_SCHEME", "http")
-        .env("AMQP_EXCHANGE", format!("{queue}.x"))
-        .env("AMQP_WEBHOOK_EXCHANGE", format!("{queue}.w"))
-        .env("AMQP_QUEUE", queue)
-        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
-        .env("HTTP_ADDR", "127.0.0.1:0")
-        .env("RELAY_LINGER_MS", LINGER_MS.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("release binary")
+/// One worker (the release binary) on its own queue and SQLite store.
+struct Run {
+    queue: String,
+    db: std::path::PathBuf,
+    http_port: u16,
+    child: Child,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Run {
+    fn start(pusher: &Distant, queue: &str, extra: &[(&str, &str)]) -> Run {
+        let db = std::env::temp_dir().join(format!("{queue}.db"));
+        let http_port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pusher-relay"));
+        cmd.arg("run")
+            .current_dir(std::env::temp_dir())
+            .env("PUSHER_APP_ID", "1")
+            .env("PUSHER_APP_KEY", KEY)
+            .env("PUSHER_APP_SECRET", SECRET)
+            .env("PUSHER_HOST", "127.0.0.1")
+            .env("PUSHER_PORT", pusher.port.to_string())
+            .env("PUSHER_SCHEME", "http")
+            .env("AMQP_EXCHANGE", format!("{queue}.x"))
+            .env("AMQP_WEBHOOK_EXCHANGE", format!("{queue}.w"))
+            .env("AMQP_QUEUE", queue)
+            .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+            .env("HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+            .env("RELAY_LINGER_MS", LINGER_MS.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        Run {
+            queue: queue.into(),
+            db,
+            http_port,
+            child: cmd.spawn().expect("release binary"),
+        }
+    }
+
+    /// A gauge or counter from the worker's /metrics (summed over labels).
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http_port))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let values: Vec<f64> = text
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn finish(mut self, ch: &Channel) -> u64 {
+        let dead = self
+            .metric("pusher_relay_dead_letters_total")
+            .await
+            .unwrap_or(0.0) as u64;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let q = &self.queue;
+        let _ = ch.queue_delete(q, QueueDeleteOptions::default()).await;
+        let _ = ch
+            .exchange_delete(&format!("{q}.x"), Default::default())
+            .await;
+        let _ = ch
+            .exchange_delete(&format!("{q}.w"), Default::default())
+            .await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.db.display()));
+        }
+        dead
+    }
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
@@ -314,138 +303,368 @@ fn broker_pid() -> Option<u32> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-async fn wait_for(seen: &Shared, events: usize, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while seen.lock().expect("seen").events < events {
-        assert!(
-            Instant::now() < deadline,
-            "timed out: {} of {events} events",
-            seen.lock().expect("seen").events
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+/// Events per second between the first and the last accepted event that
+/// `pick` selects.
+fn rate_of(pusher: &Distant, pick: impl Fn(&distant::EventSeen) -> bool) -> f64 {
+    let seen = pusher.seen();
+    let ats: Vec<Duration> = seen
+        .events
+        .iter()
+        .filter(|e| pick(e))
+        .map(|e| e.at)
+        .collect();
+    match (ats.iter().min(), ats.iter().max()) {
+        (Some(a), Some(b)) if b > a => ats.len() as f64 / (*b - *a).as_secs_f64(),
+        _ => f64::NAN,
     }
 }
 
-async fn cleanup(ch: &Channel, queue: &str) {
-    let _ = ch.queue_delete(queue, QueueDeleteOptions::default()).await;
-    let _ = ch
-        .exchange_delete(&format!("{queue}.x"), Default::default())
-        .await;
-    let _ = ch
-        .exchange_delete(&format!("{queue}.w"), Default::default())
-        .await;
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+struct Drained {
+    rate: f64,
+    requests_per_event: f64,
+    violations: usize,
+    duplicates: usize,
+    bad_signatures: usize,
+    dead: u64,
+}
+
+/// Fills a queue with `n` intents over 100 channels, starts a worker, waits
+/// until the fake accepted them all.
+async fn drain(
+    ch: &Channel,
+    pusher: &Distant,
+    queue: &str,
+    n: usize,
+    extra: &[(&str, &str)],
+) -> Drained {
+    declare_quorum(ch, queue).await;
+    publish(ch, queue, &round_robin(n, CHANNELS), &mut HashMap::new()).await;
+    let run = Run::start(pusher, queue, extra);
+    pusher.wait_for(n, Duration::from_secs(600)).await;
+    let rate = rate_of(pusher, |_| true);
+    let dead = run.finish(ch).await;
+    let seen = pusher.seen();
+    let ok_requests = seen.answered(200);
+    Drained {
+        rate,
+        requests_per_event: ok_requests as f64 / seen.accepted() as f64,
+        violations: seen.violations,
+        duplicates: seen.duplicates,
+        bad_signatures: seen.bad_signatures,
+        dead,
+    }
 }
 
 #[tokio::main]
 async fn main() {
-    let run = format!("bench-{}-{}", std::process::id(), now_ms());
+    let run_id = format!("bench-{}-{}", std::process::id(), now_ms());
     let (_conn, ch) = channel().await;
-    let db = std::env::temp_dir().join(format!("{run}.db"));
+    let rtt_s = RTT.as_secs_f64();
+    println!(
+        "pusher-relay benchmark (linger {LINGER_MS} ms; the fake Pusher checks every signature)"
+    );
+    println!();
+    println!(
+        "Distance: the fake Pusher answers after {} ms +- {} ms",
+        RTT.as_millis(),
+        JITTER.as_millis()
+    );
 
-    // 1. Ceiling.
-    let q0 = format!("{run}.ceiling");
+    // A. Distance, no cap.
+    let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
+    let a = drain(&ch, &pusher, &format!("{run_id}.a"), DRAIN, &[]).await;
+    let limit_a = CHANNELS as f64 * 10.0 / rtt_s;
+    println!("  A. {DRAIN} intents over {CHANNELS} channels, adaptive:");
+    println!(
+        "     drain {:>8.0} events/s = {:.2} of the order-preserving limit {limit_a:.0} (target >= 0.80: {})",
+        a.rate,
+        a.rate / limit_a,
+        verdict(a.rate / limit_a >= 0.8)
+    );
+    println!(
+        "     requests per event {:.3} (target <= 0.105: {}); order violations {} (target 0); duplicates {}; dead letters {}; bad signatures {}",
+        a.requests_per_event,
+        verdict(a.requests_per_event <= 0.105),
+        a.violations,
+        a.duplicates,
+        a.dead,
+        a.bad_signatures
+    );
+    let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
+    let fixed = drain(
+        &ch,
+        &pusher,
+        &format!("{run_id}.a0"),
+        DRAIN / 2,
+        &[
+            ("RELAY_CONCURRENCY", "fixed"),
+            ("RELAY_MAX_IN_FLIGHT", "16"),
+        ],
+    )
+    .await;
+    println!(
+        "     for comparison, fixed at 16 in flight (the old default): {:.0} events/s; adaptive is {:.1}x faster",
+        fixed.rate,
+        a.rate / fixed.rate
+    );
+
+    // B. Distance with a cap of 32 requests in flight.
+    let cap = 32;
+    let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
+    pusher.set_cap(Some(cap));
+    let b = drain(&ch, &pusher, &format!("{run_id}.b"), DRAIN, &[]).await;
+    let limit_b = cap as f64 * 10.0 / rtt_s;
+    let (late_429, late_total) = {
+        let seen = pusher.seen();
+        let first = seen.requests.iter().map(|r| r.at).min().unwrap_or_default();
+        let late: Vec<_> = seen
+            .requests
+            .iter()
+            .filter(|r| r.at >= first + Duration::from_secs(2))
+            .collect();
+        (late.iter().filter(|r| r.status == 429).count(), late.len())
+    };
+    let share_429 = late_429 as f64 / late_total.max(1) as f64;
+    let total_429 = pusher.seen().answered(429);
+    println!("  B. the same, with the server admitting {cap} requests at once (429 + Retry-After: 1 beyond):");
+    println!(
+        "     drain {:>8.0} events/s = {:.2} of {cap} x 10 / RTT = {limit_b:.0} (target >= 0.80: {})",
+        b.rate,
+        b.rate / limit_b,
+        verdict(b.rate / limit_b >= 0.8)
+    );
+    println!(
+        "     429s after the first 2 s: {late_429} of {late_total} requests = {:.2}% (target <= 2%: {}); {total_429} in all; dead letters {} (target 0); order violations {}",
+        share_429 * 100.0,
+        verdict(share_429 <= 0.02),
+        b.dead,
+        b.violations
+    );
+
+    // C. The round trip steps 20 -> 200 -> 20 ms under a steady feed.
+    let pusher = Distant::start(
+        KEY,
+        SECRET,
+        Duration::from_millis(20),
+        Duration::from_millis(2),
+    )
+    .await;
+    let q = format!("{run_id}.c");
+    declare_quorum(&ch, &q).await;
+    let run = Run::start(&pusher, &q, &[]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let phases = [(20u64, 5u64), (200, 10), (20, 10)];
+    let feed = 2_000usize;
+    let mut seqs = HashMap::new();
+    let mut limits: Vec<(f64, f64)> = Vec::new();
+    let mut boundaries_ms = Vec::new();
+    let started = Instant::now();
+    let mut published = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    for (rtt_ms, secs) in phases {
+        pusher.set_latency(
+            Duration::from_millis(rtt_ms),
+            Duration::from_millis(rtt_ms / 10),
+        );
+        boundaries_ms.push(now_ms());
+        for step in 0..secs * 10 {
+            tick.tick().await;
+            let names = round_robin(feed / 10, CHANNELS);
+            publish(&ch, &q, &names, &mut seqs).await;
+            published += names.len();
+            if step % 5 == 0 {
+                if let Some(limit) = run.metric("pusher_relay_concurrency_limit").await {
+                    limits.push((started.elapsed().as_secs_f64(), limit));
+                }
+            }
+        }
+    }
+    boundaries_ms.push(now_ms());
+    pusher.wait_for(published, Duration::from_secs(120)).await;
+    let c_dead = run.finish(&ch).await;
+    let c_violations = pusher.seen().violations;
+    println!("  C. a steady {feed} intents/s over {CHANNELS} channels while the round trip steps 20 ms (5 s) -> 200 ms (10 s) -> 20 ms (10 s):");
+    println!(
+        "     dead letters {c_dead} (target 0: {}); order violations {c_violations}",
+        verdict(c_dead == 0)
+    );
+    let phase_latency = |from: u64, to: u64| {
+        let seen = pusher.seen();
+        let mut lat: Vec<u64> = seen
+            .events
+            .iter()
+            .filter(|e| (from..to).contains(&e.published_ms))
+            .map(|e| e.latency_ms)
+            .collect();
+        (
+            percentile(&mut lat, 0.5),
+            percentile(&mut lat, 0.99),
+            lat.len(),
+        )
+    };
+    for (i, (rtt_ms, _)) in phases.iter().enumerate() {
+        let (p50, p99, n) = phase_latency(boundaries_ms[i], boundaries_ms[i + 1]);
+        println!("     phase {} (RTT {rtt_ms} ms): {n} intents, latency publish -> Pusher's answer p50 {p50} ms, p99 {p99} ms", i + 1);
+    }
+    let line: Vec<String> = limits
+        .iter()
+        .map(|(t, l)| format!("{t:.1}s:{l:.0}"))
+        .collect();
+    println!("     concurrency limit over time: {}", line.join(" "));
+
+    // D. A hot channel, arriving at a worker already running (warmed up
+    // by 2,000 intents over 100 other channels), as a hot channel would.
+    let hot_n = 20_000;
+    let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
+    let q = format!("{run_id}.d");
+    declare_quorum(&ch, &q).await;
+    let run = Run::start(&pusher, &q, &[]);
+    let warm: Vec<String> = (0..2_000)
+        .map(|i| format!("bench-warm-{}", i % 100))
+        .collect();
+    publish(&ch, &q, &warm, &mut HashMap::new()).await;
+    pusher.wait_for(warm.len(), Duration::from_secs(60)).await;
+    let names: Vec<String> = (0..hot_n)
+        .map(|i| {
+            if i % 2 == 0 {
+                "bench-hot".to_string()
+            } else {
+                format!("bench-cold-{}", (i / 2) % 99)
+            }
+        })
+        .collect();
+    publish(&ch, &q, &names, &mut HashMap::new()).await;
+    pusher
+        .wait_for(warm.len() + hot_n, Duration::from_secs(600))
+        .await;
+    let d_dead = run.finish(&ch).await;
+    let hot = rate_of(&pusher, |e| e.channel == "bench-hot");
+    let cold = rate_of(&pusher, |e| e.channel.starts_with("bench-cold"));
+    let (d_violations, per_channel) = {
+        let seen = pusher.seen();
+        (seen.violations, seen.max_channel_in_flight)
+    };
+    let hot_limit = 10.0 / rtt_s;
+    let cold_limit = 99.0 * 10.0 / rtt_s;
+    println!("  D. {hot_n} intents, half on one channel, the rest over 99, published to a running worker:");
+    println!(
+        "     hot channel {hot:>6.0} events/s = {:.2} of 10 / RTT = {hot_limit:.0} (target >= 0.80: {}); most requests in flight for one channel: {per_channel} (target 1)",
+        hot / hot_limit,
+        verdict(hot / hot_limit >= 0.8 && per_channel == 1)
+    );
+    println!(
+        "     cold channels {cold:>6.0} events/s = {:.2} of 99 x 10 / RTT = {cold_limit:.0} (target >= 0.80: {}); dead letters {d_dead}; order violations {d_violations}",
+        cold / cold_limit,
+        verdict(cold / cold_limit >= 0.8)
+    );
+
+    // L. Light load.
+    let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
+    let q = format!("{run_id}.l");
+    declare_quorum(&ch, &q).await;
+    let run = Run::start(&pusher, &q, &[]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut seqs = HashMap::new();
+    let light = 100;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    for i in 0..light {
+        tick.tick().await;
+        publish(&ch, &q, &[format!("bench-{}", i % CHANNELS)], &mut seqs).await;
+    }
+    pusher.wait_for(light, Duration::from_secs(30)).await;
+    run.finish(&ch).await;
+    let mut lat: Vec<u64> = pusher.seen().events.iter().map(|e| e.latency_ms).collect();
+    let (p50, p99) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.99));
+    let target = LINGER_MS + RTT.as_millis() as u64 + 20;
+    println!(
+        "  L. 10 intents/s: latency publish -> Pusher's answer p50 {p50} ms, p99 {p99} ms (target p99 <= linger + RTT + 20 = {target} ms: {})",
+        verdict(p99 <= target)
+    );
+
+    // E. Loopback.
+    println!();
+    println!("Loopback (the fake Pusher answers at once)");
+    let q0 = format!("{run_id}.ceiling");
     declare_quorum(&ch, &q0).await;
-    fill(&ch, &q0, DRAIN, 0).await;
+    publish(&ch, &q0, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
     let (_c2, ch2) = channel().await;
     let ceiling = ceiling(&ch2, &q0, DRAIN).await;
-    cleanup(&ch, &q0).await;
+    let _ = ch.queue_delete(&q0, QueueDeleteOptions::default()).await;
 
-    // 2. Drain.
-    let (port, seen) = fake_pusher().await;
-    let q1 = format!("{run}.drain");
+    let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
+    let q1 = format!("{run_id}.drain");
     declare_quorum(&ch, &q1).await;
-    fill(&ch, &q1, DRAIN, 0).await;
+    publish(&ch, &q1, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
     let beam = broker_pid();
     let beam_before = beam.map(cpu_seconds).unwrap_or(f64::NAN);
     let bench_before = cpu_seconds(std::process::id());
     let wall = Instant::now();
-    let mut worker = spawn_worker(&port, &q1, &db);
-    wait_for(&seen, DRAIN, Duration::from_secs(300)).await;
+    let run = Run::start(&pusher, &q1, &[]);
+    pusher.wait_for(DRAIN, Duration::from_secs(300)).await;
     let wall = wall.elapsed().as_secs_f64();
-    let drain_rss = peak_rss_mb(worker.id());
-    let worker_cpu = cpu_seconds(worker.id());
+    let drain_rss = peak_rss_mb(run.pid());
+    let worker_cpu = cpu_seconds(run.pid());
     let beam_cpu = beam.map(cpu_seconds).unwrap_or(f64::NAN) - beam_before;
     let bench_cpu = cpu_seconds(std::process::id()) - bench_before;
-    let _ = worker.kill();
-    let _ = worker.wait();
-    let (events, requests, violations, bad, secs) = {
-        let s = seen.lock().expect("seen");
-        let secs = match (s.first, s.last) {
-            (Some(a), Some(b)) => (b - a).as_secs_f64().max(1e-3),
-            _ => f64::NAN,
-        };
-        (s.events, s.requests, s.violations, s.bad_signatures, secs)
+    run.finish(&ch).await;
+    let rate = rate_of(&pusher, |_| true);
+    let (events, requests, violations, bad) = {
+        let s = pusher.seen();
+        (
+            s.accepted(),
+            s.answered(200),
+            s.violations,
+            s.bad_signatures,
+        )
     };
-    let rate = events as f64 / secs;
-    cleanup(&ch, &q1).await;
 
-    // 3. Memory with a 100k backlog.
-    let (port, seen) = fake_pusher().await;
-    let q2 = format!("{run}.backlog");
+    let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
+    let q2 = format!("{run_id}.backlog");
     declare_quorum(&ch, &q2).await;
-    fill(&ch, &q2, BACKLOG, 0).await;
-    let mut worker = spawn_worker(&port, &q2, &db);
-    wait_for(&seen, BACKLOG, Duration::from_secs(600)).await;
-    let backlog_rss = peak_rss_mb(worker.id());
-    let backlog_violations = seen.lock().expect("seen").violations;
-    let _ = worker.kill();
-    let _ = worker.wait();
-    cleanup(&ch, &q2).await;
+    publish(
+        &ch,
+        &q2,
+        &round_robin(BACKLOG, CHANNELS),
+        &mut HashMap::new(),
+    )
+    .await;
+    let run = Run::start(&pusher, &q2, &[]);
+    pusher.wait_for(BACKLOG, Duration::from_secs(600)).await;
+    let backlog_rss = peak_rss_mb(run.pid());
+    run.finish(&ch).await;
+    let backlog_violations = pusher.seen().violations;
 
-    // 4. Latency at a steady 1,000 intents/s.
-    let (port, seen) = fake_pusher().await;
-    let q3 = format!("{run}.latency");
+    let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
+    let q3 = format!("{run_id}.latency");
     declare_quorum(&ch, &q3).await;
-    let mut worker = spawn_worker(&port, &q3, &db);
+    let run = Run::start(&pusher, &q3, &[]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let total = RATE * 5;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut seqs = HashMap::new();
     let mut sent = 0;
-    let mut confirms = Vec::with_capacity(total);
     while sent < total {
         tick.tick().await;
         let burst = RATE / 100;
-        for i in sent..sent + burst {
-            let body = intent(i % CHANNELS, i / CHANNELS);
-            let props = BasicProperties::default().with_delivery_mode(2);
-            confirms.push(
-                ch.basic_publish(
-                    "",
-                    &q3,
-                    BasicPublishOptions::default(),
-                    body.as_bytes(),
-                    props,
-                )
-                .await
-                .expect("publish"),
-            );
-        }
+        let names: Vec<String> = (sent..sent + burst)
+            .map(|i| format!("bench-{}", i % CHANNELS))
+            .collect();
+        publish(&ch, &q3, &names, &mut seqs).await;
         sent += burst;
     }
-    for c in confirms {
-        c.await.expect("confirm");
-    }
-    wait_for(&seen, total, Duration::from_secs(60)).await;
-    let mut lat = seen.lock().expect("seen").latencies_ms.clone();
-    lat.sort_unstable();
-    let _ = worker.kill();
-    let _ = worker.wait();
-    cleanup(&ch, &q3).await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
+    pusher.wait_for(total, Duration::from_secs(60)).await;
+    run.finish(&ch).await;
+    let mut lat: Vec<u64> = pusher.seen().events.iter().map(|e| e.latency_ms).collect();
+    let (p50, p99) = (percentile(&mut lat, 0.50), percentile(&mut lat, 0.99));
 
-    let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
-    println!(
-        "pusher-relay benchmark ({DRAIN} intents over {CHANNELS} channels, linger {LINGER_MS} ms)"
-    );
     println!("  ceiling (lapin consume + multiple ack):  {ceiling:>9.0} msg/s");
     println!("  worker drain:                            {rate:>9.0} events/s   ratio {:.2} (target >= 0.80)", rate / ceiling);
     println!(
@@ -461,7 +680,8 @@ async fn main() {
     );
     println!("  peak RSS draining {DRAIN}:                 {drain_rss:>9.1} MB");
     println!(
-        "  peak RSS draining a {BACKLOG} backlog:      {backlog_rss:>9.1} MB      (target <= 50)"
+        "  peak RSS draining a {BACKLOG} backlog:      {backlog_rss:>9.1} MB      (target <= 50: {})",
+        verdict(backlog_rss <= 50.0)
     );
     println!(
         "  latency at {RATE}/s, p50 / p99:            {p50:>5} / {p99} ms  (target p99 <= {} ms)",

@@ -15,6 +15,20 @@ use base64::Engine;
 use serde::Serialize;
 
 use crate::intent::ChannelTemplates;
+use crate::relay::concurrency::Mode;
+
+/// Per-channel order allows one request per channel in flight, so the
+/// useful concurrency is about the number of channels with work waiting
+/// (more when small channels share a batch); this covers a few hundred
+/// busy channels at any distance, and the adaptive limit finds the part of
+/// it Pusher accepts.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
+/// Unacked deliveries held. Keeping Pusher busy takes 10 events per request
+/// in flight plus the next batch of every lane waiting behind it, and a hot
+/// channel's backlog must not fill the window and starve the others: see
+/// the README's "distance" section for the figures behind this number.
+pub const DEFAULT_PREFETCH: u16 = 10_000;
 
 /// A value that must never be printed: `Debug` and `Display` show `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -198,8 +212,12 @@ pub struct RelayConfig {
     pub prefetch: u16,
     /// How long a partly filled batch waits for more events.
     pub linger: Duration,
-    /// Concurrent Pusher requests.
+    /// The most Pusher requests in flight at once: the ceiling of the
+    /// adaptive limit, or the limit itself when `concurrency` is fixed.
     pub max_in_flight: usize,
+    /// Whether the in-flight limit adapts to Pusher's round trips and
+    /// pushback or stays at `max_in_flight`.
+    pub concurrency: crate::relay::concurrency::Mode,
     /// Attempts per request before an event is dead-lettered `exhausted`.
     pub max_attempts: usize,
     /// Total time spent retrying one request before it is `exhausted`.
@@ -546,10 +564,22 @@ impl Config {
                 format!("{e}; expected a valid channel name with only the placeholders its intent type has (see README, wire contract)"),
             );
         }
+        let concurrency = match r.string("RELAY_CONCURRENCY", "adaptive").as_str() {
+            "adaptive" => Mode::Adaptive,
+            "fixed" => Mode::Fixed,
+            other => {
+                r.bad(
+                    "RELAY_CONCURRENCY",
+                    format!("{other:?} is not a concurrency mode; expected adaptive (the limit follows Pusher's round trips and 429s, up to RELAY_MAX_IN_FLIGHT) or fixed (always RELAY_MAX_IN_FLIGHT)"),
+                );
+                Mode::Adaptive
+            }
+        };
         let relay = RelayConfig {
-            prefetch: r.number("RELAY_PREFETCH", 1000u16, 1, u16::MAX),
+            prefetch: r.number("RELAY_PREFETCH", DEFAULT_PREFETCH, 1, u16::MAX),
             linger: Duration::from_millis(r.number("RELAY_LINGER_MS", 10u64, 0, 10_000)),
-            max_in_flight: r.number("RELAY_MAX_IN_FLIGHT", 16usize, 1, 1024),
+            max_in_flight: r.number("RELAY_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, 1, 4096),
+            concurrency,
             max_attempts: r.number("RELAY_MAX_ATTEMPTS", 8usize, 1, 1000),
             max_retry_duration: r
                 .duration("RELAY_MAX_RETRY_DURATION", Some(Duration::from_secs(300)))
@@ -669,6 +699,7 @@ impl Config {
             ("RELAY_PREFETCH", r.prefetch.to_string()),
             ("RELAY_LINGER_MS", r.linger.as_millis().to_string()),
             ("RELAY_MAX_IN_FLIGHT", r.max_in_flight.to_string()),
+            ("RELAY_CONCURRENCY", r.concurrency.as_str().into()),
             ("RELAY_MAX_ATTEMPTS", r.max_attempts.to_string()),
             ("RELAY_MAX_RETRY_DURATION", dur(r.max_retry_duration)),
             (

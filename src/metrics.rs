@@ -30,6 +30,14 @@ pub const WEBHOOK_EVENTS_PUBLISHED: &str = "pusher_relay_webhook_events_publishe
 pub const BROKER_CONNECTIONS_LOST: &str = "pusher_relay_broker_connections_lost_total";
 pub const DEAD_LETTERS_PENDING: &str = "pusher_relay_dead_letters_pending";
 pub const REPLAYS: &str = "pusher_relay_replays_total";
+pub const CONCURRENCY_LIMIT: &str = "pusher_relay_concurrency_limit";
+pub const CONCURRENCY_DECREASES: &str = "pusher_relay_concurrency_decreases_total";
+pub const RTT_BASELINE: &str = "pusher_relay_pusher_rtt_baseline_seconds";
+
+/// How often histogram samples are folded into their buckets. The recorder
+/// keeps every sample until then; without this, a worker nobody scrapes
+/// would grow by every latency it records.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Installs the Prometheus recorder once per process and returns the handle
 /// `/metrics` renders. Later calls return the same handle, so tests that
@@ -53,6 +61,15 @@ pub fn install() -> PrometheusHandle {
             match handle {
                 Ok(handle) => {
                     describe();
+                    let upkeep = handle.clone();
+                    // A thread, not a task: the handle outlives any one
+                    // runtime (tests start several).
+                    let _ = std::thread::Builder::new()
+                        .name("metrics-upkeep".into())
+                        .spawn(move || loop {
+                            std::thread::sleep(UPKEEP_INTERVAL);
+                            upkeep.run_upkeep();
+                        });
                     handle
                 }
                 // Another recorder is already installed (an embedding app
@@ -123,6 +140,9 @@ fn describe() {
     );
     describe_counter!(BROKER_CONNECTIONS_LOST, Unit::Count, "Connections to RabbitMQ lost; the worker reconnects with backoff and unacked intents are redelivered.");
     describe_gauge!(DEAD_LETTERS_PENDING, Unit::Count, "Dead letters in the store not yet replayed, by reason (sampled every few seconds; shared by every worker on a PostgreSQL store).");
+    describe_gauge!(CONCURRENCY_LIMIT, Unit::Count, "Requests to Pusher allowed in flight now: adapted between 1 and RELAY_MAX_IN_FLIGHT from round trips and pushback (RELAY_CONCURRENCY=adaptive), or RELAY_MAX_IN_FLIGHT (fixed).");
+    describe_counter!(CONCURRENCY_DECREASES, Unit::Count, "Times the concurrency limit was lowered, by cause (429, error: 5xx/timeout/connection, rtt: round trip above its baseline).");
+    describe_gauge!(RTT_BASELINE, Unit::Seconds, "The smoothed round trip to Pusher that the concurrency controller compares new round trips with.");
     describe_counter!(
         REPLAYS,
         Unit::Count,
@@ -160,6 +180,31 @@ impl Default for DeliveryMetrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Handles the concurrency limiter updates on every interval.
+pub struct ConcurrencyMetrics {
+    pub limit: metrics::Gauge,
+    pub rtt_baseline: metrics::Gauge,
+}
+
+impl ConcurrencyMetrics {
+    pub fn new() -> Self {
+        ConcurrencyMetrics {
+            limit: gauge!(CONCURRENCY_LIMIT),
+            rtt_baseline: gauge!(RTT_BASELINE),
+        }
+    }
+}
+
+impl Default for ConcurrencyMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn concurrency_decrease(cause: &'static str) {
+    counter!(CONCURRENCY_DECREASES, "cause" => cause).increment(1);
 }
 
 pub fn intent_duplicate() {

@@ -12,6 +12,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::circuit::{Cause, Circuit};
+use super::concurrency::{Limiter, Response};
 use super::lanes::UnitId;
 use crate::deadletter::Reason;
 use crate::metrics;
@@ -62,9 +63,15 @@ pub enum SendError {
 }
 
 /// Sends with retries. `endpoint` labels metrics. The circuit decides when
-/// a request may go; failures while it is open do not use up the budget.
+/// a request may go, and the limiter how many may be on the wire; each
+/// attempt tells the limiter how it went.
+///
+/// Neither an outage (the circuit is open) nor a 429 uses up the retry
+/// budget: the first is Pusher's fault and the second says our limit was
+/// too high, which the limiter corrects; neither is this request's fault.
 pub async fn send_with_retry<T, F, Fut>(
     circuit: &Arc<Circuit>,
+    limiter: &Arc<Limiter>,
     policy: &RetryPolicy,
     endpoint: &'static str,
     mut send: F,
@@ -82,18 +89,25 @@ where
     let mut successes_at_start = circuit.successes();
     loop {
         circuit.admit().await;
+        let permit = limiter.acquire().await;
         let sent_at = Instant::now();
         let result = send().await;
         let elapsed = sent_at.elapsed();
         attempts += 1;
         let error = match result {
             Ok(value) => {
+                permit.finish(Response::Answered);
                 metrics::pusher_request(endpoint, Some(200), elapsed);
                 circuit.success();
                 return Ok((value, attempts));
             }
             Err(error) => error,
         };
+        permit.finish(match error.status() {
+            Some(429) => Response::Throttled,
+            _ if error.kind() == ErrorKind::Transient => Response::Failed,
+            _ => Response::Answered,
+        });
         if matches!(
             error,
             PusherError::Invalid(_) | PusherError::MissingMasterKey { .. }
@@ -124,6 +138,22 @@ where
             ErrorKind::Transient => {}
         }
         metrics::retry(transient_label(&error));
+        if error.status() == Some(429) {
+            // Pusher is up and answering; it wants fewer requests, which the
+            // limiter has just seen to. Wait as asked, then go again without
+            // charging the budget (attempt or time).
+            attempts -= 1;
+            let wait = error
+                .retry_after()
+                .unwrap_or_else(|| full_jitter(policy.min_delay));
+            tracing::debug!(
+                wait_ms = wait.as_millis() as u64,
+                "429 from Pusher; waiting as asked"
+            );
+            tokio::time::sleep(wait).await;
+            started += sent_at.elapsed();
+            continue;
+        }
         let mut open = circuit.transient_failure(&error.to_string());
         let spent =
             attempts as usize >= policy.max_attempts || started.elapsed() >= policy.max_duration;
@@ -217,13 +247,16 @@ fn failure(error: SendError) -> Failure {
 pub async fn deliver(
     client: &Client,
     circuit: &Arc<Circuit>,
+    limiter: &Arc<Limiter>,
     policy: &RetryPolicy,
     work: Work,
 ) -> Vec<(UnitId, Outcome)> {
     match work {
         Work::Multi(id, trigger) => {
-            let result =
-                send_with_retry(circuit, policy, "events", || client.trigger(&trigger)).await;
+            let result = send_with_retry(circuit, limiter, policy, "events", || {
+                client.trigger(&trigger)
+            })
+            .await;
             let outcome = match result {
                 Ok(_) => Outcome::Delivered,
                 Err(e) => Outcome::Failed(failure(e)),
@@ -238,9 +271,10 @@ pub async fn deliver(
             while let Some(segment) = segments.pop_front() {
                 let batch = &events[segment.clone()];
                 metrics::batch_size(batch.len());
-                let result =
-                    send_with_retry(circuit, policy, "batch_events", || client.post_batch(batch))
-                        .await;
+                let result = send_with_retry(circuit, limiter, policy, "batch_events", || {
+                    client.post_batch(batch)
+                })
+                .await;
                 match result {
                     Ok(_) => {
                         outcomes.extend(ids[segment].iter().map(|id| (*id, Outcome::Delivered)))
@@ -269,10 +303,15 @@ pub async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relay::concurrency::Mode;
     use std::cell::Cell;
 
     fn circuit() -> Arc<Circuit> {
         Circuit::new(Arc::new(|| Box::pin(async { true })))
+    }
+
+    fn limiter() -> Arc<Limiter> {
+        Limiter::new(Mode::Adaptive, 64)
     }
 
     fn policy() -> RetryPolicy {
@@ -306,7 +345,7 @@ mod tests {
     async fn transient_failures_retry_until_success() {
         let circuit = circuit();
         let calls = Cell::new(0);
-        let result = send_with_retry(&circuit, &policy(), "t", || {
+        let result = send_with_retry(&circuit, &limiter(), &policy(), "t", || {
             calls.set(calls.get() + 1);
             let n = calls.get();
             async move {
@@ -326,7 +365,7 @@ mod tests {
         let circuit = circuit();
         let calls = Cell::new(0);
         let started = Instant::now();
-        let _ = send_with_retry(&circuit, &policy(), "t", || {
+        let _ = send_with_retry(&circuit, &limiter(), &policy(), "t", || {
             calls.set(calls.get() + 1);
             let n = calls.get();
             async move {
@@ -349,7 +388,7 @@ mod tests {
     async fn a_budget_spent_while_pusher_is_healthy_is_exhausted() {
         let circuit = circuit();
         let calls = Cell::new(0);
-        let result = send_with_retry(&circuit, &policy(), "t", || {
+        let result = send_with_retry(&circuit, &limiter(), &policy(), "t", || {
             calls.set(calls.get() + 1);
             // Other requests succeed meanwhile, so the circuit stays closed.
             circuit.success();
@@ -364,10 +403,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn throttling_spends_no_budget_and_lowers_the_limit() {
+        let circuit = circuit();
+        let limiter = Limiter::new(Mode::Adaptive, 64);
+        let before = limiter.limit();
+        let calls = Cell::new(0);
+        // Twice the attempts the policy allows, all 429: still delivered,
+        // and neither dead-lettered nor paused as an outage.
+        let result = send_with_retry(&circuit, &limiter, &policy(), "t", || {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move {
+                if n <= 8 {
+                    Err(status(429, Some(1)))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(result.ok(), Some((9, 1)), "one attempt charged");
+        assert!(circuit.open_cause().is_none(), "a 429 is not an outage");
+        assert!(limiter.limit() < before, "{} then {}", before, limiter.limit());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn rejection_is_not_retried() {
         let circuit = circuit();
         let calls = Cell::new(0);
-        let result = send_with_retry(&circuit, &policy(), "t", || {
+        let result = send_with_retry(&circuit, &limiter(), &policy(), "t", || {
             calls.set(calls.get() + 1);
             async { Err::<(), _>(status(413, None)) }
         })
@@ -384,7 +448,7 @@ mod tests {
             Box::pin(async move { Instant::now() >= back_at })
         }));
         let calls = Cell::new(0);
-        let result = send_with_retry(&circuit, &policy(), "t", || {
+        let result = send_with_retry(&circuit, &limiter(), &policy(), "t", || {
             calls.set(calls.get() + 1);
             async move {
                 if Instant::now() < back_at {
@@ -413,7 +477,8 @@ mod tests {
         let circuit = circuit();
         let calls = Cell::new(0);
         let policy = policy();
-        let fut = send_with_retry(&circuit, &policy, "t", || {
+        let limiter = limiter();
+        let fut = send_with_retry(&circuit, &limiter, &policy, "t", || {
             calls.set(calls.get() + 1);
             let e = PusherError::Status {
                 method: "POST",

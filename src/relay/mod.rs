@@ -4,6 +4,8 @@
 //! - [`lanes`]: per-channel queues and the batcher that packs them;
 //! - [`dispatch`]: sends one request with retry, backoff and batch splitting;
 //! - [`circuit`]: pauses everything while Pusher is down or refusing us;
+//! - [`concurrency`]: how many requests may be in flight, found from
+//!   Pusher's round trips and pushback;
 //! - [`writer`]: stores dead letters before their deliveries are acked;
 //! - [`dedup`]: remembers delivered intent ids to drop redeliveries;
 //! - [`session`]: the event loop of one broker connection, tying them up.
@@ -12,6 +14,7 @@
 //! listener, until shutdown.
 
 pub mod circuit;
+pub mod concurrency;
 pub mod dedup;
 pub mod dispatch;
 pub mod lanes;
@@ -56,6 +59,7 @@ pub struct Worker {
     pub http_addr: SocketAddr,
     /// Readiness of each part.
     pub health: Arc<Health>,
+    limiter: Arc<concurrency::Limiter>,
     trigger: ShutdownTrigger,
     task: JoinHandle<Result<(), RelayError>>,
 }
@@ -96,9 +100,11 @@ impl Worker {
         tracing::info!(%http_addr, pusher = %cfg.pusher.base_url(), "listening for /metrics, /healthz, /readyz");
 
         let client = Client::new(&cfg.pusher)?;
+        let limiter = concurrency::Limiter::new(cfg.relay.concurrency, cfg.relay.max_in_flight);
         let task = tokio::spawn(run_sessions(
             cfg,
             client,
+            limiter.clone(),
             health.clone(),
             store_slot,
             shutdown,
@@ -106,9 +112,15 @@ impl Worker {
         Ok(Worker {
             http_addr,
             health,
+            limiter,
             trigger,
             task,
         })
+    }
+
+    /// Requests to Pusher allowed in flight now (the adaptive limit).
+    pub fn concurrency_limit(&self) -> usize {
+        self.limiter.limit()
     }
 
     /// Starts a graceful shutdown (as SIGTERM does).
@@ -202,6 +214,7 @@ async fn connect_store(
 async fn run_sessions(
     cfg: Config,
     client: Client,
+    limiter: Arc<concurrency::Limiter>,
     health: Arc<Health>,
     store_slot: Arc<OnceLock<Store>>,
     mut shutdown: Shutdown,
@@ -220,6 +233,7 @@ async fn run_sessions(
     let shared = Arc::new(session::Shared {
         dedup: Arc::new(Mutex::new(dedup::DedupCache::new(cfg.relay.dedup_capacity))),
         circuit: circuit::Circuit::new(probe(client.clone())),
+        limiter,
         health: health.clone(),
         store: store.clone(),
         client,

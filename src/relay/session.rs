@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::circuit::Circuit;
+use super::concurrency::Limiter;
 use super::dedup::DedupCache;
 use super::dispatch::{self, Failure, Outcome, RetryPolicy, Work};
 use super::lanes::{Batch, Scheduler, UnitId};
@@ -46,6 +47,7 @@ pub struct Shared {
     pub cfg: Config,
     pub client: Client,
     pub circuit: Arc<Circuit>,
+    pub limiter: Arc<Limiter>,
     pub health: Arc<Health>,
     pub dedup: Arc<Mutex<DedupCache>>,
     pub store: Store,
@@ -269,6 +271,11 @@ impl Session {
                 },
                 _ = circuit_changes.changed() => {
                     let cause = self.shared.circuit.open_cause();
+                    if paused && cause.is_none() {
+                        // The failures that opened it drove the limit down;
+                        // they say nothing of the Pusher that is back.
+                        self.shared.limiter.restart();
+                    }
                     paused = cause.is_some();
                     self.shared.health.set_circuit(cause.map(|c| c.describe()));
                 }
@@ -281,7 +288,9 @@ impl Session {
     }
 
     fn dispatch_due(&mut self, flush: bool) {
-        let max = self.shared.cfg.relay.max_in_flight;
+        // Requests past the limit would wait for a slot anyway; not making
+        // them keeps their lanes open to fill fuller batches meanwhile.
+        let max = self.shared.limiter.limit();
         while self.in_flight < max {
             let Some(batch) = self.scheduler.next(
                 Instant::now().into_std(),
@@ -311,8 +320,14 @@ impl Session {
             let shared = self.shared.clone();
             let tx = self.tx.clone();
             tokio::spawn(async move {
-                let outcomes =
-                    dispatch::deliver(&shared.client, &shared.circuit, &shared.policy, work).await;
+                let outcomes = dispatch::deliver(
+                    &shared.client,
+                    &shared.circuit,
+                    &shared.limiter,
+                    &shared.policy,
+                    work,
+                )
+                .await;
                 let _ = tx.send(Msg::Done(outcomes));
             });
         }

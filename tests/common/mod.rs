@@ -8,11 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
-use md5::{Digest, Md5};
 use pusher_relay::config::Config;
-use sha2::Sha256;
 use wiremock::{Match, Request};
+
+pub mod distant;
 
 pub const APP_ID: &str = "4242";
 pub const KEY: &str = "test-key";
@@ -62,59 +61,14 @@ pub fn signature_problem(req: &Request, key: &str, secret: &str) -> Option<Strin
         .query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let get = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    if get("auth_key").as_deref() != Some(key) {
-        return Some(format!("auth_key is {:?}", get("auth_key")));
-    }
-    if get("auth_version").as_deref() != Some("1.0") {
-        return Some("auth_version is not 1.0".into());
-    }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default();
-    match get("auth_timestamp").and_then(|t| t.parse::<i64>().ok()) {
-        Some(ts) if (now - ts).abs() < 600 => {}
-        other => {
-            return Some(format!(
-                "auth_timestamp {other:?} is not within 600 s of now"
-            ))
-        }
-    }
-    if !req.body.is_empty() {
-        let md5 = hex::encode(Md5::digest(&req.body));
-        if get("body_md5").as_deref() != Some(md5.as_str()) {
-            return Some(format!(
-                "body_md5 {:?} is not the MD5 of the body sent ({md5})",
-                get("body_md5")
-            ));
-        }
-    }
-    let mut signed: Vec<(String, String)> = query
-        .iter()
-        .filter(|(k, _)| k != "auth_signature")
-        .map(|(k, v)| (k.to_lowercase(), v.clone()))
-        .collect();
-    signed.sort();
-    let params: Vec<String> = signed.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let to_sign = format!(
-        "{}\n{}\n{}",
+    distant::signature_problem(
         req.method.as_str(),
         req.url.path(),
-        params.join("&")
-    );
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
-    mac.update(to_sign.as_bytes());
-    let want = hex::encode(mac.finalize().into_bytes());
-    if get("auth_signature").as_deref() != Some(want.as_str()) {
-        return Some(format!("auth_signature does not match {to_sign:?}"));
-    }
-    None
+        &query,
+        &req.body,
+        key,
+        secret,
+    )
 }
 
 /// A wiremock matcher that only matches correctly signed requests; mocks
