@@ -21,7 +21,9 @@
 //! 4. latency at 1,000 intents/s for 5 s.
 //!
 //! Figures are printed beside their targets, never asserted: these machines
-//! are noisy. Needs RabbitMQ on 127.0.0.1:5672.
+//! are noisy. Needs RabbitMQ on 127.0.0.1:5672. `BENCH_ONLY=a,b,c,d,l,e`
+//! runs some sections; `BENCH_WORKER_ENV="RELAY_PREFETCH=1000 ..."` passes
+//! settings to every worker, for experiments.
 
 #[path = "../tests/common/distant.rs"]
 mod distant;
@@ -214,6 +216,15 @@ impl Run {
         for (k, v) in extra {
             cmd.env(k, v);
         }
+        // For experiments: `BENCH_WORKER_ENV="RELAY_PREFETCH=1000 ..."`.
+        for pair in std::env::var("BENCH_WORKER_ENV")
+            .unwrap_or_default()
+            .split_whitespace()
+        {
+            if let Some((k, v)) = pair.split_once('=') {
+                cmd.env(k, v);
+            }
+        }
         Run {
             queue: queue.into(),
             db,
@@ -334,6 +345,18 @@ struct Drained {
     duplicates: usize,
     bad_signatures: usize,
     dead: u64,
+    /// The worker's concurrency limit, every 100 ms while it drained.
+    limits: Vec<f64>,
+}
+
+impl Drained {
+    fn limit_summary(&self) -> String {
+        let n = self.limits.len().max(1) as f64;
+        let mean = self.limits.iter().sum::<f64>() / n;
+        let min = self.limits.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self.limits.iter().copied().fold(0.0, f64::max);
+        format!("concurrency limit while draining: mean {mean:.0}, min {min:.0}, max {max:.0}")
+    }
 }
 
 /// Fills a queue with `n` intents over 100 channels, starts a worker, waits
@@ -348,7 +371,13 @@ async fn drain(
     declare_quorum(ch, queue).await;
     publish(ch, queue, &round_robin(n, CHANNELS), &mut HashMap::new()).await;
     let run = Run::start(pusher, queue, extra);
-    pusher.wait_for(n, Duration::from_secs(600)).await;
+    let mut limits = Vec::new();
+    while pusher.seen().accepted() < n {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if pusher.seen().accepted() > 0 {
+            limits.extend(run.metric("pusher_relay_concurrency_limit").await);
+        }
+    }
     let rate = rate_of(pusher, |_| true);
     let dead = run.finish(ch).await;
     let seen = pusher.seen();
@@ -360,6 +389,7 @@ async fn drain(
         duplicates: seen.duplicates,
         bad_signatures: seen.bad_signatures,
         dead,
+        limits,
     }
 }
 
@@ -368,6 +398,8 @@ async fn main() {
     let run_id = format!("bench-{}-{}", std::process::id(), now_ms());
     let (_conn, ch) = channel().await;
     let rtt_s = RTT.as_secs_f64();
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let wants = |section: &str| only.is_empty() || only.split(',').any(|s| s == section);
     println!(
         "pusher-relay benchmark (linger {LINGER_MS} ms; the fake Pusher checks every signature)"
     );
@@ -378,18 +410,19 @@ async fn main() {
         JITTER.as_millis()
     );
 
-    // A. Distance, no cap.
-    let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
-    let a = drain(&ch, &pusher, &format!("{run_id}.a"), DRAIN, &[]).await;
-    let limit_a = CHANNELS as f64 * 10.0 / rtt_s;
-    println!("  A. {DRAIN} intents over {CHANNELS} channels, adaptive:");
-    println!(
+    if wants("a") {
+        // A. Distance, no cap.
+        let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
+        let a = drain(&ch, &pusher, &format!("{run_id}.a"), DRAIN, &[]).await;
+        let limit_a = CHANNELS as f64 * 10.0 / rtt_s;
+        println!("  A. {DRAIN} intents over {CHANNELS} channels, adaptive:");
+        println!(
         "     drain {:>8.0} events/s = {:.2} of the order-preserving limit {limit_a:.0} (target >= 0.80: {})",
         a.rate,
         a.rate / limit_a,
         verdict(a.rate / limit_a >= 0.8)
     );
-    println!(
+        println!(
         "     requests per event {:.3} (target <= 0.105: {}); order violations {} (target 0); duplicates {}; dead letters {}; bad signatures {}",
         a.requests_per_event,
         verdict(a.requests_per_event <= 0.105),
@@ -398,293 +431,310 @@ async fn main() {
         a.dead,
         a.bad_signatures
     );
-    let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
-    let fixed = drain(
-        &ch,
-        &pusher,
-        &format!("{run_id}.a0"),
-        DRAIN / 2,
-        &[
-            ("RELAY_CONCURRENCY", "fixed"),
-            ("RELAY_MAX_IN_FLIGHT", "16"),
-        ],
-    )
-    .await;
-    println!(
+        let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
+        let fixed = drain(
+            &ch,
+            &pusher,
+            &format!("{run_id}.a0"),
+            DRAIN / 2,
+            &[
+                ("RELAY_CONCURRENCY", "fixed"),
+                ("RELAY_MAX_IN_FLIGHT", "16"),
+            ],
+        )
+        .await;
+        println!(
         "     for comparison, fixed at 16 in flight (the old default): {:.0} events/s; adaptive is {:.1}x faster",
         fixed.rate,
         a.rate / fixed.rate
     );
-
-    // B. Distance with a cap of 32 requests in flight.
-    let cap = 32;
-    let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
-    pusher.set_cap(Some(cap));
-    let b = drain(&ch, &pusher, &format!("{run_id}.b"), DRAIN, &[]).await;
-    let limit_b = cap as f64 * 10.0 / rtt_s;
-    let (late_429, late_total) = {
-        let seen = pusher.seen();
-        let first = seen.requests.iter().map(|r| r.at).min().unwrap_or_default();
-        let late: Vec<_> = seen
-            .requests
-            .iter()
-            .filter(|r| r.at >= first + Duration::from_secs(2))
-            .collect();
-        (late.iter().filter(|r| r.status == 429).count(), late.len())
-    };
-    let share_429 = late_429 as f64 / late_total.max(1) as f64;
-    let total_429 = pusher.seen().answered(429);
-    println!("  B. the same, with the server admitting {cap} requests at once (429 + Retry-After: 1 beyond):");
-    println!(
+    }
+    if wants("b") {
+        // B. Distance with a cap of 32 requests in flight.
+        let cap = 32;
+        let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
+        pusher.set_cap(Some(cap));
+        let b = drain(&ch, &pusher, &format!("{run_id}.b"), DRAIN, &[]).await;
+        let limit_b = cap as f64 * 10.0 / rtt_s;
+        let (late_429, late_total) = {
+            let seen = pusher.seen();
+            let first = seen.requests.iter().map(|r| r.at).min().unwrap_or_default();
+            let late: Vec<_> = seen
+                .requests
+                .iter()
+                .filter(|r| r.at >= first + Duration::from_secs(2))
+                .collect();
+            (late.iter().filter(|r| r.status == 429).count(), late.len())
+        };
+        let share_429 = late_429 as f64 / late_total.max(1) as f64;
+        let total_429 = pusher.seen().answered(429);
+        println!("  B. the same, with the server admitting {cap} requests at once (429 + Retry-After: 1 beyond):");
+        println!(
         "     drain {:>8.0} events/s = {:.2} of {cap} x 10 / RTT = {limit_b:.0} (target >= 0.80: {})",
         b.rate,
         b.rate / limit_b,
         verdict(b.rate / limit_b >= 0.8)
     );
-    println!(
+        println!(
         "     429s after the first 2 s: {late_429} of {late_total} requests = {:.2}% (target <= 2%: {}); {total_429} in all; dead letters {} (target 0); order violations {}",
         share_429 * 100.0,
         verdict(share_429 <= 0.02),
         b.dead,
         b.violations
     );
-
-    // C. The round trip steps 20 -> 200 -> 20 ms under a steady feed.
-    let pusher = Distant::start(
-        KEY,
-        SECRET,
-        Duration::from_millis(20),
-        Duration::from_millis(2),
-    )
-    .await;
-    let q = format!("{run_id}.c");
-    declare_quorum(&ch, &q).await;
-    let run = Run::start(&pusher, &q, &[]);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let phases = [(20u64, 5u64), (200, 10), (20, 10)];
-    let feed = 2_000usize;
-    let mut seqs = HashMap::new();
-    let mut limits: Vec<(f64, f64)> = Vec::new();
-    let mut boundaries_ms = Vec::new();
-    let started = Instant::now();
-    let mut published = 0;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    for (rtt_ms, secs) in phases {
-        pusher.set_latency(
-            Duration::from_millis(rtt_ms),
-            Duration::from_millis(rtt_ms / 10),
-        );
-        boundaries_ms.push(now_ms());
-        for step in 0..secs * 10 {
-            tick.tick().await;
-            let names = round_robin(feed / 10, CHANNELS);
-            publish(&ch, &q, &names, &mut seqs).await;
-            published += names.len();
-            if step % 5 == 0 {
-                if let Some(limit) = run.metric("pusher_relay_concurrency_limit").await {
-                    limits.push((started.elapsed().as_secs_f64(), limit));
+        println!("     {}", b.limit_summary());
+    }
+    if wants("c") {
+        // C. The round trip steps 20 -> 200 -> 20 ms under a steady feed.
+        let pusher = Distant::start(
+            KEY,
+            SECRET,
+            Duration::from_millis(20),
+            Duration::from_millis(2),
+        )
+        .await;
+        let q = format!("{run_id}.c");
+        declare_quorum(&ch, &q).await;
+        let run = Run::start(&pusher, &q, &[]);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let phases = [(20u64, 5u64), (200, 10), (20, 10)];
+        let feed = 2_000usize;
+        let mut seqs = HashMap::new();
+        let mut limits: Vec<(f64, f64)> = Vec::new();
+        let mut boundaries_ms = Vec::new();
+        let started = Instant::now();
+        let mut published = 0;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        for (rtt_ms, secs) in phases {
+            pusher.set_latency(
+                Duration::from_millis(rtt_ms),
+                Duration::from_millis(rtt_ms / 10),
+            );
+            boundaries_ms.push(now_ms());
+            for step in 0..secs * 10 {
+                tick.tick().await;
+                let names = round_robin(feed / 10, CHANNELS);
+                publish(&ch, &q, &names, &mut seqs).await;
+                published += names.len();
+                if step % 5 == 0 {
+                    if let Some(limit) = run.metric("pusher_relay_concurrency_limit").await {
+                        limits.push((started.elapsed().as_secs_f64(), limit));
+                    }
                 }
             }
         }
-    }
-    boundaries_ms.push(now_ms());
-    pusher.wait_for(published, Duration::from_secs(120)).await;
-    let c_dead = run.finish(&ch).await;
-    let c_violations = pusher.seen().violations;
-    println!("  C. a steady {feed} intents/s over {CHANNELS} channels while the round trip steps 20 ms (5 s) -> 200 ms (10 s) -> 20 ms (10 s):");
-    println!(
-        "     dead letters {c_dead} (target 0: {}); order violations {c_violations}",
-        verdict(c_dead == 0)
-    );
-    let phase_latency = |from: u64, to: u64| {
-        let seen = pusher.seen();
-        let mut lat: Vec<u64> = seen
-            .events
+        boundaries_ms.push(now_ms());
+        pusher.wait_for(published, Duration::from_secs(120)).await;
+        let c_dead = run.finish(&ch).await;
+        let c_violations = pusher.seen().violations;
+        println!("  C. a steady {feed} intents/s over {CHANNELS} channels while the round trip steps 20 ms (5 s) -> 200 ms (10 s) -> 20 ms (10 s):");
+        println!(
+            "     dead letters {c_dead} (target 0: {}); order violations {c_violations}",
+            verdict(c_dead == 0)
+        );
+        let phase_latency = |from: u64, to: u64| {
+            let seen = pusher.seen();
+            let mut lat: Vec<u64> = seen
+                .events
+                .iter()
+                .filter(|e| (from..to).contains(&e.published_ms))
+                .map(|e| e.latency_ms)
+                .collect();
+            (
+                percentile(&mut lat, 0.5),
+                percentile(&mut lat, 0.99),
+                lat.len(),
+            )
+        };
+        for (i, (rtt_ms, _)) in phases.iter().enumerate() {
+            let (p50, p99, n) = phase_latency(boundaries_ms[i], boundaries_ms[i + 1]);
+            println!("     phase {} (RTT {rtt_ms} ms): {n} intents, latency publish -> Pusher's answer p50 {p50} ms, p99 {p99} ms", i + 1);
+        }
+        let line: Vec<String> = limits
             .iter()
-            .filter(|e| (from..to).contains(&e.published_ms))
-            .map(|e| e.latency_ms)
+            .map(|(t, l)| format!("{t:.1}s:{l:.0}"))
             .collect();
-        (
-            percentile(&mut lat, 0.5),
-            percentile(&mut lat, 0.99),
-            lat.len(),
-        )
-    };
-    for (i, (rtt_ms, _)) in phases.iter().enumerate() {
-        let (p50, p99, n) = phase_latency(boundaries_ms[i], boundaries_ms[i + 1]);
-        println!("     phase {} (RTT {rtt_ms} ms): {n} intents, latency publish -> Pusher's answer p50 {p50} ms, p99 {p99} ms", i + 1);
+        println!("     concurrency limit over time: {}", line.join(" "));
     }
-    let line: Vec<String> = limits
-        .iter()
-        .map(|(t, l)| format!("{t:.1}s:{l:.0}"))
-        .collect();
-    println!("     concurrency limit over time: {}", line.join(" "));
-
-    // D. A hot channel, arriving at a worker already running (warmed up
-    // by 2,000 intents over 100 other channels), as a hot channel would.
-    let hot_n = 20_000;
-    let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
-    let q = format!("{run_id}.d");
-    declare_quorum(&ch, &q).await;
-    let run = Run::start(&pusher, &q, &[]);
-    let warm: Vec<String> = (0..2_000)
-        .map(|i| format!("bench-warm-{}", i % 100))
-        .collect();
-    publish(&ch, &q, &warm, &mut HashMap::new()).await;
-    pusher.wait_for(warm.len(), Duration::from_secs(60)).await;
-    let names: Vec<String> = (0..hot_n)
-        .map(|i| {
-            if i % 2 == 0 {
-                "bench-hot".to_string()
-            } else {
-                format!("bench-cold-{}", (i / 2) % 99)
-            }
-        })
-        .collect();
-    publish(&ch, &q, &names, &mut HashMap::new()).await;
-    pusher
-        .wait_for(warm.len() + hot_n, Duration::from_secs(600))
-        .await;
-    let d_dead = run.finish(&ch).await;
-    let hot = rate_of(&pusher, |e| e.channel == "bench-hot");
-    let cold = rate_of(&pusher, |e| e.channel.starts_with("bench-cold"));
-    let (d_violations, per_channel) = {
-        let seen = pusher.seen();
-        (seen.violations, seen.max_channel_in_flight)
-    };
-    let hot_limit = 10.0 / rtt_s;
-    let cold_limit = 99.0 * 10.0 / rtt_s;
-    println!("  D. {hot_n} intents, half on one channel, the rest over 99, published to a running worker:");
-    println!(
+    if wants("d") {
+        // D. A hot channel. The queue is filled first, so that the cold
+        // channels' rate is the worker's and not the publisher's; the same
+        // cold intents drained alone, in the same run, are the reference.
+        let hot_n = 20_000;
+        let cold_names = |i: usize| format!("bench-cold-{}", i % 99);
+        let reference = {
+            let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
+            let q = format!("{run_id}.d0");
+            declare_quorum(&ch, &q).await;
+            let names: Vec<String> = (0..hot_n / 2).map(cold_names).collect();
+            publish(&ch, &q, &names, &mut HashMap::new()).await;
+            let run = Run::start(&pusher, &q, &[]);
+            pusher.wait_for(names.len(), Duration::from_secs(600)).await;
+            run.finish(&ch).await;
+            rate_of(&pusher, |_| true)
+        };
+        let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
+        let q = format!("{run_id}.d");
+        declare_quorum(&ch, &q).await;
+        let names: Vec<String> = (0..hot_n)
+            .map(|i| {
+                if i % 2 == 0 {
+                    "bench-hot".to_string()
+                } else {
+                    cold_names(i / 2)
+                }
+            })
+            .collect();
+        publish(&ch, &q, &names, &mut HashMap::new()).await;
+        let run = Run::start(&pusher, &q, &[]);
+        pusher.wait_for(hot_n, Duration::from_secs(600)).await;
+        let d_dead = run.finish(&ch).await;
+        let hot = rate_of(&pusher, |e| e.channel == "bench-hot");
+        let cold = rate_of(&pusher, |e| e.channel.starts_with("bench-cold"));
+        let (d_violations, per_channel) = {
+            let seen = pusher.seen();
+            (seen.violations, seen.max_channel_in_flight)
+        };
+        let hot_limit = 10.0 / rtt_s;
+        let cold_limit = 99.0 * 10.0 / rtt_s;
+        println!("  D. {hot_n} intents, half on one channel, the rest over 99 (a backlog when the worker starts):");
+        println!(
         "     hot channel {hot:>6.0} events/s = {:.2} of 10 / RTT = {hot_limit:.0} (target >= 0.80: {}); most requests in flight for one channel: {per_channel} (target 1)",
         hot / hot_limit,
         verdict(hot / hot_limit >= 0.8 && per_channel == 1)
     );
-    println!(
+        println!(
         "     cold channels {cold:>6.0} events/s = {:.2} of 99 x 10 / RTT = {cold_limit:.0} (target >= 0.80: {}); dead letters {d_dead}; order violations {d_violations}",
         cold / cold_limit,
         verdict(cold / cold_limit >= 0.8)
     );
-
-    // L. Light load.
-    let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
-    let q = format!("{run_id}.l");
-    declare_quorum(&ch, &q).await;
-    let run = Run::start(&pusher, &q, &[]);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut seqs = HashMap::new();
-    let light = 100;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    for i in 0..light {
-        tick.tick().await;
-        publish(&ch, &q, &[format!("bench-{}", i % CHANNELS)], &mut seqs).await;
+        println!(
+            "     the same cold intents with no hot channel: {reference:.0} events/s; with it, the cold channels keep {:.2} of that",
+            cold / reference
+        );
     }
-    pusher.wait_for(light, Duration::from_secs(30)).await;
-    run.finish(&ch).await;
-    let mut lat: Vec<u64> = pusher.seen().events.iter().map(|e| e.latency_ms).collect();
-    let (p50, p99) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.99));
-    let target = LINGER_MS + RTT.as_millis() as u64 + 20;
-    println!(
+    if wants("l") {
+        // L. Light load.
+        let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
+        let q = format!("{run_id}.l");
+        declare_quorum(&ch, &q).await;
+        let run = Run::start(&pusher, &q, &[]);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut seqs = HashMap::new();
+        let light = 100;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        for i in 0..light {
+            tick.tick().await;
+            publish(&ch, &q, &[format!("bench-{}", i % CHANNELS)], &mut seqs).await;
+        }
+        pusher.wait_for(light, Duration::from_secs(30)).await;
+        run.finish(&ch).await;
+        let mut lat: Vec<u64> = pusher.seen().events.iter().map(|e| e.latency_ms).collect();
+        let (p50, p99) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.99));
+        let target = LINGER_MS + RTT.as_millis() as u64 + 20;
+        println!(
         "  L. 10 intents/s: latency publish -> Pusher's answer p50 {p50} ms, p99 {p99} ms (target p99 <= linger + RTT + 20 = {target} ms: {})",
         verdict(p99 <= target)
     );
-
-    // E. Loopback.
-    println!();
-    println!("Loopback (the fake Pusher answers at once)");
-    let q0 = format!("{run_id}.ceiling");
-    declare_quorum(&ch, &q0).await;
-    publish(&ch, &q0, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
-    let (_c2, ch2) = channel().await;
-    let ceiling = ceiling(&ch2, &q0, DRAIN).await;
-    let _ = ch.queue_delete(&q0, QueueDeleteOptions::default()).await;
-
-    let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
-    let q1 = format!("{run_id}.drain");
-    declare_quorum(&ch, &q1).await;
-    publish(&ch, &q1, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
-    let beam = broker_pid();
-    let beam_before = beam.map(cpu_seconds).unwrap_or(f64::NAN);
-    let bench_before = cpu_seconds(std::process::id());
-    let wall = Instant::now();
-    let run = Run::start(&pusher, &q1, &[]);
-    pusher.wait_for(DRAIN, Duration::from_secs(300)).await;
-    let wall = wall.elapsed().as_secs_f64();
-    let drain_rss = peak_rss_mb(run.pid());
-    let worker_cpu = cpu_seconds(run.pid());
-    let beam_cpu = beam.map(cpu_seconds).unwrap_or(f64::NAN) - beam_before;
-    let bench_cpu = cpu_seconds(std::process::id()) - bench_before;
-    run.finish(&ch).await;
-    let rate = rate_of(&pusher, |_| true);
-    let (events, requests, violations, bad) = {
-        let s = pusher.seen();
-        (
-            s.accepted(),
-            s.answered(200),
-            s.violations,
-            s.bad_signatures,
-        )
-    };
-
-    let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
-    let q2 = format!("{run_id}.backlog");
-    declare_quorum(&ch, &q2).await;
-    publish(
-        &ch,
-        &q2,
-        &round_robin(BACKLOG, CHANNELS),
-        &mut HashMap::new(),
-    )
-    .await;
-    let run = Run::start(&pusher, &q2, &[]);
-    pusher.wait_for(BACKLOG, Duration::from_secs(600)).await;
-    let backlog_rss = peak_rss_mb(run.pid());
-    run.finish(&ch).await;
-    let backlog_violations = pusher.seen().violations;
-
-    let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
-    let q3 = format!("{run_id}.latency");
-    declare_quorum(&ch, &q3).await;
-    let run = Run::start(&pusher, &q3, &[]);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let total = RATE * 5;
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    let mut seqs = HashMap::new();
-    let mut sent = 0;
-    while sent < total {
-        tick.tick().await;
-        let burst = RATE / 100;
-        let names: Vec<String> = (sent..sent + burst)
-            .map(|i| format!("bench-{}", i % CHANNELS))
-            .collect();
-        publish(&ch, &q3, &names, &mut seqs).await;
-        sent += burst;
     }
-    pusher.wait_for(total, Duration::from_secs(60)).await;
-    run.finish(&ch).await;
-    let mut lat: Vec<u64> = pusher.seen().events.iter().map(|e| e.latency_ms).collect();
-    let (p50, p99) = (percentile(&mut lat, 0.50), percentile(&mut lat, 0.99));
+    if wants("e") {
+        // E. Loopback.
+        println!();
+        println!("Loopback (the fake Pusher answers at once)");
+        let q0 = format!("{run_id}.ceiling");
+        declare_quorum(&ch, &q0).await;
+        publish(&ch, &q0, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
+        let (_c2, ch2) = channel().await;
+        let ceiling = ceiling(&ch2, &q0, DRAIN).await;
+        let _ = ch.queue_delete(&q0, QueueDeleteOptions::default()).await;
 
-    println!("  ceiling (lapin consume + multiple ack):  {ceiling:>9.0} msg/s");
-    println!("  worker drain:                            {rate:>9.0} events/s   ratio {:.2} (target >= 0.80)", rate / ceiling);
-    println!(
-        "  requests per event:                      {:>9.3}            (target <= 0.105)",
-        requests as f64 / events as f64
-    );
-    println!("  order violations:                        {:>9}            (target 0; {backlog_violations} in the backlog run)", violations);
-    println!("  bad signatures seen by the fake Pusher:  {bad:>9}");
-    println!(
+        let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
+        let q1 = format!("{run_id}.drain");
+        declare_quorum(&ch, &q1).await;
+        publish(&ch, &q1, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
+        let beam = broker_pid();
+        let beam_before = beam.map(cpu_seconds).unwrap_or(f64::NAN);
+        let bench_before = cpu_seconds(std::process::id());
+        let wall = Instant::now();
+        let run = Run::start(&pusher, &q1, &[]);
+        pusher.wait_for(DRAIN, Duration::from_secs(300)).await;
+        let wall = wall.elapsed().as_secs_f64();
+        let drain_rss = peak_rss_mb(run.pid());
+        let worker_cpu = cpu_seconds(run.pid());
+        let beam_cpu = beam.map(cpu_seconds).unwrap_or(f64::NAN) - beam_before;
+        let bench_cpu = cpu_seconds(std::process::id()) - bench_before;
+        run.finish(&ch).await;
+        let rate = rate_of(&pusher, |_| true);
+        let (events, requests, violations, bad) = {
+            let s = pusher.seen();
+            (
+                s.accepted(),
+                s.answered(200),
+                s.violations,
+                s.bad_signatures,
+            )
+        };
+
+        let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
+        let q2 = format!("{run_id}.backlog");
+        declare_quorum(&ch, &q2).await;
+        publish(
+            &ch,
+            &q2,
+            &round_robin(BACKLOG, CHANNELS),
+            &mut HashMap::new(),
+        )
+        .await;
+        let run = Run::start(&pusher, &q2, &[]);
+        pusher.wait_for(BACKLOG, Duration::from_secs(600)).await;
+        let backlog_rss = peak_rss_mb(run.pid());
+        run.finish(&ch).await;
+        let backlog_violations = pusher.seen().violations;
+
+        let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
+        let q3 = format!("{run_id}.latency");
+        declare_quorum(&ch, &q3).await;
+        let run = Run::start(&pusher, &q3, &[]);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let total = RATE * 5;
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut seqs = HashMap::new();
+        let mut sent = 0;
+        while sent < total {
+            tick.tick().await;
+            let burst = RATE / 100;
+            let names: Vec<String> = (sent..sent + burst)
+                .map(|i| format!("bench-{}", i % CHANNELS))
+                .collect();
+            publish(&ch, &q3, &names, &mut seqs).await;
+            sent += burst;
+        }
+        pusher.wait_for(total, Duration::from_secs(60)).await;
+        run.finish(&ch).await;
+        let mut lat: Vec<u64> = pusher.seen().events.iter().map(|e| e.latency_ms).collect();
+        let (p50, p99) = (percentile(&mut lat, 0.50), percentile(&mut lat, 0.99));
+
+        println!("  ceiling (lapin consume + multiple ack):  {ceiling:>9.0} msg/s");
+        println!("  worker drain:                            {rate:>9.0} events/s   ratio {:.2} (target >= 0.80)", rate / ceiling);
+        println!(
+            "  requests per event:                      {:>9.3}            (target <= 0.105)",
+            requests as f64 / events as f64
+        );
+        println!("  order violations:                        {:>9}            (target 0; {backlog_violations} in the backlog run)", violations);
+        println!("  bad signatures seen by the fake Pusher:  {bad:>9}");
+        println!(
         "  CPU during the drain ({wall:.2} s wall, 2 cores = {:.2} core-s): worker {worker_cpu:.2} s ({:.1} us/event), RabbitMQ {beam_cpu:.2} s, fake Pusher + publisher {bench_cpu:.2} s",
         wall * 2.0,
         worker_cpu * 1e6 / events as f64
     );
-    println!("  peak RSS draining {DRAIN}:                 {drain_rss:>9.1} MB");
-    println!(
+        println!("  peak RSS draining {DRAIN}:                 {drain_rss:>9.1} MB");
+        println!(
         "  peak RSS draining a {BACKLOG} backlog:      {backlog_rss:>9.1} MB      (target <= 50: {})",
         verdict(backlog_rss <= 50.0)
     );
-    println!(
+        println!(
         "  latency at {RATE}/s, p50 / p99:            {p50:>5} / {p99} ms  (target p99 <= {} ms)",
         LINGER_MS + 20
     );
+    }
 }

@@ -24,11 +24,13 @@
 //!   multiplicatively; a mean round trip within one deviation of the
 //!   baseline, with the limit reached, grows it.
 //! - Growth doubles the limit per interval (slow start, from
-//!   [`INITIAL_LIMIT`]) until the first
-//!   congestion signal, which halves it back to the last limit that was
-//!   fine; from then on it grows by one per interval and shrinks by
-//!   [`DECREASE_RATIO`]. Slow start starts over when the circuit closes
-//!   after an outage, which will have pushed the limit to the floor.
+//!   [`INITIAL_LIMIT`]) until Pusher first pushes back (429 or an error),
+//!   which halves it back to the last limit that was fine; from then on it
+//!   grows by one per interval and shrinks by [`DECREASE_RATIO`]. A rising
+//!   round trip during slow start halves the limit without ending slow
+//!   start (see [`Controller::finish`] for why). Slow start starts over
+//!   when the circuit closes after an outage, which will have pushed the
+//!   limit to the floor.
 //! - A congestion signal from a request sent before the last decrease is
 //!   ignored: it tells of a limit already corrected (TCP's recovery).
 //!
@@ -235,9 +237,6 @@ impl Controller {
         }
         self.interval.started.get_or_insert(now);
         self.in_flight += 1;
-        if self.in_flight >= self.limit {
-            self.interval.reached_limit = true;
-        }
         Some(Ticket {
             epoch: self.epoch,
             limit: self.limit,
@@ -258,6 +257,12 @@ impl Controller {
         ticket: Ticket,
         response: Response,
     ) -> Option<Change> {
+        // Every slot taken when an answer comes back: the limit is what
+        // holds the work back. (Noted here and not when a slot is taken,
+        // because a slot may be taken and given back unused.)
+        if self.in_flight >= self.limit {
+            self.interval.reached_limit = true;
+        }
         self.in_flight = self.in_flight.saturating_sub(1);
         match response {
             Response::Answered => {
@@ -336,8 +341,14 @@ impl Controller {
             let to = if self.slow_start {
                 // The doubling that let this request go overshot: the limit
                 // before it was fine. (The limit may have doubled again
-                // before the answer came back.)
-                self.slow_start = false;
+                // before the answer came back.) Only Pusher's own pushback
+                // ends slow start: a longer round trip may be a longer path
+                // (a route change, a failover to a farther region) that
+                // needs more requests in flight, not fewer, and the
+                // baseline moves to it within a few intervals.
+                if cause != Decrease::Rtt {
+                    self.slow_start = false;
+                }
                 sent_under / 2
             } else {
                 (from as f64 * DECREASE_RATIO).floor() as usize
@@ -364,7 +375,11 @@ impl Controller {
 /// for a slot.
 pub struct Limiter {
     state: Mutex<Controller>,
+    /// Wakes requests waiting in [`Limiter::acquire`].
     freed: Notify,
+    /// Wakes the event loop, which takes slots with [`Limiter::try_acquire`]
+    /// and must hear of a slot freed by a request that goes on retrying.
+    room: Notify,
     metrics: metrics::ConcurrencyMetrics,
 }
 
@@ -376,6 +391,7 @@ impl Limiter {
         Arc::new(Limiter {
             state: Mutex::new(controller),
             freed: Notify::new(),
+            room: Notify::new(),
             metrics,
         })
     }
@@ -387,6 +403,23 @@ impl Limiter {
     /// Requests allowed on the wire now.
     pub fn limit(&self) -> usize {
         self.lock().limit()
+    }
+
+    /// A slot if one is free now.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        let now = tokio::time::Instant::now().into_std();
+        let ticket = self.lock().try_start(now)?;
+        Some(Permit {
+            limiter: Some(self.clone()),
+            sent_at: now,
+            ticket,
+        })
+    }
+
+    /// Resolves when a request has given its slot back (perhaps at once,
+    /// for one given back before the call).
+    pub async fn room(&self) {
+        self.room.notified().await;
     }
 
     /// Waits for a slot. The permit gives it back when finished or dropped.
@@ -442,6 +475,7 @@ impl Limiter {
             }
         }
         self.freed.notify_waiters();
+        self.room.notify_one();
     }
 }
 
@@ -453,6 +487,12 @@ pub struct Permit {
 }
 
 impl Permit {
+    /// Restarts the round trip clock: for a slot taken before the request
+    /// could be sent (while the circuit was being checked).
+    pub fn restart_clock(&mut self) {
+        self.sent_at = tokio::time::Instant::now().into_std();
+    }
+
     /// Gives the slot back with how the request went.
     pub fn finish(mut self, response: Response) {
         if let Some(limiter) = self.limiter.take() {
@@ -610,19 +650,45 @@ mod tests {
     }
 
     #[test]
-    fn a_rising_round_trip_shrinks_the_limit_and_a_steady_one_recovers_it() {
+    fn a_longer_round_trip_halves_the_limit_then_slow_start_regains_it() {
         let mut s = Sim::new(Mode::Adaptive, 256);
         s.run(Duration::from_secs(1), 100, Duration::from_millis(20));
         assert_eq!(s.c.limit(), 128);
+        // Pusher is suddenly ten times farther away.
         s.run(Duration::from_millis(400), 100, Duration::from_millis(200));
-        assert!(!s.c.in_slow_start(), "slow start ends at the first rise");
-        let low = s.c.limit();
-        assert!(low <= 64, "{:?}", s.limits);
-        // The baseline follows the new distance; then it grows again.
-        s.run(Duration::from_secs(20), 100, Duration::from_millis(200));
-        assert!(s.c.limit() > low, "{:?}", s.limits);
+        assert!(
+            s.limits_after(1.0).iter().any(|l| *l <= 64),
+            "halved at the rise: {:?}",
+            s.limits
+        );
+        assert!(s.c.in_slow_start(), "a longer path is not pushback");
+        // The baseline follows the new distance, and doubling regains the
+        // limit within a few round trips.
+        s.run(Duration::from_secs(2), 100, Duration::from_millis(200));
+        assert_eq!(s.c.limit(), 128, "{:?}", s.limits);
         let b = s.c.baseline().expect("baseline");
         assert!((b.mean - 0.2).abs() < 0.01, "baseline {b:?}");
+    }
+
+    #[test]
+    fn after_pushback_a_rising_round_trip_shrinks_it_by_the_ratio() {
+        let mut s = Sim::new(Mode::Adaptive, 256);
+        s.cap = Some(32);
+        s.run(Duration::from_secs(2), 1000, RTT);
+        assert!(!s.c.in_slow_start());
+        s.cap = None;
+        s.run(Duration::from_secs(2), 1000, RTT);
+        let before = s.c.limit();
+        assert!(
+            before > 50,
+            "one more per round trip once the cap is gone: {before}"
+        );
+        s.run(RTT * 2, 1000, RTT * 3);
+        let after = s.c.limit();
+        assert!(
+            after < before && after as f64 >= before as f64 * 0.8,
+            "{before} then {after}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::circuit::{Cause, Circuit};
-use super::concurrency::{Limiter, Response};
+use super::concurrency::{Limiter, Permit, Response};
 use super::lanes::UnitId;
 use crate::deadletter::Reason;
 use crate::metrics;
@@ -69,9 +69,12 @@ pub enum SendError {
 /// Neither an outage (the circuit is open) nor a 429 uses up the retry
 /// budget: the first is Pusher's fault and the second says our limit was
 /// too high, which the limiter corrects; neither is this request's fault.
+///
+/// `first` is a slot the caller already holds for the first attempt.
 pub async fn send_with_retry<T, F, Fut>(
     circuit: &Arc<Circuit>,
     limiter: &Arc<Limiter>,
+    mut first: Option<Permit>,
     policy: &RetryPolicy,
     endpoint: &'static str,
     mut send: F,
@@ -89,7 +92,13 @@ where
     let mut successes_at_start = circuit.successes();
     loop {
         circuit.admit().await;
-        let permit = limiter.acquire().await;
+        let permit = match first.take() {
+            Some(mut permit) => {
+                permit.restart_clock();
+                permit
+            }
+            None => limiter.acquire().await,
+        };
         let sent_at = Instant::now();
         let result = send().await;
         let elapsed = sent_at.elapsed();
@@ -248,12 +257,14 @@ pub async fn deliver(
     client: &Client,
     circuit: &Arc<Circuit>,
     limiter: &Arc<Limiter>,
+    permit: Permit,
     policy: &RetryPolicy,
     work: Work,
 ) -> Vec<(UnitId, Outcome)> {
+    let mut first = Some(permit);
     match work {
         Work::Multi(id, trigger) => {
-            let result = send_with_retry(circuit, limiter, policy, "events", || {
+            let result = send_with_retry(circuit, limiter, first.take(), policy, "events", || {
                 client.trigger(&trigger)
             })
             .await;
@@ -271,9 +282,14 @@ pub async fn deliver(
             while let Some(segment) = segments.pop_front() {
                 let batch = &events[segment.clone()];
                 metrics::batch_size(batch.len());
-                let result = send_with_retry(circuit, limiter, policy, "batch_events", || {
-                    client.post_batch(batch)
-                })
+                let result = send_with_retry(
+                    circuit,
+                    limiter,
+                    first.take(),
+                    policy,
+                    "batch_events",
+                    || client.post_batch(batch),
+                )
                 .await;
                 match result {
                     Ok(_) => {
@@ -345,7 +361,7 @@ mod tests {
     async fn transient_failures_retry_until_success() {
         let circuit = circuit();
         let calls = Cell::new(0);
-        let result = send_with_retry(&circuit, &limiter(), &policy(), "t", || {
+        let result = send_with_retry(&circuit, &limiter(), None, &policy(), "t", || {
             calls.set(calls.get() + 1);
             let n = calls.get();
             async move {
@@ -365,7 +381,7 @@ mod tests {
         let circuit = circuit();
         let calls = Cell::new(0);
         let started = Instant::now();
-        let _ = send_with_retry(&circuit, &limiter(), &policy(), "t", || {
+        let _ = send_with_retry(&circuit, &limiter(), None, &policy(), "t", || {
             calls.set(calls.get() + 1);
             let n = calls.get();
             async move {
@@ -388,7 +404,7 @@ mod tests {
     async fn a_budget_spent_while_pusher_is_healthy_is_exhausted() {
         let circuit = circuit();
         let calls = Cell::new(0);
-        let result = send_with_retry(&circuit, &limiter(), &policy(), "t", || {
+        let result = send_with_retry(&circuit, &limiter(), None, &policy(), "t", || {
             calls.set(calls.get() + 1);
             // Other requests succeed meanwhile, so the circuit stays closed.
             circuit.success();
@@ -410,7 +426,7 @@ mod tests {
         let calls = Cell::new(0);
         // Twice the attempts the policy allows, all 429: still delivered,
         // and neither dead-lettered nor paused as an outage.
-        let result = send_with_retry(&circuit, &limiter, &policy(), "t", || {
+        let result = send_with_retry(&circuit, &limiter, None, &policy(), "t", || {
             calls.set(calls.get() + 1);
             let n = calls.get();
             async move {
@@ -424,14 +440,19 @@ mod tests {
         .await;
         assert_eq!(result.ok(), Some((9, 1)), "one attempt charged");
         assert!(circuit.open_cause().is_none(), "a 429 is not an outage");
-        assert!(limiter.limit() < before, "{} then {}", before, limiter.limit());
+        assert!(
+            limiter.limit() < before,
+            "{} then {}",
+            before,
+            limiter.limit()
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn rejection_is_not_retried() {
         let circuit = circuit();
         let calls = Cell::new(0);
-        let result = send_with_retry(&circuit, &limiter(), &policy(), "t", || {
+        let result = send_with_retry(&circuit, &limiter(), None, &policy(), "t", || {
             calls.set(calls.get() + 1);
             async { Err::<(), _>(status(413, None)) }
         })
@@ -448,7 +469,7 @@ mod tests {
             Box::pin(async move { Instant::now() >= back_at })
         }));
         let calls = Cell::new(0);
-        let result = send_with_retry(&circuit, &limiter(), &policy(), "t", || {
+        let result = send_with_retry(&circuit, &limiter(), None, &policy(), "t", || {
             calls.set(calls.get() + 1);
             async move {
                 if Instant::now() < back_at {
@@ -478,7 +499,7 @@ mod tests {
         let calls = Cell::new(0);
         let policy = policy();
         let limiter = limiter();
-        let fut = send_with_retry(&circuit, &limiter, &policy, "t", || {
+        let fut = send_with_retry(&circuit, &limiter, None, &policy, "t", || {
             calls.set(calls.get() + 1);
             let e = PusherError::Status {
                 method: "POST",

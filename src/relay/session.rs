@@ -74,7 +74,9 @@ struct Pending {
     body: Vec<u8>,
     routing_key: String,
     /// Kept as received; turned into JSON only if it is dead-lettered.
-    properties: lapin::BasicProperties,
+    /// Boxed: it is most of this struct's size and rarely read, and the
+    /// pending map holds a prefetch window of these (10,000 by default).
+    properties: Box<lapin::BasicProperties>,
     intent_id: String,
     kind: String,
     channels: Vec<String>,
@@ -280,6 +282,7 @@ impl Session {
                     self.shared.health.set_circuit(cause.map(|c| c.describe()));
                 }
                 _ = sleep_until(linger_deadline), if linger_deadline.is_some() => {}
+                _ = self.shared.limiter.room(), if !self.scheduler.is_empty() => {}
                 _ = ack_tick.tick(), if self.acks.pending() > 0 => check_stragglers = true,
                 _ = lag_tick.tick(), if lost.is_none() => self.sample_lag().await,
                 _ = sleep_until(draining), if draining.is_some() => {}
@@ -288,10 +291,13 @@ impl Session {
     }
 
     fn dispatch_due(&mut self, flush: bool) {
-        // Requests past the limit would wait for a slot anyway; not making
-        // them keeps their lanes open to fill fuller batches meanwhile.
-        let max = self.shared.limiter.limit();
-        while self.in_flight < max {
+        // A request is made only with a slot on the wire in hand: one made
+        // to wait for a slot would hold its lanes, which could meanwhile
+        // fill fuller batches. A request waiting to retry holds no slot.
+        loop {
+            let Some(permit) = self.shared.limiter.try_acquire() else {
+                break;
+            };
             let Some(batch) = self.scheduler.next(
                 Instant::now().into_std(),
                 self.shared.cfg.relay.linger,
@@ -324,6 +330,7 @@ impl Session {
                     &shared.client,
                     &shared.circuit,
                     &shared.limiter,
+                    permit,
                     &shared.policy,
                     work,
                 )
@@ -364,7 +371,7 @@ impl Session {
 
     fn on_delivery(&mut self, delivery: lapin::message::Delivery) {
         let tag = delivery.delivery_tag;
-        let props = &delivery.properties;
+        let props = Box::new(delivery.properties);
         let now = now_ms();
         let enqueued_at_ms = props.timestamp().map(|s| (s as i64).saturating_mul(1000));
         let message_id = props.message_id().as_ref().map(|m| m.as_str().to_string());
@@ -378,7 +385,7 @@ impl Session {
         let decoded = intent::decode(&delivery.data, &ctx);
         let mut pending = Pending {
             routing_key: delivery.routing_key.as_str().to_string(),
-            properties: props.clone(),
+            properties: props,
             intent_id: message_id.clone().unwrap_or_default(),
             kind: String::new(),
             channels: Vec::new(),
