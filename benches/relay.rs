@@ -27,21 +27,20 @@
 
 #[path = "../tests/common/distant.rs"]
 mod distant;
+mod support;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use distant::{now_ms, percentile, Distant};
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel};
 
-const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const KEY: &str = "bench-key";
 const SECRET: &str = "bench-secret";
 const CHANNELS: usize = 100;
@@ -51,35 +50,6 @@ const RATE: usize = 1_000;
 const LINGER_MS: u64 = 10;
 const RTT: Duration = Duration::from_millis(50);
 const JITTER: Duration = Duration::from_millis(10);
-
-async fn channel() -> (Connection, Channel) {
-    let conn = Connection::connect(AMQP_URL, ConnectionProperties::default())
-        .await
-        .expect("RabbitMQ at 127.0.0.1:5672");
-    let ch = conn.create_channel().await.expect("channel");
-    ch.confirm_select(Default::default())
-        .await
-        .expect("confirms");
-    (conn, ch)
-}
-
-async fn declare_quorum(ch: &Channel, queue: &str) {
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        lapin::types::AMQPValue::LongString("quorum".into()),
-    );
-    ch.queue_declare(
-        queue,
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        args,
-    )
-    .await
-    .expect("queue");
-}
 
 fn intent(channel: &str, seq: usize) -> String {
     format!("{{\"type\":\"event\",\"channels\":[\"{channel}\"],\"event\":\"tick\",\"data\":{{\"seq\":{seq},\"t\":{}}}}}", now_ms())
@@ -196,23 +166,16 @@ impl Run {
     fn start(pusher: &Distant, queue: &str, extra: &[(&str, &str)]) -> Run {
         let db = std::env::temp_dir().join(format!("{queue}.db"));
         let http_port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pusher-relay"));
-        cmd.arg("run")
-            .current_dir(std::env::temp_dir())
-            .env("PUSHER_APP_ID", "1")
-            .env("PUSHER_APP_KEY", KEY)
-            .env("PUSHER_APP_SECRET", SECRET)
-            .env("PUSHER_HOST", "127.0.0.1")
-            .env("PUSHER_PORT", pusher.port.to_string())
-            .env("PUSHER_SCHEME", "http")
-            .env("AMQP_EXCHANGE", format!("{queue}.x"))
-            .env("AMQP_WEBHOOK_EXCHANGE", format!("{queue}.w"))
-            .env("AMQP_QUEUE", queue)
-            .env("DATABASE_URL", format!("sqlite://{}", db.display()))
-            .env("HTTP_ADDR", format!("127.0.0.1:{http_port}"))
-            .env("RELAY_LINGER_MS", LINGER_MS.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null());
+        let mut cmd = support::worker(
+            env!("CARGO_BIN_EXE_pusher-relay"),
+            KEY,
+            SECRET,
+            pusher.port,
+            queue,
+            &db,
+        );
+        cmd.env("HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+            .env("RELAY_LINGER_MS", LINGER_MS.to_string());
         for (k, v) in extra {
             cmd.env(k, v);
         }
@@ -263,17 +226,7 @@ impl Run {
             .unwrap_or(0.0) as u64;
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let q = &self.queue;
-        let _ = ch.queue_delete(q, QueueDeleteOptions::default()).await;
-        let _ = ch
-            .exchange_delete(&format!("{q}.x"), Default::default())
-            .await;
-        let _ = ch
-            .exchange_delete(&format!("{q}.w"), Default::default())
-            .await;
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.db.display()));
-        }
+        support::cleanup(ch, &self.queue, &self.db).await;
         dead
     }
 }
@@ -368,7 +321,7 @@ async fn drain(
     n: usize,
     extra: &[(&str, &str)],
 ) -> Drained {
-    declare_quorum(ch, queue).await;
+    support::declare_quorum(ch, queue).await;
     publish(ch, queue, &round_robin(n, CHANNELS), &mut HashMap::new()).await;
     let run = Run::start(pusher, queue, extra);
     let mut limits = Vec::new();
@@ -396,7 +349,7 @@ async fn drain(
 #[tokio::main]
 async fn main() {
     let run_id = format!("bench-{}-{}", std::process::id(), now_ms());
-    let (_conn, ch) = channel().await;
+    let (_conn, ch) = support::channel().await;
     let rtt_s = RTT.as_secs_f64();
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let wants = |section: &str| only.is_empty() || only.split(',').any(|s| s == section);
@@ -494,7 +447,7 @@ async fn main() {
         )
         .await;
         let q = format!("{run_id}.c");
-        declare_quorum(&ch, &q).await;
+        support::declare_quorum(&ch, &q).await;
         let run = Run::start(&pusher, &q, &[]);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let phases = [(20u64, 5u64), (200, 10), (20, 10)];
@@ -565,7 +518,7 @@ async fn main() {
         let reference = {
             let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
             let q = format!("{run_id}.d0");
-            declare_quorum(&ch, &q).await;
+            support::declare_quorum(&ch, &q).await;
             let names: Vec<String> = (0..hot_n / 2).map(cold_names).collect();
             publish(&ch, &q, &names, &mut HashMap::new()).await;
             let run = Run::start(&pusher, &q, &[]);
@@ -575,7 +528,7 @@ async fn main() {
         };
         let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
         let q = format!("{run_id}.d");
-        declare_quorum(&ch, &q).await;
+        support::declare_quorum(&ch, &q).await;
         let names: Vec<String> = (0..hot_n)
             .map(|i| {
                 if i % 2 == 0 {
@@ -617,7 +570,7 @@ async fn main() {
         // L. Light load.
         let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
         let q = format!("{run_id}.l");
-        declare_quorum(&ch, &q).await;
+        support::declare_quorum(&ch, &q).await;
         let run = Run::start(&pusher, &q, &[]);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut seqs = HashMap::new();
@@ -642,15 +595,15 @@ async fn main() {
         println!();
         println!("Loopback (the fake Pusher answers at once)");
         let q0 = format!("{run_id}.ceiling");
-        declare_quorum(&ch, &q0).await;
+        support::declare_quorum(&ch, &q0).await;
         publish(&ch, &q0, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
-        let (_c2, ch2) = channel().await;
+        let (_c2, ch2) = support::channel().await;
         let ceiling = ceiling(&ch2, &q0, DRAIN).await;
         let _ = ch.queue_delete(&q0, QueueDeleteOptions::default()).await;
 
         let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
         let q1 = format!("{run_id}.drain");
-        declare_quorum(&ch, &q1).await;
+        support::declare_quorum(&ch, &q1).await;
         publish(&ch, &q1, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
         let beam = broker_pid();
         let beam_before = beam.map(cpu_seconds).unwrap_or(f64::NAN);
@@ -677,7 +630,7 @@ async fn main() {
 
         let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
         let q2 = format!("{run_id}.backlog");
-        declare_quorum(&ch, &q2).await;
+        support::declare_quorum(&ch, &q2).await;
         publish(
             &ch,
             &q2,
@@ -693,7 +646,7 @@ async fn main() {
 
         let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
         let q3 = format!("{run_id}.latency");
-        declare_quorum(&ch, &q3).await;
+        support::declare_quorum(&ch, &q3).await;
         let run = Run::start(&pusher, &q3, &[]);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let total = RATE * 5;

@@ -10,17 +10,15 @@
 
 #[path = "../tests/common/distant.rs"]
 mod distant;
+mod support;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use distant::{now_ms, Distant};
-use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::options::BasicPublishOptions;
+use lapin::BasicProperties;
 
-const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const KEY: &str = "soak-key";
 const SECRET: &str = "soak-secret";
 const RATE: usize = 1_000;
@@ -60,45 +58,11 @@ async fn main() {
         Duration::from_millis(5),
     )
     .await;
-    let conn = Connection::connect(AMQP_URL, ConnectionProperties::default())
-        .await
-        .expect("RabbitMQ at 127.0.0.1:5672");
-    let ch = conn.create_channel().await.expect("channel");
-    ch.confirm_select(Default::default())
-        .await
-        .expect("confirms");
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        lapin::types::AMQPValue::LongString("quorum".into()),
-    );
-    ch.queue_declare(
-        &queue,
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        args,
-    )
-    .await
-    .expect("queue");
+    let (_conn, ch) = support::channel().await;
+    support::declare_quorum(&ch, &queue).await;
 
-    let mut worker = Command::new(&bin)
-        .arg("run")
-        .current_dir(std::env::temp_dir())
-        .env("PUSHER_APP_ID", "1")
-        .env("PUSHER_APP_KEY", KEY)
-        .env("PUSHER_APP_SECRET", SECRET)
-        .env("PUSHER_HOST", "127.0.0.1")
-        .env("PUSHER_PORT", pusher.port.to_string())
-        .env("PUSHER_SCHEME", "http")
-        .env("AMQP_EXCHANGE", format!("{queue}.x"))
-        .env("AMQP_WEBHOOK_EXCHANGE", format!("{queue}.w"))
-        .env("AMQP_QUEUE", &queue)
-        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+    let mut worker = support::worker(&bin, KEY, SECRET, pusher.port, &queue, &db)
         .env("HTTP_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
         .spawn()
         .expect("the worker binary");
     let pid = worker.id();
@@ -174,16 +138,7 @@ async fn main() {
     );
     let _ = worker.kill();
     let _ = worker.wait();
-    let _ = ch.queue_delete(&queue, QueueDeleteOptions::default()).await;
-    let _ = ch
-        .exchange_delete(&format!("{queue}.x"), Default::default())
-        .await;
-    let _ = ch
-        .exchange_delete(&format!("{queue}.w"), Default::default())
-        .await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
+    support::cleanup(&ch, &queue, &db).await;
     let lost = published.saturating_sub(accepted - duplicates);
     println!(
         "delivered once and in order: {}",

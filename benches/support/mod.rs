@@ -1,0 +1,84 @@
+//! What the benchmark and the soak share: a confirmed channel to the local
+//! RabbitMQ, a quorum queue, and the worker binary started on its own queue,
+//! exchanges and SQLite store against a fake Pusher on loopback.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+pub async fn channel() -> (Connection, Channel) {
+    let conn = Connection::connect(AMQP_URL, ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ at 127.0.0.1:5672");
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(Default::default())
+        .await
+        .expect("confirms");
+    (conn, ch)
+}
+
+pub async fn declare_quorum(ch: &Channel, queue: &str) {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
+    ch.queue_declare(
+        queue,
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        args,
+    )
+    .await
+    .expect("queue");
+}
+
+/// `bin run` for app 1 with `key`/`secret` at 127.0.0.1:`pusher_port`,
+/// consuming `queue` (exchanges `{queue}.x` and `{queue}.w`), dead letters
+/// in `db`, warnings only on stderr; the caller adds the rest and spawns.
+pub fn worker(
+    bin: &str,
+    key: &str,
+    secret: &str,
+    pusher_port: u16,
+    queue: &str,
+    db: &Path,
+) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("run")
+        .current_dir(std::env::temp_dir())
+        .env("PUSHER_APP_ID", "1")
+        .env("PUSHER_APP_KEY", key)
+        .env("PUSHER_APP_SECRET", secret)
+        .env("PUSHER_HOST", "127.0.0.1")
+        .env("PUSHER_PORT", pusher_port.to_string())
+        .env("PUSHER_SCHEME", "http")
+        .env("AMQP_EXCHANGE", format!("{queue}.x"))
+        .env("AMQP_WEBHOOK_EXCHANGE", format!("{queue}.w"))
+        .env("AMQP_QUEUE", queue)
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// Removes what [`worker`] and [`declare_quorum`] made for `queue`.
+pub async fn cleanup(ch: &Channel, queue: &str, db: &Path) {
+    let _ = ch.queue_delete(queue, Default::default()).await;
+    let _ = ch
+        .exchange_delete(&format!("{queue}.x"), Default::default())
+        .await;
+    let _ = ch
+        .exchange_delete(&format!("{queue}.w"), Default::default())
+        .await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
