@@ -405,6 +405,11 @@ impl Limiter {
         self.lock().limit()
     }
 
+    /// The round trip new ones are compared with, once one was measured.
+    pub fn baseline(&self) -> Option<Baseline> {
+        self.lock().baseline()
+    }
+
     /// A slot if one is free now.
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
         let now = tokio::time::Instant::now().into_std();

@@ -112,17 +112,21 @@ where
             }
             Err(error) => error,
         };
+        if matches!(
+            error,
+            PusherError::Invalid(_) | PusherError::MissingMasterKey { .. }
+        ) {
+            // Refused before it was sent: its "round trip" of microseconds
+            // would drag the baseline down and make every real answer look
+            // like congestion, so the slot goes back without a sample.
+            drop(permit);
+            return Err(SendError::Rejected(error));
+        }
         permit.finish(match error.status() {
             Some(429) => Response::Throttled,
             _ if error.kind() == ErrorKind::Transient => Response::Failed,
             _ => Response::Answered,
         });
-        if matches!(
-            error,
-            PusherError::Invalid(_) | PusherError::MissingMasterKey { .. }
-        ) {
-            return Err(SendError::Rejected(error));
-        }
         metrics::pusher_request(endpoint, error.status(), elapsed);
         match error.kind() {
             ErrorKind::Rejected => {
@@ -446,6 +450,24 @@ mod tests {
             before,
             limiter.limit()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_refused_before_sending_teaches_the_limiter_nothing() {
+        let circuit = circuit();
+        let limiter = Limiter::new(Mode::Adaptive, 64);
+        let invalid = || async {
+            // Long enough for the controller's interval to end, were the
+            // refusal fed to it.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Err::<(), _>(PusherError::Invalid(ValidationError::TooManyChannels {
+                count: 101,
+            }))
+        };
+        let result = send_with_retry(&circuit, &limiter, None, &policy(), "t", invalid).await;
+        assert!(matches!(result, Err(SendError::Rejected(_))));
+        assert_eq!(limiter.baseline(), None, "no round trip was measured");
+        assert!(limiter.try_acquire().is_some(), "the slot came back");
     }
 
     #[tokio::test(start_paused = true)]
