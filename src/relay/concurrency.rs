@@ -19,18 +19,22 @@
 //!   about once a second for nothing on such a machine (TCP Vegas and BBR
 //!   watch the minimum for the same reason).
 //! - At the end of an interval: a congestion signal (429, 5xx, timeout,
-//!   connection error), or a mean round trip above the baseline by more
-//!   than [`RTT_DEVIATION_SCALE`] deviations, shrinks the limit
-//!   multiplicatively; a mean round trip within one deviation of the
-//!   baseline, with the limit reached, grows it.
+//!   connection error), or a fastest round trip above the baseline by more
+//!   than [`RTT_DEVIATION_SCALE`] deviations (and at least 25% and 2 ms),
+//!   shrinks the limit multiplicatively; a fastest round trip within one
+//!   deviation of the baseline, with the limit reached, grows it.
 //! - Growth doubles the limit per interval (slow start, from
 //!   [`INITIAL_LIMIT`]) until Pusher first pushes back (429 or an error),
 //!   which halves it back to the last limit that was fine; from then on it
 //!   grows by one per interval and shrinks by [`DECREASE_RATIO`]. A rising
 //!   round trip during slow start halves the limit without ending slow
-//!   start (see [`Controller::finish`] for why). Slow start starts over
-//!   when the circuit closes after an outage, which will have pushed the
-//!   limit to the floor.
+//!   start: a longer round trip may be a longer path (a route change, a
+//!   failover to a farther region) that needs more requests in flight, not
+//!   fewer; only Pusher's own pushback says the limit is too high. (With a
+//!   rise ending slow start, a step from 20 to 200 ms left the limit
+//!   regrowing by one per 200 ms and a backlog waiting seconds.) Slow
+//!   start starts over when the circuit closes after an outage, which will
+//!   have pushed the limit to the floor.
 //! - A congestion signal from a request sent before the last decrease is
 //!   ignored: it tells of a limit already corrected (TCP's recovery).
 //!
@@ -309,20 +313,20 @@ impl Controller {
     fn end_interval(&mut self, now: Instant) -> Change {
         let interval = std::mem::take(&mut self.interval);
         self.interval.started = Some(now);
-        let mean = interval.fastest;
+        let fastest = interval.fastest;
         let from = self.limit;
 
-        let rtt_rose = match (self.baseline, mean) {
+        let rtt_rose = match (self.baseline, fastest) {
             (Some(b), Some(m)) => m > b.congested_above(),
             _ => false,
         };
-        let near_baseline = match (self.baseline, mean) {
+        let near_baseline = match (self.baseline, fastest) {
             (Some(b), Some(m)) => m <= b.grows_up_to(),
             // The first samples make the baseline; nothing says they are bad.
             (None, Some(_)) => true,
             (_, None) => false,
         };
-        if let Some(m) = mean {
+        if let Some(m) = fastest {
             match &mut self.baseline {
                 Some(b) => b.update(m),
                 None => {
