@@ -279,10 +279,24 @@ impl Broker {
 
     /// Ready messages once the broker has had time to requeue what a
     /// closed consumer left unacked, so that "nothing came back" is a real
-    /// observation and not a race.
+    /// observation and not a race: the count unchanged for a second. A
+    /// quorum queue applies a closed channel's last acks and returns through
+    /// its log, and on a loaded machine a count read 500 ms after the close
+    /// still held acked messages (a graceful-shutdown test failed 3 times
+    /// in 8 that way, with the worker's acks all sent before the close).
     pub async fn ready_settled(&self) -> u32 {
+        let step = std::time::Duration::from_millis(250);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        self.ready().await
+        let mut last = self.ready().await;
+        let mut unchanged = 0;
+        while unchanged < 4 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(step).await;
+            let now = self.ready().await;
+            unchanged = if now == last { unchanged + 1 } else { 0 };
+            last = now;
+        }
+        last
     }
 
     pub async fn cleanup(&self) {
