@@ -142,7 +142,7 @@ fn describe() {
     describe_gauge!(DEAD_LETTERS_PENDING, Unit::Count, "Dead letters in the store not yet replayed, by reason (sampled every few seconds; shared by every worker on a PostgreSQL store).");
     describe_gauge!(CONCURRENCY_LIMIT, Unit::Count, "Requests to Pusher allowed in flight now: adapted between 1 and RELAY_MAX_IN_FLIGHT from round trips and pushback (RELAY_CONCURRENCY=adaptive), or RELAY_MAX_IN_FLIGHT (fixed).");
     describe_counter!(CONCURRENCY_DECREASES, Unit::Count, "Times the concurrency limit was lowered, by cause (429, error: 5xx/timeout/connection, rtt: round trip above its baseline).");
-    describe_gauge!(RTT_BASELINE, Unit::Seconds, "The smoothed round trip to Pusher that the concurrency controller compares new round trips with.");
+    describe_gauge!(RTT_BASELINE, Unit::Seconds, "The smoothed fastest round trip to Pusher (per controller interval) that the concurrency controller compares new ones with.");
     describe_counter!(
         REPLAYS,
         Unit::Count,
