@@ -35,11 +35,9 @@ use std::time::{Duration, Instant};
 
 use distant::{now_ms, percentile, Distant};
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel};
+use lapin::Channel;
 
 const KEY: &str = "bench-key";
 const SECRET: &str = "bench-secret";
@@ -50,48 +48,6 @@ const RATE: usize = 1_000;
 const LINGER_MS: u64 = 10;
 const RTT: Duration = Duration::from_millis(50);
 const JITTER: Duration = Duration::from_millis(10);
-
-fn intent(channel: &str, seq: usize) -> String {
-    format!("{{\"type\":\"event\",\"channels\":[\"{channel}\"],\"event\":\"tick\",\"data\":{{\"seq\":{seq},\"t\":{}}}}}", now_ms())
-}
-
-/// Publishes one intent per name from `channels` (in that order) to the
-/// default exchange, each channel's `seq` counting up from `seqs`'s entry.
-async fn publish(
-    ch: &Channel,
-    queue: &str,
-    channels: &[String],
-    seqs: &mut HashMap<String, usize>,
-) {
-    let mut confirms = Vec::with_capacity(5000);
-    for channel in channels {
-        let seq = seqs.entry(channel.clone()).or_default();
-        let body = intent(channel, *seq);
-        *seq += 1;
-        let props = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into());
-        confirms.push(
-            ch.basic_publish(
-                "",
-                queue,
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                props,
-            )
-            .await
-            .expect("publish"),
-        );
-        if confirms.len() == 5000 {
-            for c in confirms.drain(..) {
-                c.await.expect("confirm");
-            }
-        }
-    }
-    for c in confirms {
-        c.await.expect("confirm");
-    }
-}
 
 /// `n` channel names, round-robin over `channels` channels.
 fn round_robin(n: usize, channels: usize) -> Vec<String> {
@@ -322,7 +278,7 @@ async fn drain(
     extra: &[(&str, &str)],
 ) -> Drained {
     support::declare_quorum(ch, queue).await;
-    publish(ch, queue, &round_robin(n, CHANNELS), &mut HashMap::new()).await;
+    support::publish(ch, queue, &round_robin(n, CHANNELS), &mut HashMap::new()).await;
     let run = Run::start(pusher, queue, extra);
     let mut limits = Vec::new();
     while pusher.seen().accepted() < n {
@@ -467,7 +423,7 @@ async fn main() {
             for step in 0..secs * 10 {
                 tick.tick().await;
                 let names = round_robin(feed / 10, CHANNELS);
-                publish(&ch, &q, &names, &mut seqs).await;
+                support::publish(&ch, &q, &names, &mut seqs).await;
                 published += names.len();
                 if step % 5 == 0 {
                     if let Some(limit) = run.metric("pusher_relay_concurrency_limit").await {
@@ -520,7 +476,7 @@ async fn main() {
             let q = format!("{run_id}.d0");
             support::declare_quorum(&ch, &q).await;
             let names: Vec<String> = (0..hot_n / 2).map(cold_names).collect();
-            publish(&ch, &q, &names, &mut HashMap::new()).await;
+            support::publish(&ch, &q, &names, &mut HashMap::new()).await;
             let run = Run::start(&pusher, &q, &[]);
             pusher.wait_for(names.len(), Duration::from_secs(600)).await;
             run.finish(&ch).await;
@@ -538,7 +494,7 @@ async fn main() {
                 }
             })
             .collect();
-        publish(&ch, &q, &names, &mut HashMap::new()).await;
+        support::publish(&ch, &q, &names, &mut HashMap::new()).await;
         let run = Run::start(&pusher, &q, &[]);
         pusher.wait_for(hot_n, Duration::from_secs(600)).await;
         let d_dead = run.finish(&ch).await;
@@ -578,7 +534,7 @@ async fn main() {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         for i in 0..light {
             tick.tick().await;
-            publish(&ch, &q, &[format!("bench-{}", i % CHANNELS)], &mut seqs).await;
+            support::publish(&ch, &q, &[format!("bench-{}", i % CHANNELS)], &mut seqs).await;
         }
         pusher.wait_for(light, Duration::from_secs(30)).await;
         run.finish(&ch).await;
@@ -596,7 +552,7 @@ async fn main() {
         println!("Loopback (the fake Pusher answers at once)");
         let q0 = format!("{run_id}.ceiling");
         support::declare_quorum(&ch, &q0).await;
-        publish(&ch, &q0, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
+        support::publish(&ch, &q0, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
         let (_c2, ch2) = support::channel().await;
         let ceiling = ceiling(&ch2, &q0, DRAIN).await;
         let _ = ch.queue_delete(&q0, QueueDeleteOptions::default()).await;
@@ -604,7 +560,7 @@ async fn main() {
         let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
         let q1 = format!("{run_id}.drain");
         support::declare_quorum(&ch, &q1).await;
-        publish(&ch, &q1, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
+        support::publish(&ch, &q1, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
         let beam = broker_pid();
         let beam_before = beam.map(cpu_seconds).unwrap_or(f64::NAN);
         let bench_before = cpu_seconds(std::process::id());
@@ -631,7 +587,7 @@ async fn main() {
         let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
         let q2 = format!("{run_id}.backlog");
         support::declare_quorum(&ch, &q2).await;
-        publish(
+        support::publish(
             &ch,
             &q2,
             &round_robin(BACKLOG, CHANNELS),
@@ -659,7 +615,7 @@ async fn main() {
             let names: Vec<String> = (sent..sent + burst)
                 .map(|i| format!("bench-{}", i % CHANNELS))
                 .collect();
-            publish(&ch, &q3, &names, &mut seqs).await;
+            support::publish(&ch, &q3, &names, &mut seqs).await;
             sent += burst;
         }
         pusher.wait_for(total, Duration::from_secs(60)).await;

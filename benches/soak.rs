@@ -16,8 +16,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use distant::{now_ms, Distant};
-use lapin::options::BasicPublishOptions;
-use lapin::BasicProperties;
 
 const KEY: &str = "soak-key";
 const SECRET: &str = "soak-secret";
@@ -74,36 +72,16 @@ async fn main() {
 
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
-    let mut seqs: HashMap<usize, u64> = HashMap::new();
+    let mut seqs: HashMap<String, usize> = HashMap::new();
     let mut published = 0usize;
     let mut next_report = Duration::from_secs(10);
     while started.elapsed() < Duration::from_secs(secs) {
         tick.tick().await;
-        let mut confirms = Vec::with_capacity(RATE / 100);
-        for _ in 0..RATE / 100 {
-            let channel = published % CHANNELS;
-            let seq = seqs.entry(channel).or_default();
-            let body = format!("{{\"type\":\"event\",\"channels\":[\"soak-{channel}\"],\"event\":\"tick\",\"data\":{{\"seq\":{seq},\"t\":{}}}}}", now_ms());
-            *seq += 1;
-            published += 1;
-            let props = BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_content_type("application/json".into());
-            confirms.push(
-                ch.basic_publish(
-                    "",
-                    &queue,
-                    BasicPublishOptions::default(),
-                    body.as_bytes(),
-                    props,
-                )
-                .await
-                .expect("publish"),
-            );
-        }
-        for c in confirms {
-            c.await.expect("confirm");
-        }
+        let names: Vec<String> = (published..published + RATE / 100)
+            .map(|i| format!("soak-{}", i % CHANNELS))
+            .collect();
+        support::publish(&ch, &queue, &names, &mut seqs).await;
+        published += names.len();
         if started.elapsed() >= next_report {
             println!(
                 "{:>7.1} {:>10} {:>9.1} {:>9.1} {:>5}",

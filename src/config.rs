@@ -217,7 +217,7 @@ pub struct RelayConfig {
     pub max_in_flight: usize,
     /// Whether the in-flight limit adapts to Pusher's round trips and
     /// pushback or stays at `max_in_flight`.
-    pub concurrency: crate::relay::concurrency::Mode,
+    pub concurrency: Mode,
     /// Attempts per request before an event is dead-lettered `exhausted`.
     pub max_attempts: usize,
     /// Total time spent retrying one request before it is `exhausted`.

@@ -1,13 +1,17 @@
 //! What the benchmark and the soak share: a confirmed channel to the local
-//! RabbitMQ, a quorum queue, and the worker binary started on its own queue,
+//! RabbitMQ, a quorum queue, publishing the intents the fake Pusher checks
+//! order by, and the worker binary started on its own queue,
 //! exchanges and SQLite store against a fake Pusher on loopback.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use lapin::options::QueueDeclareOptions;
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+
+use crate::distant::now_ms;
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -80,5 +84,47 @@ pub async fn cleanup(ch: &Channel, queue: &str, db: &Path) {
         .await;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
+
+pub fn intent(channel: &str, seq: usize) -> String {
+    format!("{{\"type\":\"event\",\"channels\":[\"{channel}\"],\"event\":\"tick\",\"data\":{{\"seq\":{seq},\"t\":{}}}}}", now_ms())
+}
+
+/// Publishes one intent per name from `channels` (in that order) to the
+/// default exchange, each channel's `seq` counting up from `seqs`'s entry.
+pub async fn publish(
+    ch: &Channel,
+    queue: &str,
+    channels: &[String],
+    seqs: &mut HashMap<String, usize>,
+) {
+    let mut confirms = Vec::with_capacity(5000);
+    for channel in channels {
+        let seq = seqs.entry(channel.clone()).or_default();
+        let body = intent(channel, *seq);
+        *seq += 1;
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into());
+        confirms.push(
+            ch.basic_publish(
+                "",
+                queue,
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                props,
+            )
+            .await
+            .expect("publish"),
+        );
+        if confirms.len() == 5000 {
+            for c in confirms.drain(..) {
+                c.await.expect("confirm");
+            }
+        }
+    }
+    for c in confirms {
+        c.await.expect("confirm");
     }
 }

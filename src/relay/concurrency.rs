@@ -420,7 +420,6 @@ impl Limiter {
         let ticket = self.lock().try_start(now)?;
         Some(Permit {
             limiter: Some(self.clone()),
-            sent_at: now,
             ticket,
         })
     }
@@ -442,7 +441,6 @@ impl Limiter {
             if let Some(ticket) = self.lock().try_start(now) {
                 return Permit {
                     limiter: Some(self.clone()),
-                    sent_at: now,
                     ticket,
                 };
             }
@@ -455,9 +453,8 @@ impl Limiter {
         self.lock().restart();
     }
 
-    fn finish(&self, permit_sent_at: Instant, ticket: Ticket, response: Response) {
+    fn finish(&self, rtt: Duration, ticket: Ticket, response: Response) {
         let now = tokio::time::Instant::now().into_std();
-        let rtt = now.saturating_duration_since(permit_sent_at);
         let (change, baseline, in_flight) = {
             let mut c = self.lock();
             let change = c.finish(now, rtt, ticket, response);
@@ -491,21 +488,16 @@ impl Limiter {
 /// One request's slot.
 pub struct Permit {
     limiter: Option<Arc<Limiter>>,
-    sent_at: Instant,
     ticket: Ticket,
 }
 
 impl Permit {
-    /// Restarts the round trip clock: for a slot taken before the request
-    /// could be sent (while the circuit was being checked).
-    pub fn restart_clock(&mut self) {
-        self.sent_at = tokio::time::Instant::now().into_std();
-    }
-
-    /// Gives the slot back with how the request went.
-    pub fn finish(mut self, response: Response) {
+    /// Gives the slot back with how the request went and its round trip,
+    /// timed by the caller around the send itself (a slot may be taken
+    /// well before the request goes, while the circuit is checked).
+    pub fn finish(mut self, rtt: Duration, response: Response) {
         if let Some(limiter) = self.limiter.take() {
-            limiter.finish(self.sent_at, self.ticket, response);
+            limiter.finish(rtt, self.ticket, response);
         }
     }
 }
@@ -773,7 +765,7 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(!waiting.is_finished(), "both slots are taken");
-        a.finish(Response::Answered);
+        a.finish(Duration::from_millis(1), Response::Answered);
         let c = tokio::time::timeout(Duration::from_secs(1), waiting).await;
         assert!(c.is_ok(), "a freed slot wakes the waiter");
     }

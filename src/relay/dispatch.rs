@@ -93,10 +93,7 @@ where
     loop {
         circuit.admit().await;
         let permit = match first.take() {
-            Some(mut permit) => {
-                permit.restart_clock();
-                permit
-            }
+            Some(permit) => permit,
             None => limiter.acquire().await,
         };
         let sent_at = Instant::now();
@@ -105,7 +102,7 @@ where
         attempts += 1;
         let error = match result {
             Ok(value) => {
-                permit.finish(Response::Answered);
+                permit.finish(elapsed, Response::Answered);
                 metrics::pusher_request(endpoint, Some(200), elapsed);
                 circuit.success();
                 return Ok((value, attempts));
@@ -122,11 +119,15 @@ where
             drop(permit);
             return Err(SendError::Rejected(error));
         }
-        permit.finish(match error.status() {
-            Some(429) => Response::Throttled,
-            _ if error.kind() == ErrorKind::Transient => Response::Failed,
-            _ => Response::Answered,
-        });
+        let throttled = error.status() == Some(429);
+        let response = if throttled {
+            Response::Throttled
+        } else if error.kind() == ErrorKind::Transient {
+            Response::Failed
+        } else {
+            Response::Answered
+        };
+        permit.finish(elapsed, response);
         metrics::pusher_request(endpoint, error.status(), elapsed);
         match error.kind() {
             ErrorKind::Rejected => {
@@ -151,7 +152,7 @@ where
             ErrorKind::Transient => {}
         }
         metrics::retry(transient_label(&error));
-        if error.status() == Some(429) {
+        if throttled {
             // Pusher is up and answering; it wants fewer requests, which the
             // limiter has just seen to. Wait as asked, then go again without
             // charging the budget (attempt or time).
