@@ -30,6 +30,11 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 /// the README's "distance" section for the figures behind this number.
 pub const DEFAULT_PREFETCH: u16 = 10_000;
 
+/// The most shard queues: each is a quorum queue (a Raft group on every
+/// node) and a consumer per worker, so hundreds would cost the cluster more
+/// than the order they buy.
+pub const MAX_SHARDS: u16 = 64;
+
 /// A value that must never be printed: `Debug` and `Display` show `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -194,14 +199,58 @@ impl PusherConfig {
 /// RabbitMQ names and connection.
 #[derive(Debug, Clone)]
 pub struct AmqpConfig {
-    /// Broker URL; its password is redacted wherever it is shown.
+    /// Broker URL, or several nodes' URLs separated by commas (tried in a
+    /// random order, see [`AmqpConfig::urls`]); passwords are redacted
+    /// wherever it is shown.
     pub url: Secret,
     /// Topic exchange applications publish intents to.
     pub exchange: String,
-    /// Quorum queue the worker consumes.
+    /// Quorum queue the worker consumes (with shards, the prefix of theirs).
     pub queue: String,
     /// Exchange webhook events are published to.
     pub webhook_exchange: String,
+    /// `RELAY_SINGLE_ACTIVE`: the queue is declared single-active-consumer,
+    /// so of several workers one consumes and the others stand by.
+    pub single_active: bool,
+    /// `RELAY_SHARDS`: 0 for one queue; else the number of order-keeping
+    /// shard queues behind a consistent-hash exchange.
+    pub shards: u16,
+}
+
+impl AmqpConfig {
+    /// One node's settings, unsharded: what tests and tools that talk to a
+    /// single queue need.
+    pub fn new(url: &str, exchange: &str, queue: &str, webhook_exchange: &str) -> AmqpConfig {
+        AmqpConfig {
+            url: Secret::new(url),
+            exchange: exchange.into(),
+            queue: queue.into(),
+            webhook_exchange: webhook_exchange.into(),
+            single_active: false,
+            shards: 0,
+        }
+    }
+
+    /// The broker URLs in `AMQP_URL`, in the order given.
+    pub fn urls(&self) -> Vec<&str> {
+        split_urls(self.url.expose())
+    }
+
+    /// `AMQP_URL` as it may be shown: every password replaced by `***`.
+    pub fn redacted_url(&self) -> String {
+        self.urls()
+            .into_iter()
+            .map(redact_url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn split_urls(list: &str) -> Vec<&str> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
 }
 
 /// The relay's limits and timings.
@@ -513,12 +562,23 @@ impl Config {
             exchange: r.string("AMQP_EXCHANGE", "pusher.intents"),
             queue: r.string("AMQP_QUEUE", "pusher.intents"),
             webhook_exchange: r.string("AMQP_WEBHOOK_EXCHANGE", "pusher.webhooks"),
+            single_active: r.bool("RELAY_SINGLE_ACTIVE", false),
+            shards: r.number("RELAY_SHARDS", 0u16, 0, MAX_SHARDS),
         };
-        if !amqp.url.expose().starts_with("amqp://") && !amqp.url.expose().starts_with("amqps://") {
+        let urls = amqp.urls();
+        if urls.is_empty() {
             r.bad(
                 "AMQP_URL",
-                "is not an AMQP URL; expected amqp://user:password@host:5672/vhost or amqps://...",
+                "is empty; expected amqp://user:password@host:5672/vhost, or several such URLs separated by commas",
             );
+        }
+        for (i, url) in urls.iter().enumerate() {
+            if !url.starts_with("amqp://") && !url.starts_with("amqps://") {
+                r.bad(
+                    "AMQP_URL",
+                    format!("entry {} ({}) is not an AMQP URL; expected amqp://user:password@host:5672/vhost or amqps://..., several separated by commas", i + 1, redact_url(url)),
+                );
+            }
         }
         let database_url = Secret::new(r.string("DATABASE_URL", "sqlite://pusher-relay.db"));
         let db = database_url.expose();
@@ -691,12 +751,14 @@ impl Config {
             ("PUSHER_AUTH_ENDPOINT", opt(&p.auth_endpoint)),
             ("PUSHER_USER_AUTH_ENDPOINT", opt(&p.user_auth_endpoint)),
             ("(effective Pusher endpoint)", p.base_url()),
-            ("AMQP_URL", redact_url(self.amqp.url.expose())),
+            ("AMQP_URL", self.amqp.redacted_url()),
             ("AMQP_EXCHANGE", self.amqp.exchange.clone()),
             ("AMQP_QUEUE", self.amqp.queue.clone()),
             ("AMQP_WEBHOOK_EXCHANGE", self.amqp.webhook_exchange.clone()),
             ("DATABASE_URL", redact_url(self.database_url.expose())),
             ("RELAY_PREFETCH", r.prefetch.to_string()),
+            ("RELAY_SINGLE_ACTIVE", self.amqp.single_active.to_string()),
+            ("RELAY_SHARDS", self.amqp.shards.to_string()),
             ("RELAY_LINGER_MS", r.linger.as_millis().to_string()),
             ("RELAY_MAX_IN_FLIGHT", r.max_in_flight.to_string()),
             ("RELAY_CONCURRENCY", r.concurrency.as_str().into()),
@@ -828,6 +890,29 @@ mod tests {
         ]))
         .expect("valid");
         assert_eq!(cfg.pusher.base_url(), "http://127.0.0.1:6001");
+    }
+
+    #[test]
+    fn amqp_url_takes_several_nodes_and_redacts_each_password() {
+        let cfg = load(&with(&[(
+            "AMQP_URL",
+            "amqp://u:p1@a:5672/%2f, amqp://u:p2@b:5672/%2f,",
+        )]))
+        .expect("valid");
+        assert_eq!(
+            cfg.amqp.urls(),
+            ["amqp://u:p1@a:5672/%2f", "amqp://u:p2@b:5672/%2f"]
+        );
+        assert_eq!(
+            cfg.redacted()["AMQP_URL"],
+            "amqp://u:***@a:5672/%2f,amqp://u:***@b:5672/%2f"
+        );
+        let found = problems(&with(&[("AMQP_URL", "amqp://a/%2f,http://u:secret@b/")]));
+        assert_eq!(found.len(), 1);
+        assert!(found[0].problem.contains("entry 2"), "{}", found[0].problem);
+        assert!(!found[0].problem.contains("secret"), "{}", found[0].problem);
+        let found = problems(&with(&[("RELAY_SHARDS", "65")]));
+        assert_eq!(found[0].var, "RELAY_SHARDS");
     }
 
     #[test]

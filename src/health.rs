@@ -10,8 +10,10 @@ use serde::Serialize;
 /// Readiness of the worker's parts.
 #[derive(Debug, Default)]
 pub struct Health {
-    broker: AtomicBool,
-    consumer: AtomicBool,
+    /// Per consumed queue (one, or one per shard): connected, consuming.
+    /// A standby's consumer waiting its turn on a single-active queue counts
+    /// as consuming: it takes over without a restart.
+    queues: Mutex<Vec<(bool, bool)>>,
     store: AtomicBool,
     shutting_down: AtomicBool,
     /// Why the store is down, or why delivery is paused (circuit open).
@@ -39,12 +41,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Health {
-    pub fn set_broker(&self, up: bool) {
-        self.broker.store(up, Ordering::Relaxed);
+    /// How many queues the worker consumes; each starts down.
+    pub fn set_queues(&self, n: usize) {
+        *lock(&self.queues) = vec![(false, false); n];
     }
 
-    pub fn set_consumer(&self, up: bool) {
-        self.consumer.store(up, Ordering::Relaxed);
+    pub fn set_broker(&self, queue: usize, up: bool) {
+        if let Some(q) = lock(&self.queues).get_mut(queue) {
+            q.0 = up;
+        }
+    }
+
+    pub fn set_consumer(&self, queue: usize, up: bool) {
+        if let Some(q) = lock(&self.queues).get_mut(queue) {
+            q.1 = up;
+        }
     }
 
     pub fn set_store(&self, error: Option<String>) {
@@ -62,8 +73,13 @@ impl Health {
     }
 
     pub fn readiness(&self) -> Readiness {
-        let broker = self.broker.load(Ordering::Relaxed);
-        let consumer = self.consumer.load(Ordering::Relaxed);
+        let (broker, consumer) = {
+            let queues = lock(&self.queues);
+            (
+                !queues.is_empty() && queues.iter().all(|q| q.0),
+                !queues.is_empty() && queues.iter().all(|q| q.1),
+            )
+        };
         let store = self.store.load(Ordering::Relaxed);
         let shutting_down = self.shutting_down.load(Ordering::Relaxed);
         let circuit = lock(&self.circuit).clone();
@@ -86,10 +102,13 @@ mod tests {
     #[test]
     fn ready_only_when_every_part_is_up_and_the_circuit_closed() {
         let h = Health::default();
-        assert!(!h.readiness().ready);
-        h.set_broker(true);
-        h.set_consumer(true);
+        h.set_queues(2);
         h.set_store(None);
+        for q in 0..2 {
+            assert!(!h.readiness().ready);
+            h.set_broker(q, true);
+            h.set_consumer(q, true);
+        }
         assert!(h.readiness().ready);
         h.set_circuit(Some("outage: connect refused".into()));
         assert!(!h.readiness().ready);

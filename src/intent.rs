@@ -44,6 +44,21 @@ pub struct Intent {
     pub trigger: Trigger,
 }
 
+impl Intent {
+    /// What shards route on (the `ordering-key` header): its last channel.
+    /// One channel's intents then share a shard and keep their order across
+    /// workers. An `order.status` with a customer is keyed by the
+    /// customer's channel, which also keeps its order's channel in order (an
+    /// order has one customer); for other intents to several channels, the
+    /// order across workers holds on the last one.
+    pub fn ordering_key(&self) -> &str {
+        self.trigger
+            .channels
+            .last()
+            .map_or(&self.id, String::as_str)
+    }
+}
+
 /// Channel name templates, `{field}` placeholders filled from the intent.
 ///
 /// A template may use only identifier fields that every intent using it

@@ -23,6 +23,8 @@ pub const IN_FLIGHT: &str = "pusher_relay_requests_in_flight";
 pub const CIRCUIT_OPEN: &str = "pusher_relay_circuit_open";
 pub const CIRCUIT_OPENS: &str = "pusher_relay_circuit_opens_total";
 pub const CONSUMER_LAG: &str = "pusher_relay_consumer_lag_messages";
+pub const SHARDS_ACTIVE: &str = "pusher_relay_shards_active";
+pub const WORKERS: &str = "pusher_relay_workers";
 pub const STORE_ERRORS: &str = "pusher_relay_store_errors_total";
 pub const WEBHOOKS_RECEIVED: &str = "pusher_relay_webhooks_received_total";
 pub const WEBHOOKS_REJECTED: &str = "pusher_relay_webhooks_rejected_total";
@@ -139,6 +141,12 @@ fn describe() {
         "Webhook events published to the webhook exchange, by event name."
     );
     describe_counter!(BROKER_CONNECTIONS_LOST, Unit::Count, "Connections to RabbitMQ lost; the worker reconnects with backoff and unacked intents are redelivered.");
+    describe_gauge!(SHARDS_ACTIVE, Unit::Count, "With RELAY_SHARDS: the shard queues this worker is the active consumer of (took a delivery from in the last few seconds).");
+    describe_gauge!(
+        WORKERS,
+        Unit::Count,
+        "With RELAY_SHARDS: live workers on these shards (consumers of the roll-call queue)."
+    );
     describe_gauge!(DEAD_LETTERS_PENDING, Unit::Count, "Dead letters in the store not yet replayed, by reason (sampled every few seconds; shared by every worker on a PostgreSQL store).");
     describe_gauge!(CONCURRENCY_LIMIT, Unit::Count, "Requests to Pusher allowed in flight now: adapted between 1 and RELAY_MAX_IN_FLIGHT from round trips and pushback (RELAY_CONCURRENCY=adaptive), or RELAY_MAX_IN_FLIGHT (fixed).");
     describe_counter!(CONCURRENCY_DECREASES, Unit::Count, "Times the concurrency limit was lowered, by cause (429, error: 5xx/timeout/connection, rtt: round trip above its baseline).");
@@ -249,8 +257,14 @@ pub fn circuit(open: bool, cause: &'static str) {
     }
 }
 
-pub fn consumer_lag(messages: u32) {
-    gauge!(CONSUMER_LAG).set(f64::from(messages));
+/// With shards: how many this worker is active on, and the live workers.
+pub fn shards(active: usize, workers: usize) {
+    gauge!(SHARDS_ACTIVE).set(active as f64);
+    gauge!(WORKERS).set(workers as f64);
+}
+
+pub fn consumer_lag(messages: u64) {
+    gauge!(CONSUMER_LAG).set(messages as f64);
 }
 
 pub fn store_error() {

@@ -28,12 +28,13 @@
 use std::io::BufRead;
 
 use lapin::options::BasicPublishOptions;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use serde::Serialize;
 
 use crate::amqp::AmqpError;
 use crate::config::Config;
-use crate::intent::{self, DecodeContext, IntentError};
+use crate::intent::{self, DecodeContext, Intent, IntentError};
 
 /// An identifier as the wire contract allows: a string or an integer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -157,8 +158,8 @@ impl Publisher {
         Ok(channel)
     }
 
-    /// Checks a JSON body exactly as the worker will; returns its type and id.
-    pub fn check(&self, body: &[u8]) -> Result<(String, String), IntentError> {
+    /// Checks a JSON body exactly as the worker will.
+    pub fn check(&self, body: &[u8]) -> Result<Intent, IntentError> {
         let now = now_ms();
         let ctx = DecodeContext {
             message_id: None,
@@ -167,8 +168,7 @@ impl Publisher {
             max_event_bytes: self.cfg.pusher.max_event_bytes,
             templates: &self.cfg.relay.templates,
         };
-        let intent = intent::decode(body, &ctx)?;
-        Ok((intent.kind, intent.id))
+        intent::decode(body, &ctx)
     }
 
     /// Publishes a typed intent; returns its id once confirmed.
@@ -179,8 +179,9 @@ impl Publisher {
 
     /// Publishes a JSON intent body; returns its id once confirmed.
     pub async fn publish_json(&self, body: &[u8]) -> Result<String, PublishError> {
-        let (kind, id) = self.check(body).map_err(PublishError::Invalid)?;
-        match self.send(&kind, &id, body).await {
+        let intent = self.check(body).map_err(PublishError::Invalid)?;
+        let (kind, id, key) = (&intent.kind, &intent.id, intent.ordering_key());
+        match self.send(kind, id, key, body).await {
             Err(PublishError::Amqp(_)) | Err(PublishError::NotConfirmed { .. })
                 if !self.connected().await =>
             {
@@ -188,11 +189,11 @@ impl Publisher {
                     id,
                     "connection to RabbitMQ lost while publishing; reconnecting and sending again"
                 );
-                self.send(&kind, &id, body).await?;
+                self.send(kind, id, key, body).await?;
             }
             other => other?,
         }
-        Ok(id)
+        Ok(intent.id)
     }
 
     async fn connected(&self) -> bool {
@@ -202,7 +203,13 @@ impl Publisher {
         }
     }
 
-    async fn send(&self, routing_key: &str, id: &str, body: &[u8]) -> Result<(), PublishError> {
+    async fn send(
+        &self,
+        routing_key: &str,
+        id: &str,
+        ordering_key: &str,
+        body: &[u8],
+    ) -> Result<(), PublishError> {
         let exchange = &self.cfg.amqp.exchange;
         let not_confirmed = |detail: String| PublishError::NotConfirmed {
             exchange: exchange.clone(),
@@ -214,7 +221,8 @@ impl Publisher {
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
             .with_message_id(id.into())
-            .with_timestamp((now_ms() / 1000) as u64);
+            .with_timestamp((now_ms() / 1000) as u64)
+            .with_headers(ordering_headers(ordering_key));
         // `mandatory`: an intent no queue receives is an error, not a drop.
         let options = BasicPublishOptions {
             mandatory: true,
@@ -243,6 +251,16 @@ impl Publisher {
             let _ = conn.close(200, "done").await;
         }
     }
+}
+
+/// The headers every producer sets: the ordering key, which shards route on.
+pub fn ordering_headers(key: &str) -> FieldTable {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        crate::amqp::ORDERING_KEY_HEADER.into(),
+        AMQPValue::LongString(key.into()),
+    );
+    headers
 }
 
 /// One line of a JSONL file that was not published.

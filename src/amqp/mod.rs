@@ -2,19 +2,37 @@
 
 pub mod acker;
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use std::time::Duration;
+
+use lapin::options::{
+    ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
+use rand::seq::SliceRandom;
+
 use crate::config::{redact_url, AmqpConfig};
 
-/// Why the broker could not be used; the URL in messages has no password.
+/// The header producers set to the intent's ordering key (see
+/// [`crate::intent::Intent::ordering_key`]); with `RELAY_SHARDS`, the
+/// consistent-hash exchange routes on it, so one channel's intents always
+/// land in one shard.
+pub const ORDERING_KEY_HEADER: &str = "ordering-key";
+
+/// How long one node may take to accept a connection before the next is
+/// tried: a node that is down refuses at once, an unreachable one does not.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the broker could not be used; URLs in messages have no password.
 #[derive(Debug, thiserror::Error)]
 pub enum AmqpError {
-    #[error("cannot connect to RabbitMQ at {url}: {source}")]
-    Connect { url: String, source: lapin::Error },
+    #[error("cannot connect to RabbitMQ (AMQP_URL): {tried}")]
+    Connect { tried: String },
     #[error("cannot declare {what} on RabbitMQ: {source}")]
     Declare { what: String, source: lapin::Error },
+    #[error("{0}")]
+    Topology(String),
     #[error("RabbitMQ channel failed while {doing}: {source}")]
     Channel {
         doing: &'static str,
@@ -22,19 +40,54 @@ pub enum AmqpError {
     },
 }
 
+impl AmqpError {
+    /// Whether retrying cannot help: the broker refused the topology itself
+    /// (a queue declared with other arguments, a missing plugin).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, AmqpError::Topology(_))
+    }
+}
+
 /// Connects with lapin driven by the current tokio runtime (no extra
 /// executor threads).
 pub async fn connect(cfg: &AmqpConfig, name: &str) -> Result<Connection, AmqpError> {
-    let props = ConnectionProperties::default()
-        .with_executor(tokio_executor_trait::Tokio::current())
-        .with_reactor(tokio_reactor_trait::Tokio)
-        .with_connection_name(name.into());
-    Connection::connect(cfg.url.expose(), props)
-        .await
-        .map_err(|source| AmqpError::Connect {
-            url: redact_url(cfg.url.expose()),
-            source,
-        })
+    connect_any(cfg, || {
+        ConnectionProperties::default()
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio)
+            .with_connection_name(name.into())
+    })
+    .await
+}
+
+/// Tries each URL of `AMQP_URL` once, in a random order so that workers
+/// given the same list spread over the nodes, and returns the first
+/// connection made; the error lists every node's failure.
+async fn connect_any(
+    cfg: &AmqpConfig,
+    props: impl Fn() -> ConnectionProperties,
+) -> Result<Connection, AmqpError> {
+    let mut urls = cfg.urls();
+    urls.shuffle(&mut rand::thread_rng());
+    let mut tried = Vec::new();
+    for url in urls {
+        match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props())).await {
+            Ok(Ok(conn)) => {
+                if !tried.is_empty() {
+                    tracing::warn!(node = %redact_url(url), unreachable = %tried.join("; "), "connected to RabbitMQ after other nodes failed");
+                }
+                return Ok(conn);
+            }
+            Ok(Err(e)) => tried.push(format!("{}: {e}", redact_url(url))),
+            Err(_) => tried.push(format!(
+                "{}: no answer within {CONNECT_TIMEOUT:?}",
+                redact_url(url)
+            )),
+        }
+    }
+    Err(AmqpError::Connect {
+        tried: tried.join("; "),
+    })
 }
 
 /// A connection and a channel with publisher confirms, for short-lived
@@ -45,13 +98,10 @@ pub async fn connect_confirmed(
     cfg: &AmqpConfig,
     name: &str,
 ) -> Result<(Connection, Channel), AmqpError> {
-    let props = ConnectionProperties::default().with_connection_name(name.into());
-    let conn = Connection::connect(cfg.url.expose(), props)
-        .await
-        .map_err(|source| AmqpError::Connect {
-            url: redact_url(cfg.url.expose()),
-            source,
-        })?;
+    let conn = connect_any(cfg, || {
+        ConnectionProperties::default().with_connection_name(name.into())
+    })
+    .await?;
     let channel = open_channel(&conn).await?;
     channel
         .confirm_select(lapin::options::ConfirmSelectOptions::default())
@@ -73,64 +123,210 @@ pub async fn open_channel(conn: &Connection) -> Result<Channel, AmqpError> {
         })
 }
 
-/// Declares the intent exchange (topic), the quorum intent queue bound with
-/// `#`, and the webhook exchange. Idempotent: the same declarations on every
-/// start; a queue that exists with other arguments fails loudly here rather
-/// than being silently used.
+/// The queues the worker consumes: the intent queue, or with `RELAY_SHARDS`
+/// its shards `{queue}.shard-0` ... `{queue}.shard-{N-1}`.
+pub fn consumed_queues(cfg: &AmqpConfig) -> Vec<String> {
+    if cfg.shards == 0 {
+        vec![cfg.queue.clone()]
+    } else {
+        (0..cfg.shards)
+            .map(|i| format!("{}.shard-{i}", cfg.queue))
+            .collect()
+    }
+}
+
+/// With shards, a queue nothing is published to, on which every worker
+/// keeps one consumer: its consumer count is the number of live workers,
+/// which single-active queues do not tell (they count only the active one).
+pub fn roll_call_queue(cfg: &AmqpConfig) -> String {
+    format!("{}.workers", cfg.queue)
+}
+
+/// Declares the worker's topology; idempotent, the same declarations on
+/// every start. A queue that exists with other arguments fails here with
+/// the way out, rather than being silently used.
+///
+/// - The intent exchange (topic) and the webhook exchange.
+/// - Unsharded: the quorum intent queue bound with `#`
+///   (single-active-consumer with `RELAY_SINGLE_ACTIVE`).
+/// - Sharded: `{exchange}.shards`, a headers exchange bound with `#`, sends
+///   intents that carry the ordering-key header to `{exchange}.by-key`, a
+///   consistent-hash exchange on that header, and the others (its alternate
+///   exchange) to `{exchange}.by-id`, a consistent-hash exchange on the
+///   message id: a consistent-hash exchange alone would send every intent
+///   without the header to one shard. Both feed the N single-active-consumer
+///   shard queues with equal weights.
 pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> Result<(), AmqpError> {
+    for exchange in [&cfg.exchange, &cfg.webhook_exchange] {
+        declare_exchange(
+            channel,
+            exchange,
+            ExchangeKind::Topic,
+            FieldTable::default(),
+        )
+        .await?;
+    }
+    let single_active = cfg.single_active || cfg.shards > 0;
+    if cfg.shards == 0 {
+        declare_queue(channel, &cfg.queue, single_active).await?;
+        bind_queue(channel, &cfg.queue, &cfg.exchange, "#").await?;
+        return Ok(());
+    }
+    let router = format!("{}.shards", cfg.exchange);
+    let by_key = format!("{}.by-key", cfg.exchange);
+    let by_id = format!("{}.by-id", cfg.exchange);
+    let hash = ExchangeKind::Custom("x-consistent-hash".into());
+    let mut args = FieldTable::default();
+    args.insert("hash-property".into(), long_string("message_id"));
+    declare_exchange(channel, &by_id, hash.clone(), args).await?;
+    let mut args = FieldTable::default();
+    args.insert("hash-header".into(), long_string(ORDERING_KEY_HEADER));
+    declare_exchange(channel, &by_key, hash, args).await?;
+    let mut args = FieldTable::default();
+    args.insert("alternate-exchange".into(), long_string(&by_id));
+    declare_exchange(channel, &router, ExchangeKind::Headers, args).await?;
+    // A void value matches on the header's presence, whatever its value.
+    let mut has_key = FieldTable::default();
+    has_key.insert("x-match".into(), long_string("all"));
+    has_key.insert(ORDERING_KEY_HEADER.into(), AMQPValue::Void);
+    bind_exchange(channel, &by_key, &router, "", has_key).await?;
+    bind_exchange(channel, &router, &cfg.exchange, "#", FieldTable::default()).await?;
+    for queue in consumed_queues(cfg) {
+        declare_queue(channel, &queue, true).await?;
+        // The binding key of a consistent-hash exchange is the queue's weight.
+        bind_queue(channel, &queue, &by_key, "1").await?;
+        bind_queue(channel, &queue, &by_id, "1").await?;
+    }
+    declare_queue(channel, &roll_call_queue(cfg), false).await?;
+    Ok(())
+}
+
+fn long_string(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}
+
+async fn declare_exchange(
+    channel: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+    args: FieldTable,
+) -> Result<(), AmqpError> {
+    let label = match &kind {
+        ExchangeKind::Custom(k) => k.as_str(),
+        ExchangeKind::Headers => "headers",
+        _ => "topic",
+    };
+    let what = format!("{label} exchange {name:?}");
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..Default::default()
     };
-    for exchange in [&cfg.exchange, &cfg.webhook_exchange] {
-        channel
-            .exchange_declare(
-                exchange,
-                ExchangeKind::Topic,
-                durable,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|source| AmqpError::Declare {
-                what: format!("topic exchange {exchange:?}"),
-                source,
-            })?;
-    }
+    channel
+        .exchange_declare(name, kind, durable, args)
+        .await
+        .map_err(|source| explain(what, source))
+}
+
+async fn declare_queue(
+    channel: &Channel,
+    name: &str,
+    single_active: bool,
+) -> Result<(), AmqpError> {
     let mut args = FieldTable::default();
     // Quorum queues replicate and survive a broker restart with their
     // messages; classic queues would lose the backlog on a node failure.
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
+    args.insert("x-queue-type".into(), long_string("quorum"));
+    if single_active {
+        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    }
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let what = format!(
+        "quorum queue {name:?}{}",
+        if single_active {
+            " (single active consumer)"
+        } else {
+            ""
+        }
     );
     channel
-        .queue_declare(
-            &cfg.queue,
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            args,
-        )
+        .queue_declare(name, durable, args)
         .await
-        .map_err(|source| AmqpError::Declare {
-            what: format!("quorum queue {:?}", cfg.queue),
-            source,
-        })?;
+        .map(|_| ())
+        .map_err(|source| explain(what, source))
+}
+
+async fn bind_queue(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+) -> Result<(), AmqpError> {
     channel
         .queue_bind(
-            &cfg.queue,
-            &cfg.exchange,
-            "#",
+            queue,
+            exchange,
+            key,
             QueueBindOptions::default(),
             FieldTable::default(),
         )
         .await
         .map_err(|source| AmqpError::Declare {
-            what: format!("binding of {:?} to {:?}", cfg.queue, cfg.exchange),
+            what: format!("binding of {queue:?} to {exchange:?}"),
             source,
-        })?;
-    Ok(())
+        })
+}
+
+async fn bind_exchange(
+    channel: &Channel,
+    destination: &str,
+    source_exchange: &str,
+    key: &str,
+    args: FieldTable,
+) -> Result<(), AmqpError> {
+    channel
+        .exchange_bind(
+            destination,
+            source_exchange,
+            key,
+            ExchangeBindOptions::default(),
+            args,
+        )
+        .await
+        .map_err(|source| AmqpError::Declare {
+            what: format!("binding of exchange {destination:?} to {source_exchange:?}"),
+            source,
+        })
+}
+
+/// Turns the broker's refusals that no retry can cure into what to do.
+fn explain(what: String, source: lapin::Error) -> AmqpError {
+    let lapin::Error::ProtocolError(e) = &source else {
+        return AmqpError::Declare { what, source };
+    };
+    let answer = e.get_message().as_str();
+    if answer.contains("inequivalent arg") {
+        return AmqpError::Topology(format!(
+            "cannot declare {what}: RabbitMQ answered \"{answer}\". The queue exists with \
+             other arguments than these settings (RELAY_SINGLE_ACTIVE, RELAY_SHARDS) declare, \
+             and RabbitMQ cannot change a queue's arguments in place. To move to the new \
+             settings: (1) start the worker with a new AMQP_QUEUE name, which declares and binds \
+             the new queue; (2) remove the old queue's binding to the intent exchange \
+             (management UI, or rabbitmqadmin delete binding); (3) let a worker with the old \
+             settings and the old AMQP_QUEUE drain it; (4) delete it. See the README, \
+             \"Scaling and high availability\"."
+        ));
+    }
+    if answer.contains("exchange type") {
+        return AmqpError::Topology(format!(
+            "cannot declare {what}: RabbitMQ answered \"{answer}\". RELAY_SHARDS needs the \
+             consistent-hash exchange plugin on every node: \
+             rabbitmq-plugins enable rabbitmq_consistent_hash_exchange"
+        ));
+    }
+    AmqpError::Declare { what, source }
 }
 
 /// The message's properties and headers as JSON, kept with a dead letter so

@@ -481,6 +481,10 @@ impl Limiter {
             }
         }
         self.freed.notify_waiters();
+        // Every event loop waiting hears of it (with shards there is one per
+        // queue, and any of them may have work); the stored permit covers a
+        // loop that looked just before this and has not yet waited.
+        self.room.notify_waiters();
         self.room.notify_one();
     }
 }

@@ -8,7 +8,9 @@
 //!   Pusher's round trips and pushback;
 //! - [`writer`]: stores dead letters before their deliveries are acked;
 //! - [`dedup`]: remembers delivered intent ids to drop redeliveries;
-//! - [`session`]: the event loop of one broker connection, tying them up.
+//! - [`session`]: the event loop of one broker connection, tying them up;
+//! - [`rebalance`]: with shards, hands shards to other workers until each
+//!   holds its share.
 //!
 //! [`Worker`] runs sessions, reconnecting with backoff, next to the HTTP
 //! listener, until shutdown.
@@ -18,6 +20,7 @@ pub mod concurrency;
 pub mod dedup;
 pub mod dispatch;
 pub mod lanes;
+pub mod rebalance;
 pub mod session;
 pub mod writer;
 
@@ -47,7 +50,12 @@ pub enum RelayError {
     Store(#[from] StoreError),
     #[error("the worker task failed: {0}")]
     Join(String),
+    #[error("RabbitMQ: {0}")]
+    Broker(#[from] crate::amqp::AmqpError),
 }
+
+/// After a handoff, how long before re-registering on the queue.
+const HANDOFF_PAUSE: Duration = Duration::from_secs(1);
 
 /// How often the store is pinged for `/readyz` when nothing is written.
 const STORE_PING_INTERVAL: Duration = Duration::from_secs(5);
@@ -230,6 +238,17 @@ async fn run_sessions(
         min_delay: Duration::from_millis(100),
         max_delay: Duration::from_secs(30),
     };
+    let names = crate::amqp::consumed_queues(&cfg.amqp);
+    // The window is shared out so that a worker holding every shard holds
+    // no more than RELAY_PREFETCH intents.
+    let prefetch = cfg.relay.prefetch.div_ceil(names.len() as u16).max(1);
+    let queues: Vec<Arc<session::QueueSlot>> = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| Arc::new(session::QueueSlot::new(i, name, prefetch)))
+        .collect();
+    health.set_queues(queues.len());
+    let sharded = cfg.amqp.shards > 0;
     let shared = Arc::new(session::Shared {
         dedup: Arc::new(Mutex::new(dedup::DedupCache::new(cfg.relay.dedup_capacity))),
         circuit: circuit::Circuit::new(probe(client.clone())),
@@ -239,32 +258,79 @@ async fn run_sessions(
         client,
         policy,
         cfg,
+        queues: queues.clone(),
     });
 
-    let mut waits = reconnect_waits();
-    while !shutdown.is_shutdown() {
-        match session::run(shared.clone(), shutdown.clone()).await {
-            Ok(session::End::Shutdown) => break,
-            Ok(session::End::ConnectionLost(reason)) => {
-                health.set_broker(false);
-                metrics::broker_connection_lost();
-                waits = reconnect_waits();
-                tracing::error!(%reason, "lost RabbitMQ; unacked intents will be redelivered; reconnecting");
+    let mut consumers = tokio::task::JoinSet::new();
+    for slot in queues {
+        consumers.spawn(consume(shared.clone(), slot, shutdown.clone()));
+    }
+    let rebalancer =
+        sharded.then(|| tokio::spawn(rebalance::run(shared.clone(), shutdown.clone())));
+    let mut result = Ok(());
+    while let Some(joined) = consumers.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            // A topology the broker refuses will be refused on every node
+            // and every retry: stop, and let the error say what to change.
+            Ok(Err(e)) => {
+                result = Err(e);
+                break;
             }
             Err(e) => {
-                health.set_broker(false);
-                let wait = waits.next().unwrap_or(Duration::from_secs(15));
-                tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot consume from RabbitMQ; retrying");
-                if sleep_or_shutdown(wait, &mut shutdown).await {
-                    break;
-                }
-                continue;
+                result = Err(RelayError::Join(e.to_string()));
+                break;
             }
         }
+    }
+    consumers.abort_all();
+    if let Some(task) = rebalancer {
+        task.abort();
     }
     pinger.abort();
     store.close().await;
     tracing::info!("stopped");
+    result
+}
+
+/// Consumes one queue until shutdown: a session per connection, reconnecting
+/// with backoff (to another node when `AMQP_URL` lists several).
+async fn consume(
+    shared: Arc<session::Shared>,
+    slot: Arc<session::QueueSlot>,
+    mut shutdown: Shutdown,
+) -> Result<(), RelayError> {
+    let health = &shared.health;
+    let mut waits = reconnect_waits();
+    while !shutdown.is_shutdown() {
+        match session::run(shared.clone(), slot.clone(), shutdown.clone()).await {
+            Ok(session::End::Shutdown) => break,
+            Ok(session::End::ConnectionLost(reason)) => {
+                health.set_broker(slot.index, false);
+                metrics::broker_connection_lost();
+                waits = reconnect_waits();
+                tracing::error!(queue = %slot.name, %reason, "lost RabbitMQ; unacked intents will be redelivered; reconnecting");
+            }
+            Ok(session::End::HandedOff) => {
+                health.set_broker(slot.index, false);
+                tracing::info!(queue = %slot.name, "handed the queue over; standing by on it again");
+                // A moment for the next worker's consumer to become the
+                // active one before this one queues up behind it again.
+                if sleep_or_shutdown(HANDOFF_PAUSE, &mut shutdown).await {
+                    break;
+                }
+            }
+            Err(e) if e.is_permanent() => return Err(e.into()),
+            Err(e) => {
+                health.set_broker(slot.index, false);
+                let wait = waits.next().unwrap_or(Duration::from_secs(15));
+                tracing::error!(queue = %slot.name, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot consume from RabbitMQ; retrying");
+                if sleep_or_shutdown(wait, &mut shutdown).await {
+                    break;
+                }
+            }
+        }
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 //! draining) or when the connection is lost (the caller reconnects).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::circuit::Circuit;
@@ -42,6 +43,56 @@ const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 /// what they delivered is remembered (and not sent again on redelivery).
 const LOST_DRAIN: Duration = Duration::from_secs(5);
 
+/// One queue the worker consumes (the intent queue, or one shard), and what
+/// its sessions tell the rebalancer.
+#[derive(Debug)]
+pub struct QueueSlot {
+    /// Its position in [`Shared::queues`], for health.
+    pub index: usize,
+    pub name: String,
+    /// This queue's share of `RELAY_PREFETCH`.
+    pub prefetch: u16,
+    /// Unix ms of the last delivery taken, 0 after a handoff: on a
+    /// single-active queue, deliveries are the only sign that this worker's
+    /// consumer is the active one.
+    last_delivery_ms: AtomicI64,
+    /// Messages ready in the queue at the last sample.
+    ready: AtomicU32,
+    handoff: AtomicBool,
+    wake: Notify,
+}
+
+impl QueueSlot {
+    pub fn new(index: usize, name: String, prefetch: u16) -> QueueSlot {
+        QueueSlot {
+            index,
+            name,
+            prefetch,
+            last_delivery_ms: AtomicI64::new(0),
+            ready: AtomicU32::new(0),
+            handoff: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Whether this worker took a delivery from the queue within `window`
+    /// and is not handing it over.
+    pub fn active_within(&self, window: Duration, now_ms: i64) -> bool {
+        if self.handoff.load(Ordering::Relaxed) {
+            return false;
+        }
+        let last = self.last_delivery_ms.load(Ordering::Relaxed);
+        last > 0 && now_ms.saturating_sub(last) <= window.as_millis() as i64
+    }
+
+    /// Asks the session on this queue to hand it to the next worker: finish
+    /// what is in flight, then close, leaving the rest unacked for them.
+    pub fn request_handoff(&self) {
+        self.handoff.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+}
+
 /// What every session shares, built once by the worker.
 pub struct Shared {
     pub cfg: Config,
@@ -52,6 +103,7 @@ pub struct Shared {
     pub dedup: Arc<Mutex<DedupCache>>,
     pub store: Store,
     pub policy: RetryPolicy,
+    pub queues: Vec<Arc<QueueSlot>>,
 }
 
 /// How a session ended.
@@ -61,6 +113,8 @@ pub enum End {
     Shutdown,
     /// The broker connection or channel failed.
     ConnectionLost(String),
+    /// The queue was handed to another worker (shards rebalancing).
+    HandedOff,
 }
 
 /// The Pusher work of one delivery.
@@ -94,19 +148,20 @@ enum Msg {
 
 use crate::clock::now_ms;
 
-/// Runs one session on a fresh connection until shutdown or connection loss.
-pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) -> Result<End, AmqpError> {
+/// Runs one session on `slot`'s queue, on a fresh connection, until
+/// shutdown, connection loss or handoff.
+pub async fn run(
+    shared: Arc<Shared>,
+    slot: Arc<QueueSlot>,
+    mut shutdown: Shutdown,
+) -> Result<End, AmqpError> {
     // The queue in the connection name tells operators (and tests) which
     // worker a connection in the management UI belongs to.
-    let conn = amqp::connect(
-        &shared.cfg.amqp,
-        &format!("pusher-relay {}", shared.cfg.amqp.queue),
-    )
-    .await?;
+    let conn = amqp::connect(&shared.cfg.amqp, &format!("pusher-relay {}", slot.name)).await?;
     let channel = amqp::open_channel(&conn).await?;
     amqp::declare_topology(&channel, &shared.cfg.amqp).await?;
     channel
-        .basic_qos(shared.cfg.relay.prefetch, BasicQosOptions::default())
+        .basic_qos(slot.prefetch, BasicQosOptions::default())
         .await
         .map_err(|source| AmqpError::Channel {
             doing: "setting prefetch",
@@ -114,8 +169,8 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) -> Result<End, Amq
         })?;
     let consumer = channel
         .basic_consume(
-            &shared.cfg.amqp.queue,
-            "pusher-relay",
+            &slot.name,
+            CONSUMER_TAG,
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
@@ -124,16 +179,20 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) -> Result<End, Amq
             doing: "starting the consumer",
             source,
         })?;
-    shared.health.set_broker(true);
-    shared.health.set_consumer(true);
-    tracing::info!(queue = %shared.cfg.amqp.queue, prefetch = shared.cfg.relay.prefetch, "consuming intents");
+    shared.health.set_broker(slot.index, true);
+    shared.health.set_consumer(slot.index, true);
+    slot.handoff.store(false, Ordering::Relaxed);
+    tracing::info!(queue = %slot.name, prefetch = slot.prefetch, "consuming intents");
 
-    let mut session = Session::new(shared.clone(), channel.clone());
+    let mut session = Session::new(shared.clone(), slot.clone(), channel.clone());
     let end = session.run(consumer, &mut shutdown).await;
-    shared.health.set_consumer(false);
-    close(conn, channel, &shared.cfg.amqp.queue).await;
+    shared.health.set_consumer(slot.index, false);
+    slot.last_delivery_ms.store(0, Ordering::Relaxed);
+    close(conn, channel, &slot.name).await;
     Ok(end)
 }
+
+const CONSUMER_TAG: &str = "pusher-relay";
 
 async fn close(conn: Connection, channel: Channel, queue: &str) {
     // A synchronous round trip first: the broker answers it only after it has
@@ -152,6 +211,7 @@ async fn close(conn: Connection, channel: Channel, queue: &str) {
 
 struct Session {
     shared: Arc<Shared>,
+    slot: Arc<QueueSlot>,
     channel: Channel,
     pending: HashMap<u64, Pending>,
     scheduler: Scheduler,
@@ -169,7 +229,7 @@ struct Session {
 }
 
 impl Session {
-    fn new(shared: Arc<Shared>, channel: Channel) -> Session {
+    fn new(shared: Arc<Shared>, slot: Arc<QueueSlot>, channel: Channel) -> Session {
         let (tx, rx) = mpsc::unbounded_channel();
         let (to_store, rows) = mpsc::unbounded_channel();
         let (stored_tx, mut stored_rx) = mpsc::unbounded_channel();
@@ -189,6 +249,7 @@ impl Session {
         });
         Session {
             shared,
+            slot,
             channel,
             pending: HashMap::new(),
             scheduler: Scheduler::default(),
@@ -208,6 +269,7 @@ impl Session {
         let mut paused = self.shared.circuit.open_cause().is_some();
         let mut draining: Option<Instant> = None;
         let mut lost: Option<(String, Instant)> = None;
+        let mut handing_off = false;
         let mut ack_tick = tokio::time::interval(STRAGGLER_DELAY / 2);
         ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut check_stragglers = false;
@@ -216,13 +278,17 @@ impl Session {
 
         loop {
             // 1. Start every request that is due and allowed.
-            if lost.is_none() && !paused {
+            if !handing_off && self.slot.handoff.load(Ordering::Relaxed) && draining.is_none() {
+                tracing::info!(queue = %self.slot.name, in_flight = self.in_flight, "handing this queue to another worker: finishing what is in flight, leaving the rest for them");
+                handing_off = true;
+            }
+            if lost.is_none() && !paused && !handing_off {
                 self.dispatch_due(draining.is_some());
             }
             // 2. Ack what is finished: runs at once, stragglers on the tick
             //    (looking for them costs a scan of every finished delivery).
             if lost.is_none() {
-                let stragglers = if draining.is_some() {
+                let stragglers = if draining.is_some() || handing_off {
                     Some(Duration::ZERO)
                 } else {
                     std::mem::take(&mut check_stragglers).then_some(STRAGGLER_DELAY)
@@ -236,6 +302,12 @@ impl Session {
                 if self.in_flight == 0 || since.elapsed() >= LOST_DRAIN {
                     return End::ConnectionLost(reason.clone());
                 }
+            } else if handing_off && draining.is_none() && self.in_flight == 0 && self.storing == 0
+            {
+                // What was taken and not started goes back to the queue, in
+                // its order, for the worker that takes over: nothing it
+                // sends can overtake what this one sent.
+                return End::HandedOff;
             } else if let Some(deadline) = draining {
                 if self.pending.is_empty() && self.storing == 0 {
                     tracing::info!(
@@ -257,12 +329,13 @@ impl Session {
             } else {
                 None
             };
-            let consuming = lost.is_none() && draining.is_none() && !paused;
+            let consuming = lost.is_none() && draining.is_none() && !paused && !handing_off;
             tokio::select! {
                 _ = shutdown.recv(), if draining.is_none() && lost.is_none() => {
                     tracing::info!(unfinished = self.pending.len(), timeout = ?self.shared.cfg.relay.shutdown_timeout, "shutting down: no new intents, flushing in-flight work");
                     self.shared.health.set_shutting_down();
-                    let _ = self.channel.basic_cancel("pusher-relay", BasicCancelOptions::default()).await;
+                    let _ = self.channel.basic_cancel(CONSUMER_TAG, BasicCancelOptions::default()).await;
+                    handing_off = false;
                     draining = Some(Instant::now() + self.shared.cfg.relay.shutdown_timeout);
                 }
                 Some(msg) = self.rx.recv() => self.on_message(msg, lost.is_some()),
@@ -286,6 +359,7 @@ impl Session {
                 _ = ack_tick.tick(), if self.acks.pending() > 0 => check_stragglers = true,
                 _ = lag_tick.tick(), if lost.is_none() => self.sample_lag().await,
                 _ = sleep_until(draining), if draining.is_some() => {}
+                _ = self.slot.wake.notified(), if !handing_off => {}
             }
         }
     }
@@ -362,10 +436,19 @@ impl Session {
         };
         if let Ok(queue) = self
             .channel
-            .queue_declare(&self.shared.cfg.amqp.queue, passive, FieldTable::default())
+            .queue_declare(&self.slot.name, passive, FieldTable::default())
             .await
         {
-            metrics::consumer_lag(queue.message_count());
+            self.slot
+                .ready
+                .store(queue.message_count(), Ordering::Relaxed);
+            let total: u64 = self
+                .shared
+                .queues
+                .iter()
+                .map(|q| u64::from(q.ready.load(Ordering::Relaxed)))
+                .sum();
+            metrics::consumer_lag(total);
         }
     }
 
@@ -373,6 +456,7 @@ impl Session {
         let tag = delivery.delivery_tag;
         let props = Box::new(delivery.properties);
         let now = now_ms();
+        self.slot.last_delivery_ms.store(now, Ordering::Relaxed);
         let enqueued_at_ms = props.timestamp().map(|s| (s as i64).saturating_mul(1000));
         let message_id = props.message_id().as_ref().map(|m| m.as_str().to_string());
         let ctx = DecodeContext {

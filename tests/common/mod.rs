@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pusher_relay::config::Config;
 use wiremock::{Match, Request};
 
+pub mod cluster;
 pub mod distant;
 
 pub const APP_ID: &str = "4242";
@@ -212,12 +213,7 @@ impl Broker {
     }
 
     pub fn amqp_config(&self) -> pusher_relay::config::AmqpConfig {
-        pusher_relay::config::AmqpConfig {
-            url: pusher_relay::config::Secret::new(AMQP_URL),
-            exchange: self.exchange.clone(),
-            queue: self.queue.clone(),
-            webhook_exchange: self.webhooks.clone(),
-        }
+        pusher_relay::config::AmqpConfig::new(AMQP_URL, &self.exchange, &self.queue, &self.webhooks)
     }
 
     /// Publishes intents as an app would (wire contract v1), confirmed.
