@@ -16,6 +16,8 @@ final class Config
 {
     public const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672/%2f';
     public const DEFAULT_EXCHANGE = 'pusher.intents';
+    /** What an AMQP_URL entry must look like, for error messages. */
+    private const AMQP_URL_SHAPE = 'must look like amqp://user:password@host:5672/vhost (or amqps://), several separated by commas';
     /** Seconds to wait for the broker (connect, confirm); a web request must not hang on it. */
     public const DEFAULT_AMQP_TIMEOUT = 5.0;
     /** Seconds to wait for Pusher's REST API on the calls that stay synchronous. */
@@ -35,11 +37,19 @@ final class Config
         public readonly string $scheme,
         public readonly bool $verifySsl,
         public readonly bool $disableStats,
-        /** Null when AMQP_URL does not parse: enqueueing then fails rather than guess a broker. */
-        public readonly ?AmqpTarget $amqp,
+        /**
+         * The RabbitMQ nodes of AMQP_URL, in the order given (one URL, or
+         * several separated by commas); empty when an entry does not parse:
+         * enqueueing then fails rather than guess a broker.
+         *
+         * @var list<AmqpTarget>
+         */
+        public readonly array $amqpNodes,
         public readonly string $exchange,
         public readonly float $amqpTimeout,
         public readonly float $httpTimeout,
+        /** The worker's channel templates (RELAY_CHANNEL_*), for each intent's ordering key. */
+        public readonly ChannelTemplates $channels,
         public readonly array $problems,
     ) {
     }
@@ -110,11 +120,8 @@ final class Config
             $scheme = $useTls ? 'https' : 'http';
         }
 
-        $amqpUrl = $read('AMQP_URL') ?? self::DEFAULT_AMQP_URL;
-        $amqp = AmqpTarget::fromUrl($amqpUrl);
-        if ($amqp === null) {
-            $problems[] = 'AMQP_URL must look like amqp://user:password@host:5672/vhost';
-        }
+        $amqpNodes = self::amqpNodes($read('AMQP_URL') ?? self::DEFAULT_AMQP_URL, $problems);
+        $channels = ChannelTemplates::fromSettings($read, $problems);
 
         return new self(
             appId: $read('PUSHER_APP_ID') ?? '',
@@ -127,12 +134,94 @@ final class Config
             scheme: $scheme,
             verifySsl: $bool('PUSHER_VERIFY_SSL', true),
             disableStats: $bool('PUSHER_DISABLE_STATS', false),
-            amqp: $amqp,
+            amqpNodes: $amqpNodes,
             exchange: $read('AMQP_EXCHANGE') ?? self::DEFAULT_EXCHANGE,
             amqpTimeout: $seconds('AMQP_TIMEOUT', self::DEFAULT_AMQP_TIMEOUT),
             httpTimeout: $seconds('PUSHER_HTTP_TIMEOUT', self::DEFAULT_HTTP_TIMEOUT),
+            channels: $channels,
             problems: $problems,
         );
+    }
+
+    /**
+     * AMQP_URL as it may be shown: each node's URL with its password
+     * replaced, separated by commas; null when AMQP_URL does not parse.
+     */
+    public function redactedAmqpUrl(): ?string
+    {
+        if ($this->amqpNodes === []) {
+            return null;
+        }
+
+        return implode(',', array_map(static fn (AmqpTarget $node): string => $node->redacted(), $this->amqpNodes));
+    }
+
+    /** Why AMQP_URL cannot be used ('' when it can), for the error of a failed enqueue. */
+    public function amqpUrlProblem(): string
+    {
+        $problems = array_filter($this->problems, static fn (string $p): bool => str_starts_with($p, 'AMQP_URL '));
+
+        return implode('; ', $problems);
+    }
+
+    /**
+     * Parses AMQP_URL: one URL, or several nodes' URLs separated by commas
+     * (blanks around them and empty entries ignored, as the worker does).
+     * Every entry must parse and all must share one scheme; otherwise the
+     * problems name the entry by number (never its text, which holds a
+     * password) and no node is returned.
+     *
+     * @param list<string> $problems
+     * @return list<AmqpTarget>
+     */
+    private static function amqpNodes(string $value, array &$problems): array
+    {
+        $entries = array_values(array_filter(
+            array_map('trim', explode(',', $value)),
+            static fn (string $entry): bool => $entry !== ''
+        ));
+        if ($entries === []) {
+            $problems[] = 'AMQP_URL ' . self::AMQP_URL_SHAPE;
+            return [];
+        }
+        $nodes = [];
+        $bad = [];
+        foreach ($entries as $i => $entry) {
+            $node = AmqpTarget::fromUrl($entry);
+            if ($node === null) {
+                $bad[] = $i + 1;
+            } else {
+                $nodes[] = $node;
+            }
+        }
+        if (count($entries) === 1) {
+            if ($bad !== []) {
+                $problems[] = 'AMQP_URL ' . self::AMQP_URL_SHAPE;
+                return [];
+            }
+            return $nodes;
+        }
+        foreach ($bad as $number) {
+            $problems[] = sprintf('AMQP_URL entry %d of %d %s', $number, count($entries), self::AMQP_URL_SHAPE);
+        }
+        if ($bad !== []) {
+            return [];
+        }
+        // One connection class serves the whole list (AMQPSSLConnection or
+        // AMQPStreamConnection), so TLS cannot differ between nodes.
+        foreach ($nodes as $i => $node) {
+            if ($node->secure !== $nodes[0]->secure) {
+                $problems[] = sprintf(
+                    'AMQP_URL entry %d uses %s:// but entry 1 uses %s://; every node must use the same scheme',
+                    $i + 1,
+                    $node->secure ? 'amqps' : 'amqp',
+                    $nodes[0]->secure ? 'amqps' : 'amqp'
+                );
+                return [];
+            }
+        }
+
+        return $nodes;
     }
 
     /** Base URL of Pusher's REST API: PUSHER_HOST when set, else api-{cluster}.pusher.com. */

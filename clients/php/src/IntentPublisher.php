@@ -6,9 +6,10 @@ namespace PusherRelay;
 
 use PhpAmqpLib\Channel\AMQPChannel;
 use PhpAmqpLib\Connection\AbstractConnection;
-use PhpAmqpLib\Connection\AMQPConnectionConfig;
-use PhpAmqpLib\Connection\AMQPConnectionFactory;
+use PhpAmqpLib\Connection\AMQPSSLConnection;
+use PhpAmqpLib\Connection\AMQPStreamConnection;
 use PhpAmqpLib\Message\AMQPMessage;
+use PhpAmqpLib\Wire\AMQPTable;
 
 /**
  * Publishes intents with publisher confirms, one message at a time.
@@ -20,10 +21,19 @@ use PhpAmqpLib\Message\AMQPMessage;
  *
  * The connection opens on first use and is reused for the life of the
  * object (one PHP request, or a long-running worker), so pages that never
- * trigger never touch the broker.
+ * trigger never touch the broker. With several RabbitMQ nodes, each
+ * connection goes to the first that accepts it, trying them in a fresh
+ * random order every time, so apps spread over the cluster and a lost
+ * connection is replaced on whichever node is still up.
+ *
+ * Each message carries the intent's ordering key in the `ordering-key`
+ * header, which the worker's shards route on.
  */
 final class IntentPublisher
 {
+    /** The header the worker's shards route on (src/amqp/mod.rs, ORDERING_KEY_HEADER). */
+    public const ORDERING_KEY_HEADER = 'ordering-key';
+
     /** Open connection, or null before first use and after a failure. */
     private ?AbstractConnection $connection = null;
 
@@ -36,30 +46,45 @@ final class IntentPublisher
     /** Set by the return listener during one publish: why the broker could not route it. */
     private ?string $returned = null;
 
+    /**
+     * @param list<AmqpTarget> $nodes at least one; all amqp:// or all amqps:// (Config checks both)
+     */
     public function __construct(
-        private readonly AmqpTarget $target,
+        private readonly array $nodes,
         private readonly string $exchange,
         private readonly float $timeout,
     ) {
+        if ($nodes === []) {
+            throw new \InvalidArgumentException('IntentPublisher needs at least one RabbitMQ node');
+        }
     }
 
     /**
+     * @param ?string $orderingKey the `ordering-key` header (the intent's last
+     *        channel); null publishes without it
      * @throws PublishFailed when the broker did not confirm the message
      */
-    public function publish(string $routingKey, string $body, string $messageId, int $timestampSeconds): void
+    public function publish(string $routingKey, string $body, string $messageId, int $timestampSeconds, ?string $orderingKey = null): void
     {
-        $message = new AMQPMessage($body, [
+        $properties = [
             'content_type' => 'application/json',
             'delivery_mode' => AMQPMessage::DELIVERY_MODE_PERSISTENT,
             'message_id' => $messageId,
             'timestamp' => $timestampSeconds,
-        ]);
+        ];
+        if ($orderingKey !== null) {
+            // A long string ('S'), the type the worker's own publisher uses,
+            // so the consistent-hash exchange hashes both the same way.
+            $properties['application_headers'] = new AMQPTable([self::ORDERING_KEY_HEADER => $orderingKey]);
+        }
+        $message = new AMQPMessage($body, $properties);
 
         // A connection kept from an earlier call may have died meanwhile
-        // (broker restart, idle timeout); one attempt on a fresh connection
-        // covers that. The id stays the same, so the worker's dedup cache
-        // absorbs a duplicate. A broker refusal on a live connection (no such
-        // exchange, access refused) is not retried: it would fail again.
+        // (broker restart, idle timeout, node down); one attempt on a fresh
+        // connection, to any node of AMQP_URL that accepts it, covers that.
+        // The id stays the same, so the worker's dedup cache absorbs a
+        // duplicate. A broker refusal on a live connection (no such exchange,
+        // access refused) is not retried: it would fail again.
         $reused = $this->channel !== null;
         try {
             $this->publishOnce($message, $routingKey);
@@ -130,7 +155,7 @@ final class IntentPublisher
             return $this->channel;
         }
         if ($this->connection === null || !$this->connection->isConnected()) {
-            $this->connection = AMQPConnectionFactory::create($this->connectionConfig());
+            $this->connection = $this->connect();
         }
         $channel = $this->connection->channel();
         $channel->set_ack_handler(static function (): void {
@@ -146,20 +171,52 @@ final class IntentPublisher
         return $this->channel = $channel;
     }
 
-    private function connectionConfig(): AMQPConnectionConfig
+    /**
+     * Opens a connection to the first node that accepts one, in a random
+     * order (php-amqplib's create_connection tries them in turn). Each
+     * unreachable node costs up to the timeout; one that is down refuses at
+     * once.
+     *
+     * @throws \Exception php-amqplib's error for the last node tried, or,
+     *         with several nodes, a sentence naming them (passwords redacted)
+     */
+    private function connect(): AbstractConnection
     {
-        $config = new AMQPConnectionConfig();
-        $config->setHost($this->target->host);
-        $config->setPort($this->target->port);
-        $config->setUser($this->target->user);
-        $config->setPassword($this->target->password);
-        $config->setVhost($this->target->vhost);
-        $config->setIsSecure($this->target->secure);
-        $config->setConnectionTimeout($this->timeout);
-        $config->setReadTimeout($this->timeout);
-        $config->setWriteTimeout($this->timeout);
+        $nodes = $this->nodes;
+        shuffle($nodes);
+        $hosts = array_map(static fn (AmqpTarget $node): array => [
+            'host' => $node->host,
+            'port' => $node->port,
+            'user' => $node->user,
+            'password' => $node->password,
+            'vhost' => $node->vhost,
+        ], $nodes);
+        $options = [
+            'connection_timeout' => $this->timeout,
+            'read_write_timeout' => $this->timeout,
+            // No heartbeats (as before): PHP answers them only while it talks
+            // to the broker; a connection that died meanwhile is replaced on use.
+            'heartbeat' => 0,
+            'keepalive' => false,
+        ];
 
-        return $config;
+        try {
+            if ($nodes[0]->secure) {
+                // TLS with the system's CAs, checking the node's certificate and name.
+                $options['ssl_options'] = ['verify_peer' => true, 'verify_peer_name' => true];
+                return AMQPSSLConnection::create_connection($hosts, $options);
+            }
+            return AMQPStreamConnection::create_connection($hosts, $options);
+        } catch (\Exception $error) {
+            if (count($nodes) === 1) {
+                throw $error;
+            }
+            throw new \RuntimeException(sprintf(
+                'no RabbitMQ node of AMQP_URL accepted a connection (tried %s); the last said: %s',
+                implode(', ', array_map(static fn (AmqpTarget $node): string => $node->redacted(), $nodes)),
+                self::describe($error)
+            ), 0, $error);
+        }
     }
 
     /**

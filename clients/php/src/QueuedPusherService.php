@@ -254,7 +254,7 @@ class QueuedPusherService
             'verify_ssl' => $this->config->verifySsl,
             'disable_stats' => $this->config->disableStats,
             'enabled_transports' => self::ENABLED_TRANSPORTS,
-            'amqp_url' => $this->config->amqp?->redacted(),
+            'amqp_url' => $this->config->redactedAmqpUrl(),
             'amqp_exchange' => $this->config->exchange,
         ];
     }
@@ -321,7 +321,8 @@ class QueuedPusherService
 
     /**
      * Publishes one intent of $type with $fields, plus id, socket_id and
-     * created_at, and routing key $type (wire contract v1).
+     * created_at, and routing key $type (wire contract v1), with its
+     * ordering key in the `ordering-key` header.
      *
      * @param array<string, mixed> $fields the type's own fields, validated by the caller
      */
@@ -334,8 +335,8 @@ class QueuedPusherService
             }
             $fields['socket_id'] = $socketId;
         }
-        if ($this->config->amqp === null) {
-            return $this->fail('AMQP_URL must look like amqp://user:password@host:5672/vhost');
+        if ($this->config->amqpNodes === []) {
+            return $this->fail($this->config->amqpUrlProblem());
         }
 
         $createdAtMs = (int) floor(microtime(true) * 1000);
@@ -355,9 +356,13 @@ class QueuedPusherService
             }
         }
 
-        $this->publisher ??= new IntentPublisher($this->config->amqp, $this->config->exchange, $this->config->amqpTimeout);
+        // The worker's shards route on this key (the intent's last channel),
+        // keeping one channel's intents in order across workers.
+        $orderingKey = $this->config->channels->orderingKey($intent);
+
+        $this->publisher ??= new IntentPublisher($this->config->amqpNodes, $this->config->exchange, $this->config->amqpTimeout);
         try {
-            $this->publisher->publish($type, $body, $id, intdiv($createdAtMs, 1000));
+            $this->publisher->publish($type, $body, $id, intdiv($createdAtMs, 1000), $orderingKey);
         } catch (PublishFailed $e) {
             return $this->fail($e->getMessage());
         }

@@ -152,4 +152,19 @@ final class TriggerTest extends TestCase
         self::assertStringNotContainsString(ServiceFactory::SECRET, $service->getLastError());
         self::assertStringNotContainsString('wrong-password', $service->getLastError());
     }
+
+    public function testAmqpsSpeaksTlsNeverPlainAmqp(): void
+    {
+        // 5672 answers plain AMQP only: a TLS client cannot get through, where
+        // a plaintext one (sending the password in clear) would publish.
+        $service = ServiceFactory::make([
+            'AMQP_URL' => 'amqps://guest:guest@127.0.0.1:5672/%2f',
+            'AMQP_EXCHANGE' => $this->rabbit->exchange,
+            'AMQP_TIMEOUT' => 2,
+        ]);
+
+        self::assertFalse($service->trigger('a', 'e'));
+        self::assertStringContainsString('could not publish to RabbitMQ', $service->getLastError());
+        self::assertSame(0, $this->rabbit->count());
+    }
 }

@@ -16,7 +16,20 @@ final class ServiceFactory
     /** @param array<string, mixed> $overrides */
     public static function make(array $overrides = []): QueuedPusherService
     {
-        return new QueuedPusherService($overrides + [
+        return new QueuedPusherService(self::settings($overrides));
+    }
+
+    /**
+     * Test settings: $overrides over fixed values; the variables tests
+     * depend on are all given (null: unset), so the runner's environment
+     * cannot change a result.
+     *
+     * @param array<string, mixed> $overrides
+     * @return array<string, mixed>
+     */
+    public static function settings(array $overrides = []): array
+    {
+        return $overrides + [
             'PUSHER_APP_ID' => self::APP_ID,
             'PUSHER_APP_KEY' => self::KEY,
             'PUSHER_APP_SECRET' => self::SECRET,
@@ -30,6 +43,15 @@ final class ServiceFactory
             'AMQP_URL' => RabbitQueue::URL,
             'AMQP_EXCHANGE' => 'pusher.intents',
             'AMQP_TIMEOUT' => 5,
-        ]);
+            'RELAY_CHANNEL_STYLE' => null,
+            'RELAY_CHANNEL_NOTIFICATION' => null,
+            'RELAY_CHANNEL_ANNOUNCEMENT' => null,
+            'RELAY_CHANNEL_CHAT' => null,
+            'RELAY_CHANNEL_ORDER' => null,
+            'RELAY_CHANNEL_CUSTOMER' => null,
+            'RELAY_CHANNEL_DASHBOARD' => null,
+            'RELAY_CHANNEL_INVENTORY' => null,
+            'RELAY_CHANNEL_PRESENCE_ACTIVITY' => null,
+        ];
     }
 }
