@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pusher_relay::deadletter::{NewDeadLetter, Reason, Store, StoreError};
+use pusher_relay::deadletter::{Filter, NewDeadLetter, Reason, Status, Store, StoreError};
 use serde_json::json;
 use sqlx::Executor;
 
@@ -90,6 +90,52 @@ impl Target {
                 pool.close().await;
             }
         }
+    }
+
+    /// The schema as migration 0001 left it, as a worker from before 0002
+    /// wrote it: only the first migration file, applied by sqlx's migrator
+    /// so that opening the Store afterwards applies the rest.
+    async fn migrate_to_first(&self) {
+        let backend = match self {
+            Target::Sqlite { .. } => "sqlite",
+            Target::Postgres { .. } => "postgres",
+        };
+        let dir = std::env::temp_dir().join(unique("dl_migrations"));
+        std::fs::create_dir(&dir).expect("migrations dir");
+        let first = "0001_dead_letters.sql";
+        std::fs::copy(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(backend)
+                .join(first),
+            dir.join(first),
+        )
+        .expect("copy the first migration");
+        let migrator = sqlx::migrate::Migrator::new(dir.as_path())
+            .await
+            .expect("read the first migration");
+        match self {
+            Target::Sqlite { path } => {
+                let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true);
+                let pool = sqlx::SqlitePool::connect_with(opts)
+                    .await
+                    .expect("raw sqlite");
+                migrator.run(&pool).await.expect("migration 0001");
+                pool.close().await;
+            }
+            Target::Postgres { schema } => {
+                self.raw(&format!("CREATE SCHEMA \"{schema}\"")).await;
+                let opts = sqlx::postgres::PgConnectOptions::from_str(&pg_url())
+                    .expect("pg url")
+                    .options([("search_path", schema.as_str())]);
+                let pool = sqlx::PgPool::connect_with(opts).await.expect("raw pg");
+                migrator.run(&pool).await.expect("migration 0001");
+                pool.close().await;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A trigger that makes inserting routing key 'poison' fail.
@@ -196,6 +242,7 @@ fn full_record() -> NewDeadLetter {
         attempts: u32::MAX,
         first_seen_at_ms: 1_700_000_000_123,
         dead_lettered_at_ms: i64::MAX,
+        replay_of: None,
     }
 }
 
@@ -214,6 +261,7 @@ fn minimal_record(reason: Reason, routing_key: &str) -> NewDeadLetter {
         attempts: 0,
         first_seen_at_ms: 0,
         dead_lettered_at_ms: 1,
+        replay_of: None,
     }
 }
 
@@ -414,6 +462,9 @@ async fn nul_in_metadata_is_storable(t: &Target) {
         .expect("NUL must not block dead-lettering");
     let got = store.get(id).await.expect("get").expect("row");
     assert_eq!(got.body, dl.body, "body is always exact");
+    // PostgreSQL stores the intent id without NUL; a redelivery must still
+    // find the row by it.
+    assert_eq!(store.insert(&dl).await.expect("redelivery"), id);
     match store.backend() {
         "sqlite" => assert_same(&got, &dl),
         "postgres" => {
@@ -427,6 +478,177 @@ async fn nul_in_metadata_is_storable(t: &Target) {
     store.close().await;
 }
 both!(nul_in_metadata_is_storable);
+
+/// Pending dead letters of one failure, by intent id and reason.
+async fn pending_ids(store: &Store, intent_id: &str, reason: Reason) -> Vec<i64> {
+    let page = store
+        .list(&Filter::default(), None, 1000)
+        .await
+        .expect("list");
+    let mut ids: Vec<i64> = page
+        .items
+        .iter()
+        .filter(|dl| {
+            dl.intent_id.as_deref() == Some(intent_id)
+                && dl.reason == reason
+                && dl.status == Status::Pending
+        })
+        .map(|dl| dl.id)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+async fn the_same_pending_failure_is_stored_once(t: &Target) {
+    let store = t.open().await;
+    let failure = full_record();
+    let id = store.insert(&failure).await.expect("first failure");
+    // The redelivery after a lost ack: same intent, same reason, later time.
+    let mut again = failure.clone();
+    again.dead_lettered_at_ms = 1_800_000_000_000;
+    again.attempts = 1;
+    assert_eq!(store.insert(&again).await.expect("redelivery"), id);
+    let kept = store.get(id).await.expect("get").expect("row");
+    assert_same(&kept, &failure);
+
+    // In a batch, against the stored row and against an earlier row of the
+    // same batch; another reason for the same intent is another failure.
+    let mut expired = failure.clone();
+    expired.reason = Reason::Expired;
+    let mut other = failure.clone();
+    other.intent_id = Some("intent-2".to_owned());
+    let ids = store
+        .insert_many(&[again.clone(), other.clone(), other, expired])
+        .await
+        .expect("insert_many");
+    assert_eq!(ids[0], id, "the stored failure's id: {ids:?}");
+    assert_eq!(
+        ids[1], ids[2],
+        "one row for the batch's own repeat: {ids:?}"
+    );
+    assert!(id < ids[1] && ids[1] < ids[3], "new rows: {ids:?}");
+    assert_eq!(store.count().await.expect("count"), 3);
+    assert_eq!(
+        pending_ids(&store, "intent-1", Reason::Rejected).await,
+        vec![id]
+    );
+    store.close().await;
+}
+both!(the_same_pending_failure_is_stored_once);
+
+async fn failures_without_an_intent_id_are_all_kept(t: &Target) {
+    let store = t.open().await;
+    let anonymous = minimal_record(Reason::Invalid, "not-json");
+    let first = store.insert(&anonymous).await.expect("insert");
+    let second = store.insert(&anonymous).await.expect("insert again");
+    assert_ne!(first, second, "nothing to match them by");
+    assert_eq!(store.count().await.expect("count"), 2);
+    store.close().await;
+}
+both!(failures_without_an_intent_id_are_all_kept);
+
+async fn a_replayed_dead_letter_does_not_absorb_a_new_failure(t: &Target) {
+    let store = t.open().await;
+    let failure = full_record();
+    let id = store.insert(&failure).await.expect("insert");
+    t.raw(&format!(
+        "UPDATE dead_letters SET status = 'replayed', replay_count = 1 WHERE id = {id}"
+    ))
+    .await;
+    // Failed again after its replay (replay_of left out on purpose: only the
+    // status may decide here).
+    let again = store.insert(&failure).await.expect("insert after replay");
+    assert!(again > id, "a new row: {id} then {again}");
+    assert_eq!(
+        pending_ids(&store, "intent-1", Reason::Rejected).await,
+        vec![again]
+    );
+    assert_eq!(store.count().await.expect("count"), 2);
+    store.close().await;
+}
+both!(a_replayed_dead_letter_does_not_absorb_a_new_failure);
+
+async fn a_failing_replay_is_a_new_row_while_its_source_is_still_pending(t: &Target) {
+    let store = t.open().await;
+    let failure = full_record();
+    let source = store.insert(&failure).await.expect("insert");
+    // Replay marks its rows only after the broker confirmed them; the worker
+    // may fail the republished intent before that.
+    let mut replayed = failure.clone();
+    replayed.replay_of = Some(source);
+    let from_replay = store.insert(&replayed).await.expect("replay failed");
+    assert_ne!(from_replay, source, "the replay's failure is its own row");
+    // ...and its own redelivery finds it.
+    assert_eq!(
+        store.insert(&replayed).await.expect("redelivery"),
+        from_replay
+    );
+    assert_eq!(
+        pending_ids(&store, "intent-1", Reason::Rejected).await,
+        vec![source, from_replay]
+    );
+    store.close().await;
+}
+both!(a_failing_replay_is_a_new_row_while_its_source_is_still_pending);
+
+async fn two_writers_storing_one_failure_at_once_store_one_row(t: &Target) {
+    let a = t.open().await;
+    let b = t.open().await;
+    let failure = full_record();
+    for round in 0..20 {
+        let mut f = failure.clone();
+        f.intent_id = Some(format!("race-{round}"));
+        let batch = [f];
+        let (x, y) = tokio::join!(a.insert_many(&batch), b.insert_many(&batch));
+        let (x, y) = (x.expect("writer a"), y.expect("writer b"));
+        assert_eq!(x, y, "round {round}: both writers get the one row");
+    }
+    assert_eq!(a.count().await.expect("count"), 20);
+    a.close().await;
+    b.close().await;
+}
+both!(two_writers_storing_one_failure_at_once_store_one_row);
+
+async fn migration_keeps_the_first_of_duplicate_pending_failures(t: &Target) {
+    t.migrate_to_first().await;
+    let body = match t {
+        Target::Sqlite { .. } => "X'7b7d'",
+        Target::Postgres { .. } => "'\\x7b7d'::bytea",
+    };
+    // Ids 1..=8 in a fresh table on both backends.
+    let rows = [
+        ("'a'", "rejected", "pending"),  // 1: first failure, kept
+        ("'a'", "rejected", "pending"),  // 2: stored again after a lost ack
+        ("'a'", "expired", "pending"),   // 3: another reason, kept
+        ("'a'", "rejected", "replayed"), // 4: replayed, not a duplicate
+        ("'b'", "rejected", "pending"),  // 5: kept
+        ("'b'", "rejected", "pending"),  // 6: duplicate
+        ("NULL", "invalid", "pending"),  // 7: no intent id, kept
+        ("NULL", "invalid", "pending"),  // 8: no intent id, kept
+    ];
+    for (intent_id, reason, status) in rows {
+        t.raw(&format!(
+            "INSERT INTO dead_letters (body, routing_key, intent_id, reason, error, \
+             first_seen_at_ms, dead_lettered_at_ms, status) \
+             VALUES ({body}, 'chat.message', {intent_id}, '{reason}', 'e', 1, 2, '{status}')"
+        ))
+        .await;
+    }
+
+    let store = t.open().await;
+    let mut left = Vec::new();
+    for id in 1..=8 {
+        if store.get(id).await.expect("get").is_some() {
+            left.push(id);
+        }
+    }
+    assert_eq!(left, vec![1, 3, 4, 5, 7, 8]);
+    let mut again = minimal_record(Reason::Rejected, "chat.message");
+    again.intent_id = Some("a".to_owned());
+    assert_eq!(store.insert(&again).await.expect("insert"), 1);
+    store.close().await;
+}
+both!(migration_keeps_the_first_of_duplicate_pending_failures);
 
 #[tokio::test]
 async fn backends_are_named() {

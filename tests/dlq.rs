@@ -48,6 +48,7 @@ fn dead_chat(room: usize, seq: usize, reason: Reason, at_ms: i64) -> NewDeadLett
         attempts: 1,
         first_seen_at_ms: at_ms - 10,
         dead_lettered_at_ms: at_ms,
+        replay_of: None,
     }
 }
 
@@ -162,8 +163,10 @@ async fn filters_and_pagination(db: Db) {
         let page = store.list(&rejected, cursor, 4).await.expect("page");
         assert!(page.items.len() <= 4);
         seen.extend(page.items.iter().map(|dl| dl.id));
+        // A new intent each time: the same one again would be the same
+        // failure, stored once.
         store
-            .insert(&dead_chat(1, 1000, Reason::Rejected, now_ms()))
+            .insert(&dead_chat(1, 1000 + seen.len(), Reason::Rejected, now_ms()))
             .await
             .expect("insert during paging");
         match page.next_cursor {

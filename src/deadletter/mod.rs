@@ -4,6 +4,9 @@
 //! An intent is only acked after its dead letter is committed, so the store is
 //! part of the delivery guarantee: a failed insert means "do not ack", and
 //! [`StoreError::is_unavailable`] tells the caller whether to wait and retry.
+//! A worker that dies after the commit and before the ack gets the intent
+//! again; the store then returns the pending row of that failure instead of
+//! adding one, so one failure is one row (see [`Store::insert`]).
 //!
 //! Two backends share one API and one column layout: SQLite (the embedded
 //! default for a single worker host) and PostgreSQL (several workers sharing a

@@ -18,6 +18,10 @@
 //! Crash between a confirm and the mark: the row stays claimed, its claim
 //! goes stale after [`ReplayOptions::stale_claim_after`], and a later run
 //! republishes it. Replay is at-least-once, like the rest of the relay.
+//!
+//! The worker reads the header back ([`replay_of`]) into the dead letter of a
+//! replay that fails again, which makes it a new row even while the row it
+//! came from is still pending, between the publish and the mark.
 
 use std::time::{Duration, SystemTime};
 
@@ -36,6 +40,17 @@ use crate::metrics;
 /// The AMQP header a replayed message carries: the dead letter's id, as a
 /// string (every AMQP client reads strings the same way).
 pub const DEAD_LETTER_HEADER: &str = "x-pusher-relay-dead-letter";
+
+/// The dead letter a delivery is a replay of, read back from its
+/// [`DEAD_LETTER_HEADER`]; `None` for an intent an application published.
+/// A header that is not an id (only an application could have set one) is
+/// ignored: the delivery is then taken as a first failure.
+pub fn replay_of(props: &BasicProperties) -> Option<i64> {
+    match props.headers().as_ref()?.inner().get(DEAD_LETTER_HEADER)? {
+        AMQPValue::LongString(id) => std::str::from_utf8(id.as_bytes()).ok()?.parse().ok(),
+        _ => None,
+    }
+}
 
 /// How a replay runs.
 #[derive(Debug, Clone)]

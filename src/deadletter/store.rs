@@ -15,7 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, Executor, Postgres, Row, Sqlite};
+use sqlx::{ConnectOptions, Connection, Executor, PgConnection, Row, SqliteConnection};
 
 /// How long a writer waits on SQLite's lock before giving up with `SQLITE_BUSY`.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,6 +24,13 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// readiness probe or an insert fails (and is retried by the caller) instead
 /// of hanging while the database is away.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Rounds of "insert, else read the pending row it conflicts with" before an
+/// insert gives up with [`StoreError::Contended`]. The row read can stop being
+/// pending between the two statements (a replay marks it, an operator deletes
+/// it), and the next round then inserts; each further round needs yet another
+/// writer racing on the same failure, so three is already far-fetched.
+const INSERT_ROUNDS: usize = 3;
 
 /// Why an intent became a dead letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -121,6 +128,12 @@ pub struct NewDeadLetter {
     pub first_seen_at_ms: i64,
     /// When it was dead-lettered (unix ms).
     pub dead_lettered_at_ms: i64,
+    /// The dead letter whose replay this delivery was (the
+    /// [`DEAD_LETTER_HEADER`](super::replay::DEAD_LETTER_HEADER) it carried),
+    /// `None` for a first failure. Part of what makes two failures one: a
+    /// replay that fails is a new failure even while the row it came from is
+    /// still pending (replay marks that row only after the broker confirmed).
+    pub replay_of: Option<i64>,
 }
 
 /// A stored dead letter.
@@ -238,6 +251,15 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// Every round of inserting a dead letter met a pending row of the same
+    /// failure that was gone (replayed or deleted) by the time it was read.
+    #[error("dead letter of intent {intent_id:?} ({reason}) kept meeting a pending copy that was replayed or deleted before it could be read; not stored")]
+    Contended {
+        /// The intent whose dead letter was not stored.
+        intent_id: String,
+        /// Its reason.
+        reason: Reason,
+    },
     /// A stored row cannot be turned back into a [`DeadLetter`].
     #[error("dead letter {id} is corrupt: {detail}")]
     Corrupt {
@@ -261,6 +283,9 @@ impl StoreError {
             | StoreError::Migrate(MigrateError::ExecuteMigration(source, _)) => {
                 sqlx_unavailable(source)
             }
+            // Other writers won each round; the next attempt meets a settled
+            // row or none.
+            StoreError::Contended { .. } => true,
             StoreError::Migrate(_)
             | StoreError::UnsupportedUrl { .. }
             | StoreError::Corrupt { .. } => false,
@@ -402,16 +427,30 @@ impl Store {
 
     /// Stores one dead letter and returns its id. The row is committed (and,
     /// on SQLite, synced to disk) when this returns, so the caller may ack.
+    ///
+    /// One failure is one row: when a pending dead letter with the same
+    /// intent id, reason and `replay_of` is already stored, nothing is added
+    /// and that row's id is returned. This is the redelivery of a delivery
+    /// whose dead letter was committed but whose ack was lost (the worker
+    /// died in between). Dead letters without an intent id are always added.
     pub async fn insert(&self, dl: &NewDeadLetter) -> Result<i64, StoreError> {
         let op = "insert";
         match &self.inner {
-            Inner::Sqlite(pool) => sqlite_insert(pool, dl).await.map_err(query_err(op)),
-            Inner::Postgres(pool) => pg_insert(pool, dl).await.map_err(query_err(op)),
+            Inner::Sqlite(pool) => {
+                let mut conn = pool.acquire().await.map_err(query_err(op))?;
+                sqlite_insert(&mut conn, dl, op).await
+            }
+            Inner::Postgres(pool) => {
+                let mut conn = pool.acquire().await.map_err(query_err(op))?;
+                pg_insert(&mut conn, dl, op).await
+            }
         }
     }
 
     /// Stores several dead letters in one transaction: all or none. Ids are
-    /// returned in input order.
+    /// returned in input order; a dead letter already stored (see
+    /// [`Store::insert`]), also earlier in the same batch, gets the id of the
+    /// existing row.
     pub async fn insert_many(&self, dls: &[NewDeadLetter]) -> Result<Vec<i64>, StoreError> {
         let op = "insert_many";
         if dls.is_empty() {
@@ -422,14 +461,14 @@ impl Store {
             Inner::Sqlite(pool) => {
                 let mut tx = pool.begin().await.map_err(query_err(op))?;
                 for dl in dls {
-                    ids.push(sqlite_insert(&mut *tx, dl).await.map_err(query_err(op))?);
+                    ids.push(sqlite_insert(&mut tx, dl, op).await?);
                 }
                 tx.commit().await.map_err(query_err(op))?;
             }
             Inner::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(query_err(op))?;
                 for dl in dls {
-                    ids.push(pg_insert(&mut *tx, dl).await.map_err(query_err(op))?);
+                    ids.push(pg_insert(&mut tx, dl, op).await?);
                 }
                 tx.commit().await.map_err(query_err(op))?;
             }
@@ -713,15 +752,29 @@ pub(crate) fn redact_url(url: &str) -> String {
     out
 }
 
+// The conflict target is migration 0002's partial unique index, spelled as
+// in the index so both backends match it. A conflict inserts nothing and
+// returns no row; the caller then reads the row it conflicted with.
 const INSERT_SQLITE: &str = "INSERT INTO dead_letters \
     (body, routing_key, headers, intent_id, intent_type, channels, reason, error, \
-     pusher_status, pusher_body, attempts, first_seen_at_ms, dead_lettered_at_ms) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id";
+     pusher_status, pusher_body, attempts, first_seen_at_ms, dead_lettered_at_ms, replay_of) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+    ON CONFLICT (intent_id, reason, COALESCE(replay_of, 0)) \
+    WHERE status = 'pending' AND intent_id IS NOT NULL DO NOTHING RETURNING id";
 
 const INSERT_PG: &str = "INSERT INTO dead_letters \
     (body, routing_key, headers, intent_id, intent_type, channels, reason, error, \
-     pusher_status, pusher_body, attempts, first_seen_at_ms, dead_lettered_at_ms) \
-    VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id";
+     pusher_status, pusher_body, attempts, first_seen_at_ms, dead_lettered_at_ms, replay_of) \
+    VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+    ON CONFLICT (intent_id, reason, COALESCE(replay_of, 0)) \
+    WHERE status = 'pending' AND intent_id IS NOT NULL DO NOTHING RETURNING id";
+
+// The pending row an insert conflicted with; served by the same index.
+const PENDING_ID_SQLITE: &str = "SELECT id FROM dead_letters \
+    WHERE intent_id = ? AND reason = ? AND COALESCE(replay_of, 0) = ? AND status = 'pending'";
+
+const PENDING_ID_PG: &str = "SELECT id FROM dead_letters \
+    WHERE intent_id = $1 AND reason = $2 AND COALESCE(replay_of, 0) = $3 AND status = 'pending'";
 
 pub(super) const SQLITE_COLUMNS: &str =
     "id, body, routing_key, headers, intent_id, intent_type, channels, \
@@ -734,33 +787,56 @@ pub(super) const PG_COLUMNS: &str =
     channels, reason, error, pusher_status::bigint AS pusher_status, pusher_body, attempts, \
     first_seen_at_ms, dead_lettered_at_ms, replay_count, last_replayed_at_ms, status";
 
-async fn sqlite_insert<'e, E>(executor: E, dl: &NewDeadLetter) -> Result<i64, sqlx::Error>
-where
-    E: Executor<'e, Database = Sqlite>,
-{
+/// Inserts `dl`, or returns the id of the pending row of the same failure.
+async fn sqlite_insert(
+    conn: &mut SqliteConnection,
+    dl: &NewDeadLetter,
+    op: &'static str,
+) -> Result<i64, StoreError> {
     let channels = serde_json::Value::from(dl.channels.as_slice()).to_string();
-    sqlx::query_scalar::<_, i64>(INSERT_SQLITE)
-        .bind(dl.body.as_slice())
-        .bind(dl.routing_key.as_str())
-        .bind(dl.headers.to_string())
-        .bind(dl.intent_id.as_deref())
-        .bind(dl.intent_type.as_deref())
-        .bind(channels)
-        .bind(dl.reason.as_str())
-        .bind(dl.error.as_str())
-        .bind(dl.pusher_status.map(i64::from))
-        .bind(dl.pusher_body.as_deref())
-        .bind(i64::from(dl.attempts))
-        .bind(dl.first_seen_at_ms)
-        .bind(dl.dead_lettered_at_ms)
-        .fetch_one(executor)
-        .await
+    for _ in 0..INSERT_ROUNDS {
+        let inserted = sqlx::query_scalar::<_, i64>(INSERT_SQLITE)
+            .bind(dl.body.as_slice())
+            .bind(dl.routing_key.as_str())
+            .bind(dl.headers.to_string())
+            .bind(dl.intent_id.as_deref())
+            .bind(dl.intent_type.as_deref())
+            .bind(channels.as_str())
+            .bind(dl.reason.as_str())
+            .bind(dl.error.as_str())
+            .bind(dl.pusher_status.map(i64::from))
+            .bind(dl.pusher_body.as_deref())
+            .bind(i64::from(dl.attempts))
+            .bind(dl.first_seen_at_ms)
+            .bind(dl.dead_lettered_at_ms)
+            .bind(dl.replay_of)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(query_err(op))?;
+        if let Some(id) = inserted {
+            return Ok(id);
+        }
+        let existing = sqlx::query_scalar::<_, i64>(PENDING_ID_SQLITE)
+            .bind(dl.intent_id.as_deref())
+            .bind(dl.reason.as_str())
+            .bind(dl.replay_of.unwrap_or(0))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(query_err(op))?;
+        if let Some(id) = existing {
+            log_already_stored(id, dl);
+            return Ok(id);
+        }
+    }
+    Err(contended(dl))
 }
 
-async fn pg_insert<'e, E>(executor: E, dl: &NewDeadLetter) -> Result<i64, sqlx::Error>
-where
-    E: Executor<'e, Database = Postgres>,
-{
+/// Inserts `dl`, or returns the id of the pending row of the same failure.
+async fn pg_insert(
+    conn: &mut PgConnection,
+    dl: &NewDeadLetter,
+    op: &'static str,
+) -> Result<i64, StoreError> {
     // PostgreSQL text (and JSONB strings) cannot hold NUL. A dead letter must
     // still be storable, or its message would be redelivered forever, so NUL
     // in the metadata becomes U+FFFD; the body (BYTEA) is kept exact.
@@ -786,22 +862,60 @@ where
             "dead letter metadata contains NUL characters; stored as U+FFFD in PostgreSQL"
         );
     }
-    sqlx::query_scalar::<_, i64>(INSERT_PG)
-        .bind(dl.body.as_slice())
-        .bind(routing_key)
-        .bind(headers.to_string())
-        .bind(intent_id)
-        .bind(intent_type)
-        .bind(channels)
-        .bind(dl.reason.as_str())
-        .bind(error)
-        .bind(dl.pusher_status.map(i32::from))
-        .bind(pusher_body)
-        .bind(i64::from(dl.attempts))
-        .bind(dl.first_seen_at_ms)
-        .bind(dl.dead_lettered_at_ms)
-        .fetch_one(executor)
-        .await
+    let headers = headers.to_string();
+    for _ in 0..INSERT_ROUNDS {
+        let inserted = sqlx::query_scalar::<_, i64>(INSERT_PG)
+            .bind(dl.body.as_slice())
+            .bind(routing_key.as_str())
+            .bind(headers.as_str())
+            .bind(intent_id.as_deref())
+            .bind(intent_type.as_deref())
+            .bind(channels.as_slice())
+            .bind(dl.reason.as_str())
+            .bind(error.as_str())
+            .bind(dl.pusher_status.map(i32::from))
+            .bind(pusher_body.as_deref())
+            .bind(i64::from(dl.attempts))
+            .bind(dl.first_seen_at_ms)
+            .bind(dl.dead_lettered_at_ms)
+            .bind(dl.replay_of)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(query_err(op))?;
+        if let Some(id) = inserted {
+            return Ok(id);
+        }
+        // The stored intent id is the NUL-free one, so look that one up.
+        let existing = sqlx::query_scalar::<_, i64>(PENDING_ID_PG)
+            .bind(intent_id.as_deref())
+            .bind(dl.reason.as_str())
+            .bind(dl.replay_of.unwrap_or(0))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(query_err(op))?;
+        if let Some(id) = existing {
+            log_already_stored(id, dl);
+            return Ok(id);
+        }
+    }
+    Err(contended(dl))
+}
+
+/// Operators see in the log why a dead letter they expected twice is there once.
+fn log_already_stored(id: i64, dl: &NewDeadLetter) {
+    tracing::info!(
+        id,
+        intent_id = dl.intent_id.as_deref().unwrap_or(""),
+        reason = dl.reason.as_str(),
+        "this failure is already stored as a pending dead letter (a redelivery after its ack was lost); not storing it again"
+    );
+}
+
+fn contended(dl: &NewDeadLetter) -> StoreError {
+    StoreError::Contended {
+        intent_id: dl.intent_id.clone().unwrap_or_default(),
+        reason: dl.reason,
+    }
 }
 
 /// Borrowed when there is nothing to replace, which is the normal case.

@@ -29,7 +29,7 @@ use super::writer::{self, ToStore};
 use crate::amqp::acker::{AckTracker, STRAGGLER_DELAY};
 use crate::amqp::{self, AmqpError};
 use crate::config::Config;
-use crate::deadletter::{NewDeadLetter, Reason, Store};
+use crate::deadletter::{replay, NewDeadLetter, Reason, Store};
 use crate::health::Health;
 use crate::intent::{self, DecodeContext};
 use crate::metrics;
@@ -606,6 +606,7 @@ impl Session {
             attempts: f.attempts,
             first_seen_at_ms: p.first_seen_ms,
             dead_lettered_at_ms: now_ms(),
+            replay_of: replay::replay_of(&p.properties),
         };
         // The writer lives as long as this session; a send error means the
         // session is ending and the delivery will come back unacked.
