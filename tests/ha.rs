@@ -673,3 +673,39 @@ for ($i = 0; $i < (int) getenv('COUNT'); $i++) {
 }
 echo "published " . getenv('COUNT');
 "#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_declared_otherwise_stops_the_worker_with_the_way_out() {
+    let names = Names::new("ha-mismatch");
+    let urls = [common::AMQP_URL.to_string()];
+    declare(&urls[0], &names.amqp(&urls, false, 0)).await;
+    let fake = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
+    let mut worker = Worker::spawn(
+        &names,
+        &urls,
+        &fake,
+        "w",
+        &[("RELAY_SINGLE_ACTIVE", "true")],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = worker.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker kept running on a queue it cannot use"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let log = std::fs::read_to_string(&worker.log).unwrap_or_default();
+    cleanup(&urls[0], &names, 0).await;
+    assert!(!status.success(), "{log}");
+    for needed in [
+        "inequivalent arg 'x-single-active-consumer'",
+        "new AMQP_QUEUE",
+        "drain the old queue",
+    ] {
+        assert!(log.contains(needed), "{needed:?} missing from: {log}");
+    }
+}

@@ -3,6 +3,9 @@
 //! order by, and the worker binary started on its own queue,
 //! exchanges and SQLite store against a fake Pusher on loopback.
 
+// Each benchmark uses part of it.
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -99,18 +102,41 @@ pub async fn publish(
     channels: &[String],
     seqs: &mut HashMap<String, usize>,
 ) {
+    publish_to(ch, "", queue, channels, seqs, false).await;
+}
+
+/// As [`publish`], to `exchange` with `routing_key`; `keyed` sets each
+/// intent's ordering key (its channel) and message id, as producers do.
+pub async fn publish_to(
+    ch: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    channels: &[String],
+    seqs: &mut HashMap<String, usize>,
+    keyed: bool,
+) {
     let mut confirms = Vec::with_capacity(5000);
     for channel in channels {
         let seq = seqs.entry(channel.clone()).or_default();
         let body = intent(channel, *seq);
-        *seq += 1;
-        let props = BasicProperties::default()
+        let mut props = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into());
+        if keyed {
+            let mut headers = FieldTable::default();
+            headers.insert(
+                "ordering-key".into(),
+                lapin::types::AMQPValue::LongString(channel.as_str().into()),
+            );
+            props = props
+                .with_headers(headers)
+                .with_message_id(format!("{channel}/{seq}").into());
+        }
+        *seq += 1;
         confirms.push(
             ch.basic_publish(
-                "",
-                queue,
+                exchange,
+                routing_key,
                 BasicPublishOptions::default(),
                 body.as_bytes(),
                 props,

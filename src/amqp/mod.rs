@@ -311,12 +311,11 @@ fn explain(what: String, source: lapin::Error) -> AmqpError {
         return AmqpError::Topology(format!(
             "cannot declare {what}: RabbitMQ answered \"{answer}\". The queue exists with \
              other arguments than these settings (RELAY_SINGLE_ACTIVE, RELAY_SHARDS) declare, \
-             and RabbitMQ cannot change a queue's arguments in place. To move to the new \
-             settings: (1) start the worker with a new AMQP_QUEUE name, which declares and binds \
-             the new queue; (2) remove the old queue's binding to the intent exchange \
-             (management UI, or rabbitmqadmin delete binding); (3) let a worker with the old \
-             settings and the old AMQP_QUEUE drain it; (4) delete it. See the README, \
-             \"Scaling and high availability\"."
+             and RabbitMQ cannot change a queue's arguments in place. To move: start workers \
+             with the new settings and a new AMQP_QUEUE (they declare and bind the new queue), \
+             remove the old queue's binding to the intent exchange, let the old workers drain \
+             the old queue, then stop them and delete it. The README's \
+             \"Scaling and high availability\" has the details."
         ));
     }
     if answer.contains("exchange type") {

@@ -668,7 +668,20 @@ async fn connect_postgres(
 /// for every lifetime, so the worker could not connect the store inside a
 /// spawned task.
 async fn migrate_sqlite(conn: &mut sqlx::SqliteConnection) -> Result<(), MigrateError> {
-    sqlite_migrator().run_direct(conn).await
+    // SQLite has no migration lock: workers starting at once on a new file
+    // both apply a migration, and the later one's record of it fails (its
+    // transaction rolls back). Run again, it finds the migration applied.
+    let mut retries = 0;
+    loop {
+        match sqlite_migrator().run_direct(&mut *conn).await {
+            Err(e) if retries < 3 => {
+                retries += 1;
+                tracing::debug!(error = %e, "SQLite migration raced another worker; running it again");
+                tokio::time::sleep(Duration::from_millis(100 * retries)).await;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// See [`migrate_sqlite`].

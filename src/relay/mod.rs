@@ -147,8 +147,14 @@ impl Worker {
 
 /// `pusher-relay run`: the worker until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> Result<(), RelayError> {
-    let worker = Worker::start(cfg).await?;
-    wait_for_signal().await;
+    let mut worker = Worker::start(cfg).await?;
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        // The worker stopped of itself: a topology the broker refuses.
+        ended = &mut worker.task => {
+            return ended.map_err(|e| RelayError::Join(e.to_string()))?;
+        }
+    }
     tracing::info!("signal received, shutting down");
     worker.shutdown();
     worker.wait().await
