@@ -419,8 +419,27 @@ async fn the_quorum_leader_stops_mid_drain() {
     assert_eq!((c.lost, c.violations), (0, 0), "{c:?}");
 }
 
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// kill -9: RabbitMQ sees the connection die.
+    Kill,
+    /// SIGTERM, as in a rolling restart.
+    Term,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hot_standby_takes_over_from_a_killed_worker_in_order() {
+    let c = standby_takes_over(Stop::Kill).await;
+    assert_eq!((c.lost, c.violations), (0, 0), "{c:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_standby_takes_over_from_a_stopped_worker_in_order_without_duplicates() {
+    let c = standby_takes_over(Stop::Term).await;
+    assert_eq!((c.lost, c.violations, c.duplicates), (0, 0, 0), "{c:?}");
+}
+
+async fn standby_takes_over(stop: Stop) -> Counts {
     const TOTAL: usize = 20_000;
     let cluster = blocking(Cluster::ensure).await;
     let _serial = cluster.serial().await;
@@ -454,8 +473,19 @@ async fn a_hot_standby_takes_over_from_a_killed_worker_in_order() {
         0.0,
         "the standby delivers nothing while the active worker lives"
     );
-    active.kill();
     let killed_at = fake.elapsed();
+    match stop {
+        Stop::Kill => active.kill(),
+        Stop::Term => {
+            let term = Command::new("kill")
+                .args(["-TERM", &active.child.id().to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(term.success());
+            let exited = active.child.wait().expect("the worker exits");
+            assert!(exited.success(), "exit after SIGTERM: {exited}");
+        }
+    }
     let before = counts(&fake, TOTAL).delivered;
     let c = drained(&fake, TOTAL, Duration::from_secs(120)).await;
     let takeover = fake
@@ -467,7 +497,7 @@ async fn a_hot_standby_takes_over_from_a_killed_worker_in_order() {
         .map(|at| at - killed_at)
         .expect("events after the kill");
     println!(
-        "standby: killed the active worker after {before} of {TOTAL}; first event from the standby {takeover:?} later; {c:?}"
+        "standby ({stop:?}): stopped the active worker after {before} of {TOTAL}; first event from the standby {takeover:?} later; {c:?}"
     );
     drop(standby);
     cleanup(&urls[0], &names, 0).await;
@@ -475,7 +505,7 @@ async fn a_hot_standby_takes_over_from_a_killed_worker_in_order() {
         takeover < Duration::from_secs(10),
         "takeover in {takeover:?}"
     );
-    assert_eq!((c.lost, c.violations), (0, 0), "{c:?}");
+    c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -499,14 +529,18 @@ async fn shards_spread_over_three_workers_keep_order_and_survive_a_kill() {
         workers.push(w);
     }
 
-    // Published over some 20 s, so that the shards have time to spread
-    // while traffic flows, as in production.
+    // Half as a backlog, so that the shards are handed over while the
+    // workers hold full prefetch windows (where a handoff could reorder),
+    // the rest over some 10 s while traffic flows, as in production.
     let exchange = format!("{}.x", names.queue);
     let url = urls[0].clone();
+    let all = backlog("k", CHANNELS, TOTAL / CHANNELS);
+    let (conn, ch) = connect(&url).await;
+    publish(&ch, &exchange, &all[..TOTAL / 2], true).await;
+    let _ = conn.close(200, "published").await;
     let publisher = tokio::spawn(async move {
         let (conn, ch) = connect(&url).await;
-        let all = backlog("k", CHANNELS, TOTAL / CHANNELS);
-        for chunk in all.chunks(750) {
+        for chunk in all[TOTAL / 2..].chunks(750) {
             publish(&ch, &exchange, chunk, true).await;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

@@ -167,7 +167,7 @@ pub async fn run(
             doing: "setting prefetch",
             source,
         })?;
-    let consumer = channel
+    let mut consumer = channel
         .basic_consume(
             &slot.name,
             CONSUMER_TAG,
@@ -185,10 +185,16 @@ pub async fn run(
     tracing::info!(queue = %slot.name, prefetch = slot.prefetch, "consuming intents");
 
     let mut session = Session::new(shared.clone(), slot.clone(), channel.clone());
-    let end = session.run(consumer, &mut shutdown).await;
+    let end = session.run(&mut consumer, &mut shutdown).await;
     shared.health.set_consumer(slot.index, false);
     slot.last_delivery_ms.store(0, Ordering::Relaxed);
     close(conn, channel, &slot.name).await;
+    // Dropped only now: lapin cancels a consumer dropped while its channel is
+    // open. On a single-active queue a cancel makes RabbitMQ activate the
+    // next worker at once, while the deliveries this one holds go back only
+    // when its channel closes, behind what the next one was already given.
+    // A closed channel returns them first and then activates the next.
+    drop(consumer);
     Ok(end)
 }
 
@@ -264,7 +270,9 @@ impl Session {
         }
     }
 
-    async fn run(&mut self, mut consumer: lapin::Consumer, shutdown: &mut Shutdown) -> End {
+    async fn run(&mut self, consumer: &mut lapin::Consumer, shutdown: &mut Shutdown) -> End {
+        let amqp = &self.shared.cfg.amqp;
+        let single_active = amqp.single_active || amqp.shards > 0;
         let mut circuit_changes = self.shared.circuit.subscribe();
         let mut paused = self.shared.circuit.open_cause().is_some();
         let mut draining: Option<Instant> = None;
@@ -302,12 +310,15 @@ impl Session {
                 if self.in_flight == 0 || since.elapsed() >= LOST_DRAIN {
                     return End::ConnectionLost(reason.clone());
                 }
-            } else if handing_off && draining.is_none() && self.in_flight == 0 && self.storing == 0
-            {
+            } else if handing_off && self.in_flight == 0 && self.storing == 0 {
                 // What was taken and not started goes back to the queue, in
                 // its order, for the worker that takes over: nothing it
                 // sends can overtake what this one sent.
-                return End::HandedOff;
+                return if draining.is_some() {
+                    End::Shutdown
+                } else {
+                    End::HandedOff
+                };
             } else if let Some(deadline) = draining {
                 if self.pending.is_empty() && self.storing == 0 {
                     tracing::info!(
@@ -332,11 +343,19 @@ impl Session {
             let consuming = lost.is_none() && draining.is_none() && !paused && !handing_off;
             tokio::select! {
                 _ = shutdown.recv(), if draining.is_none() && lost.is_none() => {
-                    tracing::info!(unfinished = self.pending.len(), timeout = ?self.shared.cfg.relay.shutdown_timeout, "shutting down: no new intents, flushing in-flight work");
                     self.shared.health.set_shutting_down();
-                    let _ = self.channel.basic_cancel(CONSUMER_TAG, BasicCancelOptions::default()).await;
-                    handing_off = false;
                     draining = Some(Instant::now() + self.shared.cfg.relay.shutdown_timeout);
+                    if single_active {
+                        // As a handoff: the next worker starts where this
+                        // one stops. Flushing everything taken after a
+                        // cancel would race the next worker's first sends.
+                        tracing::info!(unstarted = self.pending.len(), in_flight = self.in_flight, "shutting down: finishing in-flight requests; what is not started goes back to the queue, in order, for the next worker");
+                        handing_off = true;
+                    } else {
+                        tracing::info!(unfinished = self.pending.len(), timeout = ?self.shared.cfg.relay.shutdown_timeout, "shutting down: no new intents, flushing in-flight work");
+                        let _ = self.channel.basic_cancel(CONSUMER_TAG, BasicCancelOptions::default()).await;
+                        handing_off = false;
+                    }
                 }
                 Some(msg) = self.rx.recv() => self.on_message(msg, lost.is_some()),
                 delivery = consumer.next(), if consuming => match delivery {
