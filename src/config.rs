@@ -231,6 +231,12 @@ impl AmqpConfig {
         }
     }
 
+    /// Whether the consumed queues are single-active-consumer: with
+    /// `RELAY_SINGLE_ACTIVE`, and always for shards.
+    pub fn single_active_queues(&self) -> bool {
+        self.single_active || self.shards > 0
+    }
+
     /// The broker URLs in `AMQP_URL`, in the order given.
     pub fn urls(&self) -> Vec<&str> {
         split_urls(self.url.expose())

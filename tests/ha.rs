@@ -20,7 +20,6 @@ use common::cluster::Cluster;
 use common::distant::{now_ms, Distant};
 use common::{free_port, unique, KEY, SECRET};
 use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeleteOptions};
-use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use pusher_relay::config::AmqpConfig;
 
@@ -142,6 +141,15 @@ impl Drop for Worker {
     }
 }
 
+/// Each worker's `pusher_relay_shards_active`, 0 for one not answering.
+async fn shards_active(workers: &[Worker]) -> Vec<usize> {
+    let mut active = Vec::with_capacity(workers.len());
+    for w in workers {
+        active.push(w.metric("pusher_relay_shards_active").await.unwrap_or(0.0) as usize);
+    }
+    active
+}
+
 async fn connect(url: &str) -> (Connection, Channel) {
     let conn = Connection::connect(url, ConnectionProperties::default())
         .await
@@ -172,12 +180,7 @@ async fn publish(ch: &Channel, exchange: &str, intents: &[(String, usize)], keye
             .with_content_type("application/json".into())
             .with_message_id(format!("{channel}/{seq}").into());
         if keyed {
-            let mut headers = FieldTable::default();
-            headers.insert(
-                pusher_relay::amqp::ORDERING_KEY_HEADER.into(),
-                AMQPValue::LongString(channel.as_str().into()),
-            );
-            props = props.with_headers(headers);
+            props = props.with_headers(pusher_relay::publish::ordering_headers(channel));
         }
         let options = BasicPublishOptions {
             mandatory: true,
@@ -200,6 +203,13 @@ async fn publish(ch: &Channel, exchange: &str, intents: &[(String, usize)], keye
         assert!(confirm.is_ack(), "the broker refused an intent");
         assert!(confirm.take_message().is_none(), "an intent was unroutable");
     }
+}
+
+/// [`publish`] through a connection of its own to `url`.
+async fn publish_through(url: &str, exchange: &str, intents: &[(String, usize)], keyed: bool) {
+    let (conn, ch) = connect(url).await;
+    publish(&ch, exchange, intents, keyed).await;
+    let _ = conn.close(200, "published").await;
 }
 
 /// `per_channel` intents on each of `channels` channels, interleaved as
@@ -341,15 +351,13 @@ async fn drain_through_a_node_failure(prefix: &str, pick: Pick) -> Counts {
     );
     // Publish through a node that stays up.
     let survivor = if leader == 1 { 2 } else { 1 };
-    let (conn, ch) = connect(&cluster.url_of(survivor)).await;
-    publish(
-        &ch,
+    publish_through(
+        &cluster.url_of(survivor),
         &format!("{}.x", names.queue),
         &backlog("c", 200, TOTAL / 200),
         true,
     )
     .await;
-    let _ = conn.close(200, "published").await;
 
     let fake = Distant::start(KEY, SECRET, LATENCY, Duration::ZERO).await;
     // For the leader test the worker is given the other nodes only, so the
@@ -446,15 +454,13 @@ async fn standby_takes_over(stop: Stop) -> Counts {
     let names = Names::new("ha-standby");
     let urls = cluster.urls();
     declare(&urls[0], &names.amqp(&urls, true, 0)).await;
-    let (conn, ch) = connect(&urls[0]).await;
-    publish(
-        &ch,
+    publish_through(
+        &urls[0],
         &format!("{}.x", names.queue),
         &backlog("s", 200, TOTAL / 200),
         true,
     )
     .await;
-    let _ = conn.close(200, "published").await;
 
     let fake = Distant::start(KEY, SECRET, LATENCY, Duration::ZERO).await;
     let single = [("RELAY_SINGLE_ACTIVE", "true")];
@@ -535,9 +541,7 @@ async fn shards_spread_over_three_workers_keep_order_and_survive_a_kill() {
     let exchange = format!("{}.x", names.queue);
     let url = urls[0].clone();
     let all = backlog("k", CHANNELS, TOTAL / CHANNELS);
-    let (conn, ch) = connect(&url).await;
-    publish(&ch, &exchange, &all[..TOTAL / 2], true).await;
-    let _ = conn.close(200, "published").await;
+    publish_through(&url, &exchange, &all[..TOTAL / 2], true).await;
     let publisher = tokio::spawn(async move {
         let (conn, ch) = connect(&url).await;
         for chunk in all[TOTAL / 2..].chunks(750) {
@@ -557,10 +561,7 @@ async fn shards_spread_over_three_workers_keep_order_and_survive_a_kill() {
     // slow; traffic lasts well over a minute.
     let deadline = Instant::now() + Duration::from_secs(90);
     let spread = loop {
-        let mut active = Vec::new();
-        for w in &workers {
-            active.push(w.metric("pusher_relay_shards_active").await.unwrap_or(0.0) as usize);
-        }
+        let active = shards_active(&workers).await;
         if active.iter().all(|&n| n >= 2) && active.iter().sum::<usize>() == usize::from(SHARDS) {
             break active;
         }
@@ -579,10 +580,7 @@ async fn shards_spread_over_three_workers_keep_order_and_survive_a_kill() {
     let before = counts(&fake, TOTAL + UNKEYED).delivered;
     let deadline = Instant::now() + Duration::from_secs(40);
     let after = loop {
-        let mut active = Vec::new();
-        for w in &workers {
-            active.push(w.metric("pusher_relay_shards_active").await.unwrap_or(0.0) as usize);
-        }
+        let active = shards_active(&workers).await;
         if active.iter().sum::<usize>() == usize::from(SHARDS) {
             break active;
         }

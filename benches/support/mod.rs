@@ -123,13 +123,8 @@ pub async fn publish_to(
             .with_delivery_mode(2)
             .with_content_type("application/json".into());
         if keyed {
-            let mut headers = FieldTable::default();
-            headers.insert(
-                "ordering-key".into(),
-                lapin::types::AMQPValue::LongString(channel.as_str().into()),
-            );
             props = props
-                .with_headers(headers)
+                .with_headers(pusher_relay::publish::ordering_headers(channel))
                 .with_message_id(format!("{channel}/{seq}").into());
         }
         *seq += 1;

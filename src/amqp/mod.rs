@@ -166,9 +166,8 @@ pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> Result<(),
         )
         .await?;
     }
-    let single_active = cfg.single_active || cfg.shards > 0;
     if cfg.shards == 0 {
-        declare_queue(channel, &cfg.queue, single_active).await?;
+        declare_queue(channel, &cfg.queue, cfg.single_active).await?;
         bind_queue(channel, &cfg.queue, &cfg.exchange, "#").await?;
         return Ok(());
     }
@@ -197,8 +196,12 @@ pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> Result<(),
         bind_queue(channel, &queue, &by_key, "1").await?;
         bind_queue(channel, &queue, &by_id, "1").await?;
     }
-    declare_queue(channel, &roll_call_queue(cfg), false).await?;
-    Ok(())
+    declare_roll_call(channel, cfg).await
+}
+
+/// Declares the roll-call queue (see [`roll_call_queue`]).
+pub async fn declare_roll_call(channel: &Channel, cfg: &AmqpConfig) -> Result<(), AmqpError> {
+    declare_queue(channel, &roll_call_queue(cfg), false).await
 }
 
 fn long_string(s: &str) -> AMQPValue {

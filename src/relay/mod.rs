@@ -247,7 +247,7 @@ async fn run_sessions(
     let names = crate::amqp::consumed_queues(&cfg.amqp);
     // The window is shared out so that a worker holding every shard holds
     // no more than RELAY_PREFETCH intents.
-    let prefetch = cfg.relay.prefetch.div_ceil(names.len() as u16).max(1);
+    let prefetch = cfg.relay.prefetch.div_ceil(names.len() as u16);
     let queues: Vec<Arc<session::QueueSlot>> = names
         .into_iter()
         .enumerate()

@@ -74,7 +74,8 @@ async fn roll_call(shared: &Shared, shutdown: &mut Shutdown) -> Result<(), AmqpE
     let queue = amqp::roll_call_queue(amqp_cfg);
     let conn = amqp::connect(amqp_cfg, &format!("pusher-relay roll call {queue}")).await?;
     let channel = amqp::open_channel(&conn).await?;
-    amqp::declare_topology(&channel, amqp_cfg).await?;
+    // The shard queues are the sessions' to declare; this needs only its own.
+    amqp::declare_roll_call(&channel, amqp_cfg).await?;
     // Held for the connection's life: while it is registered, this worker
     // is counted.
     let _consumer = channel

@@ -271,8 +271,7 @@ impl Session {
     }
 
     async fn run(&mut self, consumer: &mut lapin::Consumer, shutdown: &mut Shutdown) -> End {
-        let amqp = &self.shared.cfg.amqp;
-        let single_active = amqp.single_active || amqp.shards > 0;
+        let single_active = self.shared.cfg.amqp.single_active_queues();
         let mut circuit_changes = self.shared.circuit.subscribe();
         let mut paused = self.shared.circuit.open_cause().is_some();
         let mut draining: Option<Instant> = None;
@@ -354,7 +353,6 @@ impl Session {
                     } else {
                         tracing::info!(unfinished = self.pending.len(), timeout = ?self.shared.cfg.relay.shutdown_timeout, "shutting down: no new intents, flushing in-flight work");
                         let _ = self.channel.basic_cancel(CONSUMER_TAG, BasicCancelOptions::default()).await;
-                        handing_off = false;
                     }
                 }
                 Some(msg) = self.rx.recv() => self.on_message(msg, lost.is_some()),
