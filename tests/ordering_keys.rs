@@ -1,7 +1,8 @@
 //! The ordering keys producers put in the `ordering-key` header agree with
 //! the worker's. `tests/data/ordering-keys.json` lists intents as the PHP
-//! client (clients/php) publishes them, each with the key that client
-//! computes; its PHPUnit test checks the same file from the other side. A key
+//! client (clients/php) publishes them, each with the key the producers
+//! compute; the PHP, Node and Python clients' own tests check the same file
+//! from the other side. A key
 //! that disagrees would send one channel's intents to different shards and
 //! lose their order across workers.
 
@@ -11,7 +12,7 @@ use serde_json::Value;
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ordering-keys.json");
 
 #[test]
-fn every_fixture_intent_decodes_to_the_ordering_key_the_php_client_sends() {
+fn every_fixture_intent_decodes_to_the_ordering_key_the_producers_send() {
     let text = std::fs::read_to_string(FIXTURE).expect("tests/data/ordering-keys.json is readable");
     let entries: Vec<Value> = serde_json::from_str(&text).expect("the fixture is a JSON array");
     let templates = ChannelTemplates::default();
