@@ -213,6 +213,9 @@ mod tests {
         }
         assert!(c.transient_failure("503"));
         assert!(matches!(c.open_cause(), Some(Cause::Outage(_))));
+        let status = c.status().expect("open");
+        assert!(matches!(status.cause, Cause::Outage(_)));
+        assert!(status.since <= SystemTime::now());
 
         let waiting = c.admit();
         tokio::pin!(waiting);
@@ -227,6 +230,7 @@ mod tests {
         waiting.await;
         assert!(started.elapsed() <= PROBE_INTERVAL);
         assert!(c.open_cause().is_none());
+        assert!(c.status().is_none(), "closed: no since, no next probe");
     }
 
     #[tokio::test(start_paused = true)]

@@ -276,7 +276,7 @@ pub fn dead_letters(
                 }
                 button type="submit" { "Filter" }
             }
-            p role="status" { (matching) " match; " (stats.pending) " pending, " (stats.total - stats.pending) " replayed (from the store: CLI replays count too)." }
+             p role="status" { (matching) " matching; " (stats.pending) " pending, " (stats.total - stats.pending) " replayed (from the store: CLI replays count too)." }
             form method="post" action="/ui/dead-letters/replay" id="selection" {
                 input type="hidden" name="csrf" value=(signed.csrf);
                 (filter_hidden(spec))

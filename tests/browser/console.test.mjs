@@ -2,90 +2,53 @@
 // machine's RabbitMQ (127.0.0.1:5672, guest/guest) and a signature-checking
 // fake Pusher (fake-pusher.mjs). Everything is set up here: the worker runs
 // on its own exchanges and queue (a random suffix) and a temporary SQLite
-// store; intents are published with the binary's own `publish` command.
-// At the end the worker is stopped and its queue and exchanges deleted
-// with rabbitmqctl (best effort: a leftover is named pusher-relay.browser.*).
+// store (worker.mjs); intents are published with the binary's own
+// `publish` command. At the end the worker is stopped and its queue and
+// exchanges deleted with rabbitmqctl.
 //
 //   scripts/browser-deps && cargo build --release --bin pusher-relay
 //   node --test tests/browser/fake-pusher.test.mjs tests/browser/console.test.mjs
 //   PUSHER_RELAY_BIN=path/to/pusher-relay  # another binary
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { createRequire } from 'node:module';
 import { launch, screenshot } from './chromium.mjs';
 import { startFakePusher } from './fake-pusher.mjs';
+import { startWorker, until as untilRaw } from './worker.mjs';
 
-const run = promisify(execFile);
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '../..');
-const BIN = process.env.PUSHER_RELAY_BIN ?? path.join(root, 'target/release/pusher-relay');
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 const TOKEN = `console-token-${randomBytes(8).toString('hex')}`;
 const APP = { appId: '4242', key: 'browser-key', secret: `browser-secret-${randomBytes(8).toString('hex')}` };
-const suffix = `${process.pid}-${randomBytes(4).toString('hex')}`;
-const names = {
-  exchange: `pusher-relay.browser.${suffix}`,
-  queue: `pusher-relay.browser.${suffix}`,
-  webhooks: `pusher-relay.browser.${suffix}.webhooks`,
-};
-/** Marks the events the fake Pusher rejects while `rejecting` is set. */
+/** Marks the events the fake Pusher rejects while `rejectEvent` says so. */
 const REJECT = 'reject-me';
 const MARKUP = `${REJECT} <script>window.__pwned=1</script><img src=x onerror="window.__pwned=1">`;
 
 let fake;
 let worker;
-let workerLog = '';
 let base;
-let env;
 let browser;
-let dir;
 /** Every page's HTML seen, to check no secret was ever rendered. */
 const seenHtml = [];
-/** Console messages about blocked content (CSP): there must be none. */
+/** Console messages about blocked content (CSP) and page errors: none allowed. */
 const blocked = [];
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function until(what, fn, timeoutMs = 30_000, everyMs = 250) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    last = await fn();
-    if (last) return last;
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\nworker log tail:\n${workerLog.slice(-3000)}`);
-}
+const until = (what, fn, timeoutMs, everyMs) => untilRaw(what, fn, timeoutMs, everyMs, () => worker?.log ?? '');
 
 async function publish(intent) {
-  const { stdout } = await run(BIN, ['publish', JSON.stringify(intent)], { env, cwd: dir });
+  const { stdout } = await worker.exec(['publish', JSON.stringify(intent)]);
   return stdout.trim();
 }
 
 async function publishMany(n, tag) {
-  const file = path.join(dir, `${tag}.jsonl`);
+  const file = path.join(worker.dir, `${tag}.jsonl`);
   const lines = [];
   for (let i = 0; i < n; i += 1) lines.push(JSON.stringify({ type: 'notification', user_id: (i % 20) + 1, message: `${tag} ${i}` }));
   writeFileSync(file, `${lines.join('\n')}\n`);
-  await run(BIN, ['publish', '--file', file], { env, cwd: dir });
+  await worker.exec(['publish', '--file', file]);
 }
 
 async function adminGet(p) {
@@ -120,6 +83,7 @@ async function signIn(page, token = TOKEN) {
 }
 
 async function axe(page, name) {
+  // Evaluated over the DevTools protocol, which the page's CSP does not govern.
   await page.evaluate(AXE);
   const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
   const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
@@ -132,51 +96,15 @@ async function text(page, key) {
 
 before(async () => {
   fake = await startFakePusher(APP);
-  dir = mkdtempSync(path.join(tmpdir(), 'pusher-relay-console-'));
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  // From scratch, so no setting of the caller's shell leaks in.
-  env = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME ?? dir,
-    PUSHER_APP_ID: APP.appId,
-    PUSHER_APP_KEY: APP.key,
-    PUSHER_APP_SECRET: APP.secret,
-    PUSHER_HOST: '127.0.0.1',
-    PUSHER_PORT: String(fake.port),
-    PUSHER_SCHEME: 'http',
-    AMQP_URL: 'amqp://guest:guest@127.0.0.1:5672/%2f',
-    AMQP_EXCHANGE: names.exchange,
-    AMQP_QUEUE: names.queue,
-    AMQP_WEBHOOK_EXCHANGE: names.webhooks,
-    DATABASE_URL: `sqlite://${path.join(dir, 'dead-letters.db')}`,
-    HTTP_ADDR: `127.0.0.1:${port}`,
-    RELAY_ADMIN_TOKEN: TOKEN,
-    RELAY_LOG_FORMAT: 'json',
-  };
-  worker = spawn(BIN, ['run'], { env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  worker.stdout.on('data', (d) => { workerLog += d; });
-  worker.stderr.on('data', (d) => { workerLog += d; });
-  await until('the worker to be ready', async () => {
-    try { return (await fetch(`${base}/readyz`)).status === 200; } catch { return false; }
-  });
+  worker = await startWorker({ fake, app: APP, token: TOKEN });
+  base = worker.base;
   browser = await launch();
 });
 
 after(async () => {
   await browser?.close();
-  if (worker && worker.exitCode === null) {
-    worker.kill('SIGTERM');
-    await new Promise((r) => { worker.once('exit', r); setTimeout(r, 10_000); });
-  }
+  await worker?.stop();
   await fake?.close();
-  // Leftovers would pile up in the shared broker: delete this run's names.
-  await run('rabbitmqctl', ['-q', 'delete_queue', names.queue]).catch((e) => console.error(`cleanup: ${e.message}`));
-  for (const x of [names.exchange, names.webhooks]) {
-    const expr = `rabbit_exchange:delete(rabbit_misc:r(<<"/">>, exchange, <<"${x}">>), false, <<"browser-test">>).`;
-    await run('rabbitmqctl', ['-q', 'eval', expr]).catch((e) => console.error(`cleanup: ${e.message}`));
-  }
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 test('a wrong token is refused; the right one signs in; signing out ends the session', async () => {
@@ -338,6 +266,23 @@ test('a replay from the page is delivered by the worker and the row shows replay
   const metrics = await (await fetch(`${base}/metrics`)).text();
   assert.match(metrics, /pusher_relay_replays_total\{outcome="replayed"\} 1\b/);
   await screenshot(page, 'console-dead-letters-after-replay');
+
+  // A replay by the CLI, in another process, shows too: the counts are the
+  // store's.
+  fake.rejectEvent = (e) => String(e.data).includes(REJECT);
+  await publish({ type: 'notification', user_id: 11, message: `${REJECT} for the CLI` });
+  const cliRow = await until('a second dead letter', async () => (await adminGet('/api/dead-letters?status=pending')).items[0]);
+  fake.rejectEvent = () => false;
+  await worker.exec(['dlq', 'replay', String(cliRow.id), '--yes']);
+  await page.goto(`${base}/ui/dead-letters`);
+  assert.equal((await page.locator(`tr[data-id="${cliRow.id}"] td.status`).textContent()).trim(), 'replayed');
+  await page.getByText('2 matching; 0 pending, 2 replayed').waitFor();
+  await until('the fake Pusher to receive the CLI\'s replay', () => fake.accepted.some((e) => String(e.data).includes('for the CLI')));
+
+  // The overview once the run has left some history, for the README.
+  await page.goto(`${base}/ui`);
+  await until('charts drawn', async () => (await page.locator('.chart canvas').count()) === 5);
+  await screenshot(page, 'console-overview-history');
   await page.context().close();
 });
 

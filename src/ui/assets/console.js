@@ -31,6 +31,11 @@
     return [xs].concat(CHARTS[name].map(([k]) => samples.map((s) => s[k])));
   }
 
+  // The x axis always spans the history's 15 minutes up to now, so a young
+  // history grows from the right instead of stretching over the width.
+  const WINDOW_S = 15 * 60;
+  let nowS = Date.now() / 1000;
+
   function drawCharts(samples) {
     if (typeof uPlot === 'undefined') return;
     document.querySelectorAll('[data-chart]').forEach((el) => {
@@ -44,9 +49,13 @@
       plots[name] = new uPlot({
         width,
         height: 140,
-        legend: { show: true },
-        series: [{}].concat(CHARTS[name].map(([, label, stroke]) => ({ label, stroke, width: 1.5, spanGaps: false }))),
-        axes: [{ space: 60 }, { size: 44 }],
+        legend: { live: false },
+        scales: {
+          x: { time: true, range: () => [nowS - WINDOW_S, nowS] },
+          y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] },
+        },
+        series: [{}].concat(CHARTS[name].map(([, label, stroke]) => ({ label, stroke, width: 1.5, points: { size: 4 } }))),
+        axes: [{ space: 70 }, { size: 50 }],
       }, data, el);
     });
   }
@@ -59,6 +68,7 @@
         if (r.status === 401) { window.location.assign('/ui/login'); return; }
         if (!r.ok) return;
         const d = await r.json();
+        nowS = d.now_ms / 1000;
         d.circuit.since = d.circuit.since_ms ? new Date(d.circuit.since_ms).toISOString() : null;
         document.querySelectorAll('[data-k]').forEach((el) => {
           el.textContent = fmt(get(d, el.dataset.k));
