@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -99,10 +99,7 @@ pub fn sample(
         .map(|(a, b)| b.saturating_sub(*a))
         .collect();
     Sample {
-        at_ms: at
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
+        at_ms: crate::clock::unix_ms(at),
         consumed_per_s: rate(before.intents_consumed, after.intents_consumed),
         delivered_per_s: rate(before.events_delivered, after.events_delivered),
         requests_per_s: rate(before.pusher_requests, after.pusher_requests),
@@ -222,6 +219,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     fn totals(consumed: u64, delivered: u64) -> Totals {
         Totals {

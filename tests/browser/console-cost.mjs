@@ -1,31 +1,35 @@
 // What the ops console costs the worker: its resident memory and CPU time
 // over a quiet minute with no browser, then a minute with the overview
-// open (polling every 3 s), read from /proc/<pid>/status and /proc/<pid>/stat.
+// open (polling every 3 s): VmRSS from /proc/<pid>/status, CPU time from
+// /proc/<pid>/task/*/schedstat (nanoseconds; /proc/<pid>/stat counts in
+// 10 ms ticks, too coarse for this).
 // Not a test (its figures depend on the machine); the README quotes a run.
 //
 //   node tests/browser/console-cost.mjs [seconds]   # default 60
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { launch } from './chromium.mjs';
 import { startFakePusher } from './fake-pusher.mjs';
 import { startWorker } from './worker.mjs';
 
 const SECONDS = Number(process.argv[2] ?? 60);
-// USER_HZ: 100 on every Linux architecture Node runs on.
-const TICKS = 100;
-
+/** CPU time (s, every thread, from schedstat's nanoseconds) and resident memory (KiB). */
 function sample(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces) start at ") ".
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const cpuS = (Number(f[11]) + Number(f[12])) / TICKS; // utime + stime
+  let cpuNs = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      cpuNs += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // The thread ended between listing and reading.
+    }
+  }
   const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
-  return { cpuS, rssKiB, at: Date.now() };
+  return { cpuS: cpuNs / 1e9, rssKiB, at: Date.now() };
 }
 
 function over(a, b) {
   const wall = (b.at - a.at) / 1000;
-  return `CPU ${(b.cpuS - a.cpuS).toFixed(2)} s in ${wall.toFixed(0)} s (${(((b.cpuS - a.cpuS) / wall) * 100).toFixed(2)} % of a core), RSS ${(a.rssKiB / 1024).toFixed(1)} -> ${(b.rssKiB / 1024).toFixed(1)} MiB`;
+  return `CPU ${((b.cpuS - a.cpuS) * 1000).toFixed(1)} ms in ${wall.toFixed(0)} s (${(((b.cpuS - a.cpuS) / wall) * 100).toFixed(3)} % of a core), RSS ${(a.rssKiB / 1024).toFixed(1)} -> ${(b.rssKiB / 1024).toFixed(1)} MiB`;
 }
 
 const token = randomBytes(16).toString('hex');

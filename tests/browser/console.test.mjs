@@ -286,6 +286,34 @@ test('a replay from the page is delivered by the worker and the row shows replay
   await page.context().close();
 });
 
+test('delete and purge state the count, then do it', async () => {
+  fake.rejectEvent = (e) => String(e.data).includes(REJECT);
+  await publish({ type: 'notification', user_id: 12, message: `${REJECT} to delete` });
+  const row = await until('a dead letter to delete', async () => (await adminGet('/api/dead-letters?status=pending')).items[0]);
+  fake.rejectEvent = () => false;
+  const before = (await adminGet('/api/dead-letters/stats')).total;
+
+  const page = await newPage();
+  await signIn(page);
+  await page.goto(`${base}/ui/dead-letters`);
+  await page.getByLabel('Delete every dead letter older than (days)').fill('1');
+  await page.getByRole('button', { name: 'Purge…' }).click();
+  await page.getByText('Purge every dead letter older than 1 days? 0 dead letters.').waitFor();
+  assert.equal(await page.getByRole('button', { name: /^Purge \d/ }).count(), 0, 'nothing to purge, no button');
+
+  await page.goto(`${base}/ui/dead-letters/${row.id}`);
+  await page.getByRole('button', { name: 'Delete…' }).click();
+  await page.getByText(`Delete dead letter ${row.id}? 1 dead letters.`).waitFor();
+  await axe(page, 'delete confirmation');
+  await page.getByRole('button', { name: 'Delete 1' }).click();
+  await page.getByText('Deleted 1 dead letters.').waitFor();
+  const after = (await adminGet('/api/dead-letters/stats')).total;
+  assert.equal(after, before - 1);
+  const gone = await fetch(`${base}/api/dead-letters/${row.id}`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+  assert.equal(gone.status, 404);
+  await page.context().close();
+});
+
 test('no page ever held the admin token or the Pusher secret, and nothing was blocked', () => {
   assert.ok(seenHtml.length > 5, `pages were recorded (${seenHtml.length})`);
   for (const h of seenHtml) {
