@@ -148,6 +148,7 @@ pub fn overview(signed: &Signed, d: &Value) -> Markup {
                     }
                     (stat("Cause", "circuit.detail", c["detail"].as_str().unwrap_or("–").to_string()))
                     (stat("Open since", "circuit.since", if since.is_empty() { "–".into() } else { since }))
+                    (stat("Next probe", "circuit.next_probe", c["next_probe_ms"].as_i64().map(rfc3339_ms).unwrap_or_else(|| "–".into())))
                     (stat("Backlog (ready)", "backlog", num(&d["backlog"])))
                     (stat("Backlog trend", "backlog_trend", d["backlog_trend"].as_str().unwrap_or("").to_string()))
                     (stat("Broker", "readiness.broker", yes_no(&ready["broker"]).into()))

@@ -174,6 +174,7 @@ test("the overview's rates move while intents flow; the circuit opens while Push
     await until('the circuit to show open', async () => (await text(page, 'circuit.state')) === 'open', 60_000, 500);
     assert.match(await text(page, 'circuit.detail'), /unreachable or failing/);
     assert.notEqual(await text(page, 'circuit.since'), '–');
+    await until('the next probe shown', async () => (await text(page, 'circuit.next_probe')) !== '–', 10_000, 300);
     await screenshot(page, 'console-overview-circuit-open');
   } finally {
     fake.down = false;

@@ -69,7 +69,9 @@
         if (!r.ok) return;
         const d = await r.json();
         nowS = d.now_ms / 1000;
-        d.circuit.since = d.circuit.since_ms ? new Date(d.circuit.since_ms).toISOString() : null;
+        const iso = (ms) => (ms ? new Date(ms).toISOString() : null);
+        d.circuit.since = iso(d.circuit.since_ms);
+        d.circuit.next_probe = iso(d.circuit.next_probe_ms);
         document.querySelectorAll('[data-k]').forEach((el) => {
           el.textContent = fmt(get(d, el.dataset.k));
         });
