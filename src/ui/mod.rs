@@ -2,8 +2,10 @@
 //! worker on its one listener when `RELAY_ADMIN_TOKEN` is set (absent
 //! otherwise, as the admin API is).
 //!
-//! - [`session`]: sign-in (the admin token for a session cookie) and CSRF;
+//! - [`session`]: the sessions and their CSRF tokens; [`signin`]: the
+//!   admin token exchanged for a session cookie, and signing out;
 //! - [`history`]: the 15-minute history the overview charts;
+//! - [`dead_letters`]: listing, inspecting, replaying, deleting, purging;
 //! - [`replays`]: replays started from the page, run as worker tasks;
 //! - [`pages`]: the HTML, escaped by the template engine (maud).
 //!
@@ -12,17 +14,18 @@
 //! inline ones); every route but sign-in and the assets needs a session;
 //! every POST must carry the session's CSRF token (403 otherwise).
 
+pub mod dead_letters;
 pub mod history;
 pub mod pages;
 pub mod replays;
 pub mod session;
+pub mod signin;
 
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -30,8 +33,7 @@ use axum::{Extension, Json, Router};
 use serde_json::json;
 
 use crate::config::{AmqpConfig, Secret};
-use crate::deadletter::filter::Cursor;
-use crate::deadletter::{replay, Filter, FilterSpec, Store, StoreError};
+use crate::deadletter::{FilterSpec, Store, StoreError};
 use crate::health::Health;
 use crate::relay::circuit::Circuit;
 use crate::relay::concurrency::Limiter;
@@ -61,9 +63,6 @@ pub type ConsoleState = Arc<Console>;
 /// Largest form body accepted: a page of selected ids and a filter.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
-/// Dead letters per page.
-const PAGE_SIZE: u32 = 50;
-
 /// The policy every console response carries: our own scripts and styles
 /// only, so markup that slipped into a page could run nothing.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
@@ -73,20 +72,20 @@ pub fn router(state: ConsoleState) -> Router {
     let signed_in = Router::new()
         .route("/ui", get(overview))
         .route("/ui/api/overview", get(overview_json))
-        .route("/ui/dead-letters", get(dead_letters))
-        .route("/ui/dead-letters/{id}", get(dead_letter))
-        .route("/ui/dead-letters/replay", post(replay_form))
-        .route("/ui/dead-letters/delete", post(delete_form))
-        .route("/ui/dead-letters/purge", post(purge_form))
-        .route("/ui/replays/{id}", get(replay_page))
-        .route("/ui/api/replays/{id}", get(replay_json))
-        .route("/ui/logout", post(logout))
+        .route("/ui/dead-letters", get(dead_letters::dead_letters))
+        .route("/ui/dead-letters/{id}", get(dead_letters::dead_letter))
+        .route("/ui/dead-letters/replay", post(dead_letters::replay_form))
+        .route("/ui/dead-letters/delete", post(dead_letters::delete_form))
+        .route("/ui/dead-letters/purge", post(dead_letters::purge_form))
+        .route("/ui/replays/{id}", get(dead_letters::replay_page))
+        .route("/ui/api/replays/{id}", get(dead_letters::replay_json))
+        .route("/ui/logout", post(signin::logout))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_session,
         ));
     Router::new()
-        .route("/ui/login", get(login_page).post(login))
+        .route("/ui/login", get(signin::login_page).post(signin::login))
         .route("/ui/assets/{name}", get(asset))
         .merge(signed_in)
         .layer(middleware::from_fn(security_headers))
@@ -210,103 +209,9 @@ async fn require_session(State(state): State<ConsoleState>, req: Request, next: 
     next.run(Request::from_parts(parts, body)).await
 }
 
-/// Behind a TLS-terminating proxy the cookie must be `Secure`.
-fn behind_tls(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"))
-}
-
 fn html(status: StatusCode, markup: maud::Markup) -> Response {
     (status, axum::response::Html(markup.into_string())).into_response()
 }
-
-/// The sign-in form; its CSRF token rides in a short-lived cookie, since
-/// there is no session yet to hold it.
-async fn login_page(headers: HeaderMap) -> Response {
-    login_form(&headers, StatusCode::OK, None)
-}
-
-fn login_form(headers: &HeaderMap, status: StatusCode, error: Option<&str>) -> Response {
-    // The browser's token, when it has one: a second sign-in tab (or a
-    // reload) must not invalidate the form of the first.
-    let csrf = login_cookie(headers)
-        .filter(|c| c.len() == 64 && c.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(String::from)
-        .unwrap_or_else(session::random_token);
-    let mut resp = html(status, pages::login(&csrf, error));
-    let cookie = session::set_cookie(
-        session::LOGIN_COOKIE,
-        &csrf,
-        behind_tls(headers),
-        Some(std::time::Duration::from_secs(3600)),
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    resp
-}
-
-fn login_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| session::cookie(c, session::LOGIN_COOKIE))
-}
-
-async fn login(State(state): State<ConsoleState>, headers: HeaderMap, body: Bytes) -> Response {
-    let fields = Fields::parse(&body);
-    let cookie_csrf = login_cookie(&headers).unwrap_or("");
-    if !session::same(fields.get("csrf").unwrap_or(""), cookie_csrf) {
-        return (
-            StatusCode::FORBIDDEN,
-            "missing or wrong CSRF token: reload the sign-in page\n",
-        )
-            .into_response();
-    }
-    if !crate::admin::token_matches(&state.token, fields.get("token").unwrap_or("")) {
-        tracing::warn!("ops console: sign-in with a wrong token");
-        return login_form(&headers, StatusCode::UNAUTHORIZED, Some("Wrong token."));
-    }
-    let id = state.sessions.start();
-    let secure = behind_tls(&headers);
-    let mut resp = Redirect::to("/ui").into_response();
-    for c in [
-        session::set_cookie(session::COOKIE, &id, secure, None),
-        session::set_cookie(
-            session::LOGIN_COOKIE,
-            "",
-            secure,
-            Some(std::time::Duration::ZERO),
-        ),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            resp.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
-    resp
-}
-
-async fn logout(
-    State(state): State<ConsoleState>,
-    Extension(signed): Extension<Signed>,
-    headers: HeaderMap,
-) -> Response {
-    state.sessions.end(&signed.id);
-    let mut resp = Redirect::to("/ui/login").into_response();
-    let c = session::set_cookie(
-        session::COOKIE,
-        "",
-        behind_tls(&headers),
-        Some(std::time::Duration::ZERO),
-    );
-    if let Ok(v) = HeaderValue::from_str(&c) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    resp
-}
-
 /// The vendored and our own static files, embedded in the binary.
 async fn asset(Path(name): Path<String>) -> Response {
     let (body, kind): (&'static [u8], &str) = match name.as_str() {
@@ -426,227 +331,4 @@ async fn overview(
 
 async fn overview_json(State(state): State<ConsoleState>) -> Json<serde_json::Value> {
     Json(overview_data(&state))
-}
-
-/// The listing's query: the CLI's filters and the page cursor.
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct ListQuery {
-    pub reason: Option<String>,
-    #[serde(rename = "type")]
-    pub intent_type: Option<String>,
-    pub channel: Option<String>,
-    pub since: Option<String>,
-    pub until: Option<String>,
-    pub status: Option<String>,
-    pub cursor: Option<String>,
-}
-
-impl ListQuery {
-    fn spec(&self) -> FilterSpec {
-        let f = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-        FilterSpec {
-            reason: f(&self.reason),
-            intent_type: f(&self.intent_type),
-            channel: f(&self.channel),
-            since: f(&self.since),
-            until: f(&self.until),
-            status: f(&self.status),
-        }
-    }
-}
-
-fn parse_filter(spec: &FilterSpec) -> Result<Filter, PageError> {
-    spec.parse(SystemTime::now())
-        .map_err(|e| bad_request(e.to_string()))
-}
-
-async fn dead_letters(
-    State(state): State<ConsoleState>,
-    Extension(signed): Extension<Signed>,
-    Query(q): Query<ListQuery>,
-) -> Result<Response, PageError> {
-    let spec = q.spec();
-    let filter = parse_filter(&spec)?;
-    let cursor = q
-        .cursor
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(Cursor::decode)
-        .transpose()
-        .map_err(|e| bad_request(e.to_string()))?;
-    let store = store(&state)?;
-    let page = store.list(&filter, cursor, PAGE_SIZE).await?;
-    let matching = store.count_matching(&filter).await?;
-    let stats = store.stats(&filter).await?;
-    Ok(html(
-        StatusCode::OK,
-        pages::dead_letters(
-            &signed,
-            &spec,
-            &page,
-            matching,
-            &stats,
-            &state.replays.recent(),
-        ),
-    ))
-}
-
-async fn dead_letter(
-    State(state): State<ConsoleState>,
-    Extension(signed): Extension<Signed>,
-    Path(id): Path<String>,
-) -> Result<Response, PageError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| bad_request(format!("bad dead-letter id {id:?}")))?;
-    match store(&state)?.get(id).await? {
-        Some(dl) => Ok(html(StatusCode::OK, pages::dead_letter(&signed, &dl))),
-        None => Err(PageError(
-            StatusCode::NOT_FOUND,
-            format!("no dead letter with id {id}"),
-        )),
-    }
-}
-
-/// Which rows a replay or delete form means: the ticked ids, or every
-/// match of the filter it carries (`scope=matching`).
-fn chosen(fields: &Fields) -> Result<(Filter, String), PageError> {
-    if fields.get("scope") == Some("matching") {
-        let spec = fields.filter_spec();
-        let filter = parse_filter(&spec)?;
-        return Ok((filter, format!("every match of {}", pages::describe(&spec))));
-    }
-    let ids = fields
-        .all("id")
-        .map(|s| {
-            s.parse::<i64>()
-                .map_err(|_| bad_request(format!("bad dead-letter id {s:?}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if ids.is_empty() {
-        return Err(bad_request("select at least one dead letter"));
-    }
-    let what = match ids.as_slice() {
-        [one] => format!("dead letter {one}"),
-        many => format!("{} selected dead letters", many.len()),
-    };
-    Ok((
-        Filter {
-            ids,
-            ..Filter::default()
-        },
-        what,
-    ))
-}
-
-/// Replay: the first post shows the count and asks; the confirmed one
-/// starts the job and shows its progress.
-async fn replay_form(
-    State(state): State<ConsoleState>,
-    Extension(signed): Extension<Signed>,
-    Extension(fields): Extension<Fields>,
-) -> Result<Response, PageError> {
-    let (filter, what) = chosen(&fields)?;
-    let store = store(&state)?;
-    if fields.get("confirmed") != Some("yes") {
-        let plan = replay::plan(store, &filter, false).await?;
-        return Ok(html(
-            StatusCode::OK,
-            pages::confirm_replay(&signed, &fields, &what, &plan),
-        ));
-    }
-    let job = state
-        .replays
-        .start(store.clone(), state.amqp.clone(), filter, what);
-    Ok(Redirect::to(&format!("/ui/replays/{job}")).into_response())
-}
-
-async fn delete_form(
-    State(state): State<ConsoleState>,
-    Extension(signed): Extension<Signed>,
-    Extension(fields): Extension<Fields>,
-) -> Result<Response, PageError> {
-    let (filter, what) = chosen(&fields)?;
-    let store = store(&state)?;
-    if fields.get("confirmed") != Some("yes") {
-        let n = store.count_matching(&filter).await?;
-        return Ok(html(
-            StatusCode::OK,
-            pages::confirm(
-                &signed,
-                &fields,
-                "/ui/dead-letters/delete",
-                &format!("Delete {what}?"),
-                n,
-                "Delete",
-            ),
-        ));
-    }
-    let n = store.purge(&filter, |_| {}).await?;
-    tracing::info!(deleted = n, what = %what, "ops console: dead letters deleted");
-    Ok(html(
-        StatusCode::OK,
-        pages::done(&signed, &format!("Deleted {n} dead letters.")),
-    ))
-}
-
-/// Purge older than N days, as `dlq purge --older-than Nd`.
-async fn purge_form(
-    State(state): State<ConsoleState>,
-    Extension(signed): Extension<Signed>,
-    Extension(fields): Extension<Fields>,
-) -> Result<Response, PageError> {
-    let days = fields
-        .get("older_than_days")
-        .and_then(|d| d.trim().parse::<u32>().ok())
-        .filter(|d| *d >= 1)
-        .ok_or_else(|| bad_request("older than: give a whole number of days, at least 1"))?;
-    let filter = parse_filter(&FilterSpec {
-        until: Some(format!("{days}d")),
-        ..FilterSpec::default()
-    })?;
-    let store = store(&state)?;
-    let question = format!("Purge every dead letter older than {days} days?");
-    if fields.get("confirmed") != Some("yes") {
-        let n = store.count_matching(&filter).await?;
-        return Ok(html(
-            StatusCode::OK,
-            pages::confirm(
-                &signed,
-                &fields,
-                "/ui/dead-letters/purge",
-                &question,
-                n,
-                "Purge",
-            ),
-        ));
-    }
-    let n = store.purge(&filter, |_| {}).await?;
-    tracing::info!(deleted = n, days, "ops console: dead letters purged");
-    Ok(html(
-        StatusCode::OK,
-        pages::done(
-            &signed,
-            &format!("Purged {n} dead letters older than {days} days."),
-        ),
-    ))
-}
-
-async fn replay_page(
-    State(state): State<ConsoleState>,
-    Extension(signed): Extension<Signed>,
-    Path(id): Path<u64>,
-) -> Result<Response, PageError> {
-    let job = state
-        .replays
-        .get(id)
-        .ok_or_else(|| PageError(StatusCode::NOT_FOUND, format!("no replay {id}")))?;
-    Ok(html(StatusCode::OK, pages::replay_job(&signed, &job)))
-}
-
-async fn replay_json(
-    State(state): State<ConsoleState>,
-    Path(id): Path<u64>,
-) -> Result<Json<replays::Job>, StatusCode> {
-    state.replays.get(id).map(Json).ok_or(StatusCode::NOT_FOUND)
 }
