@@ -161,8 +161,8 @@ async fn security_headers(req: Request, next: Next) -> Response {
 }
 
 /// Sends a browser without a session to sign in; refuses a POST without
-/// the session's CSRF token (403), reading it from the form or from an
-/// `X-CSRF-Token` header (the page's own script).
+/// the session's CSRF token in its form (403). Every POST of the console is
+/// a form; the page's script only reads.
 async fn require_session(State(state): State<ConsoleState>, req: Request, next: Next) -> Response {
     let found = req
         .headers()
@@ -186,13 +186,7 @@ async fn require_session(State(state): State<ConsoleState>, req: Request, next: 
             return (StatusCode::PAYLOAD_TOO_LARGE, "form too large\n").into_response();
         };
         let fields = Fields::parse(&bytes);
-        let given = parts
-            .headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| fields.get("csrf"))
-            .unwrap_or("");
-        if !session::same(given, &s.csrf) {
+        if !session::same(fields.get("csrf").unwrap_or(""), &s.csrf) {
             return (
                 StatusCode::FORBIDDEN,
                 "missing or wrong CSRF token: reload the page and try again\n",

@@ -146,6 +146,17 @@ mod tests {
     }
 
     #[test]
+    fn the_cookie_is_http_only_strict_and_secure_behind_tls() {
+        let plain = set_cookie(COOKIE, "abc", false, None);
+        assert_eq!(
+            plain,
+            "relay_console=abc; Path=/ui; HttpOnly; SameSite=Strict"
+        );
+        let tls = set_cookie(COOKIE, "", true, Some(Duration::ZERO));
+        assert!(tls.ends_with("; Max-Age=0; Secure"), "{tls}");
+    }
+
+    #[test]
     fn cookies_are_read_by_exact_name() {
         let h = "a=1; relay_console_login=x; relay_console=abc";
         assert_eq!(cookie(h, COOKIE), Some("abc"));
