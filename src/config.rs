@@ -292,7 +292,8 @@ pub struct RelayConfig {
 pub struct HttpConfig {
     /// Address `/metrics`, `/healthz`, `/readyz` and webhooks are served on.
     pub addr: SocketAddr,
-    /// Bearer token for the admin API; the API is off when unset.
+    /// Bearer token for the admin API and sign-in token of the ops console;
+    /// both are off when unset.
     pub admin_token: Option<Secret>,
 }
 

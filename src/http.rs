@@ -1,6 +1,6 @@
 //! The worker's one HTTP listener: `/metrics`, `/healthz`, `/readyz`,
-//! `POST /webhooks/pusher`, and the admin API ([`crate::admin`]) when
-//! `RELAY_ADMIN_TOKEN` is set.
+//! `POST /webhooks/pusher`, and the admin API ([`crate::admin`]) and the ops
+//! console ([`crate::ui`]) when `RELAY_ADMIN_TOKEN` is set.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +24,8 @@ pub struct AppState {
     pub webhooks: Arc<WebhookIngress>,
     /// The admin API's state; `None` leaves its routes out entirely.
     pub admin: Option<crate::admin::AdminState>,
+    /// The ops console's state; `None` (no admin token) leaves `/ui` out.
+    pub console: Option<crate::ui::ConsoleState>,
 }
 
 /// The routes, separate from binding so tests can call them directly.
@@ -34,14 +36,19 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
         .with_state(state.webhooks.clone());
     let admin = state.admin.clone();
+    let console = state.console.clone();
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state)
         .merge(webhooks);
-    match admin {
+    let router = match admin {
         Some(admin) => router.merge(crate::admin::router(admin)),
+        None => router,
+    };
+    match console {
+        Some(console) => router.merge(crate::ui::router(console)),
         None => router,
     }
 }

@@ -19,6 +19,8 @@
 //! - [`webhooks`]: Pusher webhook ingress into RabbitMQ, and `webhooks tail`.
 //! - [`admin`]: the dead-letter admin API under `/api` (on with
 //!   `RELAY_ADMIN_TOKEN`); [`dlq`]: what the `dlq` CLI commands print.
+//! - [`ui`]: the ops console under `/ui` (on with `RELAY_ADMIN_TOKEN`): live
+//!   delivery, the circuit, the backlog, and dead letters to replay.
 //! - [`shutdown`]: the signal every task listens to.
 //! - [`publish`]: typed intents and a confirmed, reconnecting publisher.
 //! - [`listen`]: a WebSocket subscriber that prints arriving events.
@@ -40,4 +42,5 @@ pub mod publish;
 pub mod pusher;
 pub mod relay;
 pub mod shutdown;
+pub mod ui;
 pub mod webhooks;

@@ -2,6 +2,7 @@
 //! and one small function per event so that call sites cannot misspell a
 //! name or a label. The README's metrics table mirrors this file.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -41,6 +42,41 @@ pub const RTT_BASELINE: &str = "pusher_relay_pusher_rtt_baseline_seconds";
 /// would grow by every latency it records.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Bucket bounds of every seconds histogram, shared by the Prometheus
+/// recorder and [`Live`]'s delivery latency.
+pub const SECONDS_BUCKETS: [f64; 17] = [
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// Running totals of this process, beside the Prometheus registry, for the
+/// ops console's history ([`crate::ui::history`]): the recorder's values can
+/// only be read back by rendering and parsing its text, so the few the
+/// console charts are also counted here, by the same functions below.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub intents_consumed: AtomicU64,
+    pub events_delivered: AtomicU64,
+    pub pusher_requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub dead_letters: AtomicU64,
+    /// Delivery latencies per [`SECONDS_BUCKETS`] bucket (the last one is
+    /// everything above 60 s): the console derives p50/p99 per interval.
+    pub latency_buckets: [AtomicU64; SECONDS_BUCKETS.len() + 1],
+    /// Messages ready in the consumed queues, as last sampled.
+    pub backlog: AtomicU64,
+}
+
+/// The process's one [`Live`].
+pub fn live() -> &'static Live {
+    static LIVE: OnceLock<Live> = OnceLock::new();
+    LIVE.get_or_init(Live::default)
+}
+
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
 /// Installs the Prometheus recorder once per process and returns the handle
 /// `/metrics` renders. Later calls return the same handle, so tests that
 /// start several workers in one process share one registry.
@@ -53,12 +89,7 @@ pub fn install() -> PrometheusHandle {
                     Matcher::Full(BATCH_SIZE.into()),
                     &[1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 20.0, 50.0, 100.0],
                 )
-                .and_then(|b| {
-                    b.set_buckets(&[
-                        0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
-                        2.5, 5.0, 10.0, 30.0, 60.0,
-                    ])
-                })
+                .and_then(|b| b.set_buckets(&SECONDS_BUCKETS))
                 .and_then(|b| b.install_recorder());
             match handle {
                 Ok(handle) => {
@@ -159,20 +190,30 @@ fn describe() {
 }
 
 pub fn intent_consumed(kind: &str) {
-    intents_consumed(kind).increment(1);
+    intents_consumed(kind).increment();
 }
 
 /// The counter of one intent type, for callers that keep the handle: the
 /// event loop counts every intent, and a registry lookup per intent costs
 /// more than the increment.
-pub fn intents_consumed(kind: &str) -> metrics::Counter {
-    counter!(INTENTS_CONSUMED, "type" => kind.to_string())
+pub fn intents_consumed(kind: &str) -> IntentCounter {
+    IntentCounter(counter!(INTENTS_CONSUMED, "type" => kind.to_string()))
+}
+
+/// [`INTENTS_CONSUMED`] of one intent type.
+pub struct IntentCounter(metrics::Counter);
+
+impl IntentCounter {
+    pub fn increment(&self) {
+        self.0.increment(1);
+        bump(&live().intents_consumed, 1);
+    }
 }
 
 /// Handles for the per-delivery metrics, looked up once.
 pub struct DeliveryMetrics {
-    pub delivered: metrics::Counter,
-    pub latency: metrics::Histogram,
+    delivered: metrics::Counter,
+    latency: metrics::Histogram,
 }
 
 impl DeliveryMetrics {
@@ -181,6 +222,22 @@ impl DeliveryMetrics {
             delivered: counter!(EVENTS_DELIVERED),
             latency: histogram!(DELIVERY_LATENCY),
         }
+    }
+
+    /// `events` accepted by Pusher.
+    pub fn delivered(&self, events: u64) {
+        self.delivered.increment(events);
+        bump(&live().events_delivered, events);
+    }
+
+    /// One intent's time from enqueue to Pusher's 2xx.
+    pub fn latency(&self, seconds: f64) {
+        self.latency.record(seconds);
+        let bucket = SECONDS_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(SECONDS_BUCKETS.len());
+        bump(&live().latency_buckets[bucket], 1);
     }
 }
 
@@ -231,6 +288,7 @@ pub fn pusher_request(endpoint: &'static str, status: Option<u16>, elapsed: Dura
         None => "error",
     };
     counter!(PUSHER_REQUESTS, "endpoint" => endpoint, "status_class" => class).increment(1);
+    bump(&live().pusher_requests, 1);
     histogram!(PUSHER_REQUEST_DURATION, "endpoint" => endpoint).record(elapsed.as_secs_f64());
 }
 
@@ -240,10 +298,12 @@ pub fn batch_size(events: usize) {
 
 pub fn retry(reason: &'static str) {
     counter!(RETRIES, "reason" => reason).increment(1);
+    bump(&live().retries, 1);
 }
 
 pub fn dead_letter(reason: &'static str) {
     counter!(DEAD_LETTERS, "reason" => reason).increment(1);
+    bump(&live().dead_letters, 1);
 }
 
 pub fn in_flight(n: usize) {
@@ -265,6 +325,7 @@ pub fn shards(active: usize, workers: usize) {
 
 pub fn consumer_lag(messages: u64) {
     gauge!(CONSUMER_LAG).set(messages as f64);
+    live().backlog.store(messages, Ordering::Relaxed);
 }
 
 pub fn store_error() {

@@ -589,17 +589,24 @@ async fn replayed_intent_is_delivered_by_the_worker_and_the_admin_api_serves_dea
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_api_is_absent_without_a_token() {
+async fn admin_api_and_console_are_absent_without_a_token() {
     let (_fake, server) = FakePusher::start().await;
     let broker = Broker::new("dlq-noadmin").await;
     let db = Db::sqlite();
     let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
         .await
         .expect("worker starts");
-    let resp = reqwest::get(format!("http://{}/api/dead-letters", worker.http_addr))
-        .await
-        .expect("http");
-    assert_eq!(resp.status(), 404);
+    for path in [
+        "/api/dead-letters",
+        "/ui",
+        "/ui/login",
+        "/ui/assets/console.js",
+    ] {
+        let resp = reqwest::get(format!("http://{}{path}", worker.http_addr))
+            .await
+            .expect("http");
+        assert_eq!(resp.status(), 404, "{path}");
+    }
     common::stop(worker).await;
     broker.cleanup().await;
     db.cleanup().await;

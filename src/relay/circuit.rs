@@ -17,7 +17,7 @@
 //! open forever instead of being dead-lettered as `exhausted`.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
@@ -42,7 +42,8 @@ pub enum Cause {
 }
 
 impl Cause {
-    fn label(&self) -> &'static str {
+    /// `outage`, `unauthorized` or `forbidden`, as in the metrics.
+    pub fn label(&self) -> &'static str {
         match self {
             Cause::Outage(_) => "outage",
             Cause::Unauthorized(_) => "unauthorized",
@@ -70,6 +71,18 @@ struct State {
     /// whether any succeeded meanwhile (Pusher healthy) or none (outage).
     successes: u64,
     open: Option<Cause>,
+    /// When it last opened, for the ops console ("open since").
+    opened_at: Option<SystemTime>,
+    /// When the next probe runs while open.
+    next_probe: Option<SystemTime>,
+}
+
+/// An open circuit as the ops console shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenCircuit {
+    pub cause: Cause,
+    pub since: SystemTime,
+    pub next_probe: Option<SystemTime>,
 }
 
 /// Shared by every request of the worker.
@@ -98,6 +111,17 @@ impl Circuit {
         self.lock().open.clone()
     }
 
+    /// Whether delivery is paused, why, since when and when it probes next.
+    pub fn status(&self) -> Option<OpenCircuit> {
+        let s = self.lock();
+        let cause = s.open.clone()?;
+        Some(OpenCircuit {
+            cause,
+            since: s.opened_at.unwrap_or(SystemTime::UNIX_EPOCH),
+            next_probe: s.next_probe,
+        })
+    }
+
     /// Follows open/close changes (the consumer pauses on them).
     pub fn subscribe(&self) -> watch::Receiver<Option<Cause>> {
         self.changed.subscribe()
@@ -121,6 +145,8 @@ impl Circuit {
         s.consecutive_failures = 0;
         s.successes += 1;
         if let Some(cause) = s.open.take() {
+            s.opened_at = None;
+            s.next_probe = None;
             tracing::info!(was = %cause.describe(), "circuit closed: Pusher answers again, delivery resumes");
             metrics::circuit(false, cause.label());
             self.changed.send_replace(None);
@@ -150,11 +176,13 @@ impl Circuit {
             tracing::error!(cause = %cause.describe(), "circuit open: delivery paused, intents stay in RabbitMQ, probing every {PROBE_INTERVAL:?}");
             metrics::circuit(true, cause.label());
             s.open = Some(cause.clone());
+            s.opened_at = Some(SystemTime::now());
         }
         self.changed.send_replace(Some(cause));
         let circuit = Arc::clone(self);
         tokio::spawn(async move {
             while circuit.open_cause().is_some() {
+                circuit.lock().next_probe = Some(SystemTime::now() + PROBE_INTERVAL);
                 tokio::time::sleep(PROBE_INTERVAL).await;
                 if (circuit.probe)().await {
                     circuit.success();
@@ -185,6 +213,9 @@ mod tests {
         }
         assert!(c.transient_failure("503"));
         assert!(matches!(c.open_cause(), Some(Cause::Outage(_))));
+        let status = c.status().expect("open");
+        assert!(matches!(status.cause, Cause::Outage(_)));
+        assert!(status.since <= SystemTime::now());
 
         let waiting = c.admit();
         tokio::pin!(waiting);
@@ -199,6 +230,7 @@ mod tests {
         waiting.await;
         assert!(started.elapsed() <= PROBE_INTERVAL);
         assert!(c.open_cause().is_none());
+        assert!(c.status().is_none(), "closed: no since, no next probe");
     }
 
     #[tokio::test(start_paused = true)]

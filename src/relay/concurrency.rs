@@ -414,6 +414,11 @@ impl Limiter {
         self.lock().baseline()
     }
 
+    /// Requests holding a slot now.
+    pub fn in_flight(&self) -> usize {
+        self.lock().in_flight()
+    }
+
     /// A slot if one is free now.
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
         let now = tokio::time::Instant::now().into_std();

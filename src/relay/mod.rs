@@ -85,6 +85,10 @@ impl Worker {
         // report a store that is down); the admin API gets the store through
         // this slot, filled by run_sessions once connected.
         let store_slot: Arc<OnceLock<Store>> = Arc::default();
+        let client = Client::new(&cfg.pusher)?;
+        let limiter = concurrency::Limiter::new(cfg.relay.concurrency, cfg.relay.max_in_flight);
+        // Made here rather than with the sessions: the console shows it.
+        let circuit = circuit::Circuit::new(probe(client.clone()));
         let admin = cfg
             .http
             .admin_token
@@ -94,6 +98,26 @@ impl Worker {
                 token,
                 amqp: cfg.amqp.clone(),
             });
+        let console = cfg.http.admin_token.clone().map(|token| {
+            let history = Arc::new(crate::ui::history::History::default());
+            tokio::spawn(crate::ui::history::run(
+                history.clone(),
+                circuit.clone(),
+                limiter.clone(),
+                trigger.subscribe(),
+            ));
+            Arc::new(crate::ui::Console {
+                store: store_slot.clone(),
+                token,
+                amqp: cfg.amqp.clone(),
+                health: health.clone(),
+                circuit: circuit.clone(),
+                limiter: limiter.clone(),
+                history,
+                sessions: Default::default(),
+                replays: Default::default(),
+            })
+        });
         let state = http::AppState {
             health: health.clone(),
             prometheus,
@@ -103,16 +127,16 @@ impl Worker {
                 cfg.amqp.clone(),
             ),
             admin,
+            console,
         };
         tokio::spawn(http::serve(listener, state, trigger.subscribe()));
         tracing::info!(%http_addr, pusher = %cfg.pusher.base_url(), "listening for /metrics, /healthz, /readyz");
 
-        let client = Client::new(&cfg.pusher)?;
-        let limiter = concurrency::Limiter::new(cfg.relay.concurrency, cfg.relay.max_in_flight);
         let task = tokio::spawn(run_sessions(
             cfg,
             client,
             limiter.clone(),
+            circuit,
             health.clone(),
             store_slot,
             shutdown,
@@ -229,6 +253,7 @@ async fn run_sessions(
     cfg: Config,
     client: Client,
     limiter: Arc<concurrency::Limiter>,
+    circuit: Arc<circuit::Circuit>,
     health: Arc<Health>,
     store_slot: Arc<OnceLock<Store>>,
     mut shutdown: Shutdown,
@@ -257,7 +282,7 @@ async fn run_sessions(
     let sharded = cfg.amqp.shards > 0;
     let shared = Arc::new(session::Shared {
         dedup: Arc::new(Mutex::new(dedup::DedupCache::new(cfg.relay.dedup_capacity))),
-        circuit: circuit::Circuit::new(probe(client.clone())),
+        circuit,
         limiter,
         health: health.clone(),
         store: store.clone(),

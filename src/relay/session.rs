@@ -232,7 +232,7 @@ struct Session {
     acks: AckTracker,
     in_flight: usize,
     /// Metric handles, kept so the hot path skips registry lookups.
-    consumed: HashMap<String, ::metrics::Counter>,
+    consumed: HashMap<String, metrics::IntentCounter>,
     delivery_metrics: metrics::DeliveryMetrics,
     /// Dead letters handed to the writer and not yet stored: their
     /// deliveries are finished only once stored, so draining waits for them.
@@ -519,10 +519,10 @@ impl Session {
             }
         };
         match self.consumed.get(&intent.kind) {
-            Some(counter) => counter.increment(1),
+            Some(counter) => counter.increment(),
             None => {
                 let counter = metrics::intents_consumed(&intent.kind);
-                counter.increment(1);
+                counter.increment();
                 self.consumed.insert(intent.kind.clone(), counter);
             }
         }
@@ -585,11 +585,10 @@ impl Session {
                     match outcome {
                         Outcome::Delivered => {
                             self.delivery_metrics
-                                .delivered
-                                .increment(pending.channels.len() as u64);
+                                .delivered(pending.channels.len() as u64);
                             if let Some(born) = pending.enqueued_at_ms {
                                 let ms = now_ms().saturating_sub(born).max(0);
-                                self.delivery_metrics.latency.record(ms as f64 / 1000.0);
+                                self.delivery_metrics.latency(ms as f64 / 1000.0);
                             }
                             self.dedup().insert(&pending.intent_id);
                             if !lost {
