@@ -56,7 +56,7 @@ pub fn detail_json(dl: &DeadLetter) -> Value {
         "replay_count": dl.replay_count,
         "last_replayed_at": dl.last_replayed_at_ms.map(rfc3339_ms),
         "last_replayed_at_ms": dl.last_replayed_at_ms,
-        "headers": dl.headers,
+        "headers": crate::amqp::readable_properties(&dl.headers),
         "body": serde_json::from_slice::<Value>(&dl.body).ok(),
         "body_base64": base64::engine::general_purpose::STANDARD.encode(&dl.body),
     })
@@ -167,7 +167,8 @@ pub fn show_text(dl: &DeadLetter) -> String {
             None => "never replayed".into(),
         },
     );
-    let headers = serde_json::to_string_pretty(&dl.headers).unwrap_or_default();
+    let headers = serde_json::to_string_pretty(&crate::amqp::readable_properties(&dl.headers))
+        .unwrap_or_default();
     out.push_str(&format!("headers\n{headers}\n"));
     let body = match serde_json::from_slice::<Value>(&dl.body) {
         Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),

@@ -351,7 +351,8 @@ fn pretty(body: &[u8]) -> Option<String> {
 
 pub fn dead_letter(signed: &Signed, dl: &DeadLetter) -> Markup {
     let row = |k: &str, v: Markup| html! { div class="stat" { dt { (k) } dd { (v) } } };
-    let headers = serde_json::to_string_pretty(&dl.headers).unwrap_or_default();
+    let headers = serde_json::to_string_pretty(&crate::amqp::readable_properties(&dl.headers))
+        .unwrap_or_default();
     layout(
         &format!("Dead letter {}", dl.id),
         Some(signed),

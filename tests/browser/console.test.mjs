@@ -216,6 +216,8 @@ test('a dead letter whose body holds markup renders as text and runs nothing', a
   const answer = await page.locator('pre.body').first().textContent();
   assert.ok(answer.includes('<img src=x onerror='), "Pusher's answer shows its markup as text");
   assert.equal(await page.locator('main img, main script').count(), 0, 'no element was made from the markup');
+  const headers = await page.locator('pre.body').last().textContent();
+  assert.ok(headers.includes('"ordering-key": "private-user-9"'), `headers read as their values: ${headers}`);
   assert.equal(await page.evaluate(() => window.__pwned), undefined, 'nothing ran');
   await page.getByText('Raw body').click();
   assert.equal(await page.evaluate(() => window.__pwned), undefined, 'nothing ran when opened');
