@@ -1,0 +1,77 @@
+<?php
+
+declare(strict_types=1);
+
+namespace App\Services;
+
+use PusherRelay\QueuedPusherService as PusherService;
+
+/**
+ * The seed's ChatService, unchanged but for the `use` line above: messages,
+ * joins and leaves now go to RabbitMQ as intents and the pusher-relay worker
+ * delivers them to chat-room-{roomId}.
+ */
+class ChatService
+{
+    private PusherService $pusher;
+
+    public function __construct()
+    {
+        $this->pusher = new PusherService();
+    }
+
+    /**
+     * Broadcasts a message to the room. With the sender's $socketId, the
+     * sender's own connection is left out (its page has shown the message
+     * already), as Pusher's socket_id does.
+     */
+    public function sendMessage($roomId, $userId, $message, $userName, ?string $socketId = null): bool
+    {
+        $messageData = [
+            'id' => uniqid(),
+            'user_id' => $userId,
+            'user_name' => $userName,
+            'message' => $message,
+            'timestamp' => time(),
+            'room_id' => $roomId,
+        ];
+
+        // The typed helper postChatMessage() takes no socket_id, so this
+        // stays the seed's trigger(): the worker receives an `event` intent
+        // with the same channel, event and payload as chat.message would give.
+        $options = $socketId === null ? [] : ['socket_id' => $socketId];
+
+        return $this->pusher->trigger("chat-room-{$roomId}", 'new-message', $messageData, $options);
+    }
+
+    public function userJoinedRoom($roomId, $userId, $userName): bool
+    {
+        return $this->pusher->userJoinedRoom($roomId, $userId, $userName);
+    }
+
+    public function userLeftRoom($roomId, $userId, $userName): bool
+    {
+        return $this->pusher->userLeftRoom($roomId, $userId, $userName);
+    }
+
+    /**
+     * A message only the room's members can read: the worker encrypts it for
+     * private-encrypted-chat-room-{roomId} with the master key, so neither
+     * Pusher nor anything between sees the text.
+     */
+    public function sendSecretMessage($roomId, $userId, $message, $userName): bool
+    {
+        return $this->pusher->trigger("private-encrypted-chat-room-{$roomId}", 'secret-message', [
+            'id' => uniqid(),
+            'user_id' => $userId,
+            'user_name' => $userName,
+            'message' => $message,
+            'timestamp' => time(),
+        ]);
+    }
+
+    public function getLastError(): string
+    {
+        return $this->pusher->getLastError();
+    }
+}
