@@ -51,7 +51,26 @@ final class Config
         /** The worker's channel templates (RELAY_CHANNEL_*), for each intent's ordering key. */
         public readonly ChannelTemplates $channels,
         public readonly array $problems,
+        /**
+         * PUSHER_ENCRYPTION_MASTER_KEY_BASE64 decoded: 32 raw bytes, or null
+         * when unset or invalid (private-encrypted- channel auth then fails).
+         */
+        public readonly ?string $encryptionMasterKey = null,
     ) {
+    }
+
+    /**
+     * Decodes an encryption master key: canonical, padded, standard-alphabet
+     * base64 of exactly 32 bytes, as Pusher's SDKs require. Null otherwise.
+     */
+    public static function parseMasterKey(string $base64): ?string
+    {
+        $raw = base64_decode($base64, true);
+        if ($raw === false || strlen($raw) !== 32 || base64_encode($raw) !== $base64) {
+            return null;
+        }
+
+        return $raw;
     }
 
     /**
@@ -123,6 +142,16 @@ final class Config
         $amqpNodes = self::amqpNodes($read('AMQP_URL') ?? self::DEFAULT_AMQP_URL, $problems);
         $channels = ChannelTemplates::fromSettings($read, $problems);
 
+        $masterKey = null;
+        $masterKeyText = $read('PUSHER_ENCRYPTION_MASTER_KEY_BASE64');
+        if ($masterKeyText !== null) {
+            $masterKey = self::parseMasterKey($masterKeyText);
+            if ($masterKey === null) {
+                // Never echo the value: it is a secret.
+                $problems[] = 'PUSHER_ENCRYPTION_MASTER_KEY_BASE64 must be 32 bytes in base64 (openssl rand -base64 32)';
+            }
+        }
+
         return new self(
             appId: $read('PUSHER_APP_ID') ?? '',
             key: $read('PUSHER_APP_KEY') ?? '',
@@ -140,6 +169,7 @@ final class Config
             httpTimeout: $seconds('PUSHER_HTTP_TIMEOUT', self::DEFAULT_HTTP_TIMEOUT),
             channels: $channels,
             problems: $problems,
+            encryptionMasterKey: $masterKey,
         );
     }
 

@@ -36,14 +36,19 @@ trait IntentHelpers
         return $this->enqueueTyped('announcement', ['message' => $message, 'priority' => $priority], [], ['message', 'priority']);
     }
 
-    /** chat.message → chat-room-{roomId}, event "new-message". */
-    public function postChatMessage(mixed $roomId, mixed $userId, mixed $userName, mixed $message): bool
+    /**
+     * chat.message → chat-room-{roomId}, event "new-message". With the
+     * sender's $socketId (pusher-js's `pusher.connection.socket_id`), Pusher
+     * leaves that connection out, so the sender's page is not echoed.
+     */
+    public function postChatMessage(mixed $roomId, mixed $userId, mixed $userName, mixed $message, ?string $socketId = null): bool
     {
         return $this->enqueueTyped(
             'chat.message',
             ['room_id' => $roomId, 'user_id' => $userId, 'user_name' => $userName, 'message' => $message],
             ['room_id', 'user_id'],
-            ['user_name', 'message']
+            ['user_name', 'message'],
+            $socketId
         );
     }
 
@@ -135,8 +140,9 @@ trait IntentHelpers
      * @param array<string, mixed> $fields
      * @param list<string> $identifiers names in $fields that must be a non-empty string or an int
      * @param list<string> $strings names in $fields that must be strings
+     * @param ?string $socketId connection to leave out (checked by enqueue())
      */
-    private function enqueueTyped(string $type, array $fields, array $identifiers = [], array $strings = []): bool
+    private function enqueueTyped(string $type, array $fields, array $identifiers = [], array $strings = [], ?string $socketId = null): bool
     {
         $this->lastError = '';
         $errors = array_merge(
@@ -150,6 +156,6 @@ trait IntentHelpers
             }
         }
 
-        return $this->enqueue($type, $fields);
+        return $this->enqueue($type, $fields, $socketId);
     }
 }

@@ -30,6 +30,12 @@ final class PusherRules
     /** Largest JSON-encoded `data` Pusher accepts (10 KB); it answers 413 above. */
     public const MAX_DATA_BYTES = 10240;
 
+    /** Longest user id (pusher:signin, #server-to-user-), as the worker and Pusher's SDKs allow. */
+    public const MAX_USER_ID_LENGTH = 200;
+
+    /** Prefix of Pusher's reserved channel for events to one signed-in user. */
+    public const SERVER_TO_USER_PREFIX = '#server-to-user-';
+
     /** socket_id shape; strict because a crafted id could delegate auth (PUSHER-API.md §3). */
     public const SOCKET_ID_PATTERN = '/\A\d+\.\d+\z/';
 
@@ -89,6 +95,25 @@ final class PusherRules
     {
         if (!is_string($socketId) || preg_match(self::SOCKET_ID_PATTERN, $socketId) !== 1) {
             return sprintf('%s must look like "123.456"', $field);
+        }
+
+        return null;
+    }
+
+    /**
+     * A user id for user authentication or #server-to-user-{id}: 1 to 200
+     * characters from the channel charset (the worker's validate_user_id).
+     */
+    public static function userIdError(string $field, mixed $userId): ?string
+    {
+        if (!is_string($userId) || $userId === '') {
+            return sprintf('%s must be a non-empty string or an integer', $field);
+        }
+        if (strlen($userId) > self::MAX_USER_ID_LENGTH) {
+            return sprintf('%s is %d characters long; Pusher allows at most %d', $field, strlen($userId), self::MAX_USER_ID_LENGTH);
+        }
+        if (preg_match(self::CHANNEL_PATTERN, $userId) !== 1) {
+            return sprintf('%s "%s" has characters Pusher does not allow in a user id (allowed: a-z A-Z 0-9 _ - = @ , . ;)', $field, self::excerpt($userId));
         }
 
         return null;

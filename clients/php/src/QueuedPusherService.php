@@ -26,6 +26,9 @@ class QueuedPusherService
 {
     use IntentHelpers;
 
+    /** Channels whose events are end-to-end encrypted with a key derived from the master key. */
+    private const ENCRYPTED_PREFIX = 'private-encrypted-';
+
     /** Transports the browser client may use, as the seed configured them. */
     private const ENABLED_TRANSPORTS = ['ws', 'wss'];
 
@@ -148,8 +151,11 @@ class QueuedPusherService
      *
      * presence-* channels need $customData['user_id']; it is sent as a string
      * (Pusher's user ids are strings) and channel_data is compact JSON with
-     * raw UTF-8 and unescaped slashes, like the Node and Go SDKs. Other
-     * channels get the private form and $customData is not used.
+     * raw UTF-8 and unescaped slashes, like the Node and Go SDKs.
+     * private-encrypted-* channels get the private form plus the channel's
+     * shared_secret, which needs PUSHER_ENCRYPTION_MASTER_KEY_BASE64 (the
+     * worker's); without it they fail. Other channels get the private form.
+     * $customData is used for presence channels only.
      *
      * @param array<string, mixed> $customData presence member: user_id, user_info
      */
@@ -162,8 +168,8 @@ class QueuedPusherService
         if ($error !== null) {
             return $this->fail($error);
         }
-        if (str_starts_with($channel, 'private-encrypted-')) {
-            return $this->fail('private-encrypted- channels need an encryption master key, which this client does not support');
+        if (str_starts_with($channel, self::ENCRYPTED_PREFIX)) {
+            return $this->encryptedChannelAuth($channel, $socketId);
         }
 
         try {
@@ -184,6 +190,78 @@ class QueuedPusherService
         } catch (\JsonException $e) {
             return $this->fail('customData cannot be encoded as JSON: ' . $e->getMessage());
         }
+    }
+
+    /**
+     * The answer to pusher-js's user authentication (`pusher:signin`), so
+     * that events sent with sendToUser() reach this connection.
+     *
+     * $userData needs `id` (a non-empty string or an integer, sent as a
+     * string; characters as in a channel name); `user_info`, `watchlist` and
+     * anything else pass through. user_data is compact JSON with raw UTF-8
+     * and unescaped slashes, signed byte for byte.
+     *
+     * @param array<string, mixed> $userData the user: id, user_info, watchlist
+     * @return array{auth: string, user_data: string}|false e.g.
+     *         ['auth' => 'key:hex', 'user_data' => '{"id":"42"}'], to send as JSON
+     */
+    public function authenticateUser(string $socketId, array $userData): string|false
+    {
+        $this->lastError = '';
+        $error = PusherRules::socketIdError('socket_id', $socketId) ?? $this->credentialsError();
+        if ($error !== null) {
+            return $this->fail($error);
+        }
+        $id = $userData['id'] ?? null;
+        if (is_int($id)) {
+            $id = (string) $id;
+        }
+        $error = PusherRules::userIdError('userData["id"]', $id);
+        if ($error !== null) {
+            return $this->fail($error);
+        }
+        $userData['id'] = $id;
+        try {
+            $json = json_encode($userData, self::JSON_FLAGS);
+        } catch (\JsonException $e) {
+            return $this->fail('userData cannot be encoded as JSON: ' . $e->getMessage());
+        }
+
+        return json_encode([
+            'auth' => Signer::userAuth($this->config->key, $this->config->secret, $socketId, $json),
+            'user_data' => $json,
+        ], self::JSON_FLAGS);
+    }
+
+    /**
+     * Enqueues one `event` intent to Pusher's reserved channel
+     * `#server-to-user-{userId}`: $event with $data reaches every connection
+     * signed in (authenticateUser) as that user. Returns like trigger().
+     *
+     * @param int|string $userId a non-empty string or an integer; characters as in a channel name
+     * @param mixed $data event payload, any JSON value ([] becomes {})
+     */
+    public function sendToUser(mixed $userId, string $event, mixed $data = []): bool
+    {
+        $this->lastError = '';
+        if (is_int($userId)) {
+            $userId = (string) $userId;
+        }
+        $error = PusherRules::userIdError('userId', $userId);
+        if ($error !== null) {
+            return $this->fail($error);
+        }
+        $channel = PusherRules::SERVER_TO_USER_PREFIX . $userId;
+        if (strlen($channel) > PusherRules::MAX_CHANNEL_LENGTH) {
+            return $this->fail(sprintf(
+                'channel %s{userId} is %d characters long; Pusher allows at most %d',
+                PusherRules::SERVER_TO_USER_PREFIX,
+                strlen($channel),
+                PusherRules::MAX_CHANNEL_LENGTH
+            ));
+        }
+
+        return $this->enqueueEvent([$channel], $event, $data, []);
     }
 
     /**
@@ -286,10 +364,10 @@ class QueuedPusherService
      * Validates and enqueues the generic `event` intent behind trigger/triggerBatch.
      *
      * @param list<string> $channels already validated
-     * @param array<mixed> $data
+     * @param mixed $data any JSON value
      * @param array<string, mixed> $options
      */
-    private function enqueueEvent(array $channels, string $event, array $data, array $options): bool
+    private function enqueueEvent(array $channels, string $event, mixed $data, array $options): bool
     {
         $error = PusherRules::eventError($event);
         if ($error !== null) {
@@ -368,6 +446,34 @@ class QueuedPusherService
         }
 
         return true;
+    }
+
+    /** Private auth plus the channel's shared_secret (private-encrypted-*). */
+    private function encryptedChannelAuth(string $channel, string $socketId): string|false
+    {
+        if ($this->config->encryptionMasterKey === null) {
+            return $this->fail(sprintf(
+                '%s is an encrypted channel: its auth needs PUSHER_ENCRYPTION_MASTER_KEY_BASE64 (the worker\'s master key, 32 bytes in base64), which is %s',
+                $channel,
+                $this->hasMasterKeyProblem() ? 'not valid' : 'not set'
+            ));
+        }
+
+        return json_encode([
+            'auth' => Signer::channelAuth($this->config->key, $this->config->secret, $socketId, $channel),
+            'shared_secret' => Signer::sharedSecret($channel, $this->config->encryptionMasterKey),
+        ], self::JSON_FLAGS);
+    }
+
+    private function hasMasterKeyProblem(): bool
+    {
+        foreach ($this->config->problems as $problem) {
+            if (str_starts_with($problem, 'PUSHER_ENCRYPTION_MASTER_KEY_BASE64 ')) {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /**

@@ -96,6 +96,27 @@ final class Signer
         return $key . ':' . hash_hmac('sha256', $toSign, $secret);
     }
 
+    /**
+     * The `auth` value for `pusher:signin` (user authentication):
+     * "key:hex(HMAC-SHA256(secret, socket_id::user::user_data))".
+     * $userData is signed byte for byte, like channel_data.
+     */
+    public static function userAuth(string $key, string $secret, string $socketId, string $userData): string
+    {
+        return $key . ':' . hash_hmac('sha256', $socketId . '::user::' . $userData, $secret);
+    }
+
+    /**
+     * A private-encrypted- channel's shared secret, as its auth response
+     * carries it: base64(SHA-256(channel name . master key)), the master key
+     * as raw bytes (32 once decoded from PUSHER_ENCRYPTION_MASTER_KEY_BASE64).
+     * The worker derives the same key to encrypt the channel's events.
+     */
+    public static function sharedSecret(string $channel, string $masterKey): string
+    {
+        return base64_encode(hash('sha256', $channel . $masterKey, true));
+    }
+
     /** Hex HMAC-SHA256 of a webhook's raw body, as Pusher puts in X-Pusher-Signature. */
     public static function webhookSignature(string $secret, string $body): string
     {

@@ -40,6 +40,7 @@ final class ServiceFactory
             'PUSHER_USE_TLS' => null,
             'PUSHER_VERIFY_SSL' => null,
             'PUSHER_DISABLE_STATS' => null,
+            'PUSHER_ENCRYPTION_MASTER_KEY_BASE64' => null,
             'AMQP_URL' => RabbitQueue::URL,
             'AMQP_EXCHANGE' => 'pusher.intents',
             'AMQP_TIMEOUT' => 5,

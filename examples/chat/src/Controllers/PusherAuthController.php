@@ -8,9 +8,7 @@ use App\Http\Input;
 use App\Http\Response;
 use App\Services\AuthService;
 use App\Services\User;
-use PusherRelay\Config;
 use PusherRelay\QueuedPusherService as PusherService;
-use PusherRelay\Signer;
 
 /**
  * The endpoints pusher-js calls before it may join a private, presence or
@@ -61,10 +59,6 @@ final class PusherAuthController
             return $refusal;
         }
 
-        if (str_starts_with($channel, 'private-encrypted-')) {
-            return $this->encryptedChannelAuth($channel, $socketId);
-        }
-
         $customData = [];
         if (str_starts_with($channel, 'presence-')) {
             $customData = [
@@ -72,19 +66,22 @@ final class PusherAuthController
                 'user_info' => ['name' => $user->getName()],
             ];
         }
+        // private-encrypted- channels get their shared_secret too, from
+        // PUSHER_ENCRYPTION_MASTER_KEY_BASE64 (which never leaves the server).
         $auth = $this->pusher->authenticateChannel($channel, $socketId, $customData);
         if ($auth === false) {
-            return Response::error(500, 'cannot authorize ' . $channel . ': ' . $this->pusher->getLastError());
+            // Encrypted rooms are off when the master key is not configured.
+            $status = str_starts_with($channel, 'private-encrypted-') ? 503 : 500;
+            return Response::error($status, 'cannot authorize ' . $channel . ': ' . $this->pusher->getLastError());
         }
 
         return Response::jsonText($auth);
     }
 
     /**
-     * POST /api/pusher/user-auth (socket_id): the signature for
-     * `pusher:signin`, so that events sent to this user (#server-to-user-{id})
-     * reach this connection. Pusher's user authentication: HMAC of
-     * "{socket_id}::user::{user_data}".
+     * POST /api/pusher/user-auth (socket_id): the answer to `pusher:signin`,
+     * so that events sent to this user (#server-to-user-{id}) reach this
+     * connection.
      */
     public function authenticateUser(): Response
     {
@@ -98,14 +95,15 @@ final class PusherAuthController
         }
         $this->auth->release();
 
-        $config = Config::fromEnvironment();
-        $userData = json_encode(
-            ['id' => $user->getId(), 'user_info' => ['name' => $user->getName()]],
-            JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR
-        );
-        $signature = hash_hmac('sha256', "{$socketId}::user::{$userData}", $config->secret);
+        $auth = $this->pusher->authenticateUser($socketId, [
+            'id' => $user->getId(),
+            'user_info' => ['name' => $user->getName()],
+        ]);
+        if ($auth === false) {
+            return Response::error(500, 'cannot sign in ' . $user->getId() . ': ' . $this->pusher->getLastError());
+        }
 
-        return Response::json(200, ['auth' => $config->key . ':' . $signature, 'user_data' => $userData]);
+        return Response::jsonText($auth);
     }
 
     /** Null when $user may join $channel, else the refusal naming the rule. */
@@ -131,23 +129,4 @@ final class PusherAuthController
         return Response::error(403, sprintf('%s is not a channel of this app', $channel));
     }
 
-    /**
-     * An encrypted channel's auth carries its shared secret:
-     * SHA-256(channel name . master key), as Pusher's SDKs derive it (the
-     * worker derives the same to encrypt). QueuedPusherService refuses these
-     * channels (it has no master key), so the signature is made here.
-     */
-    private function encryptedChannelAuth(string $channel, string $socketId): Response
-    {
-        $masterKey = base64_decode((string) getenv('PUSHER_ENCRYPTION_MASTER_KEY_BASE64'), true);
-        if ($masterKey === false || strlen($masterKey) !== 32) {
-            return Response::error(503, 'encrypted rooms are off: PUSHER_ENCRYPTION_MASTER_KEY_BASE64 must be 32 bytes in base64');
-        }
-        $config = Config::fromEnvironment();
-
-        return Response::json(200, [
-            'auth' => Signer::channelAuth($config->key, $config->secret, $socketId, $channel),
-            'shared_secret' => base64_encode(hash('sha256', $channel . $masterKey, true)),
-        ]);
-    }
 }

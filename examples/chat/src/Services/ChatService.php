@@ -7,9 +7,10 @@ namespace App\Services;
 use PusherRelay\QueuedPusherService as PusherService;
 
 /**
- * The seed's ChatService, unchanged but for the `use` line above: messages,
- * joins and leaves now go to RabbitMQ as intents and the pusher-relay worker
- * delivers them to chat-room-{roomId}.
+ * The seed's ChatService on the `use` line above: messages, joins and
+ * leaves now go to RabbitMQ as typed intents (chat.message, chat.joined,
+ * chat.left) and the pusher-relay worker delivers them to chat-room-{roomId}
+ * with the seed's events and payloads.
  */
 class ChatService
 {
@@ -27,21 +28,7 @@ class ChatService
      */
     public function sendMessage($roomId, $userId, $message, $userName, ?string $socketId = null): bool
     {
-        $messageData = [
-            'id' => uniqid(),
-            'user_id' => $userId,
-            'user_name' => $userName,
-            'message' => $message,
-            'timestamp' => time(),
-            'room_id' => $roomId,
-        ];
-
-        // The typed helper postChatMessage() takes no socket_id, so this
-        // stays the seed's trigger(): the worker receives an `event` intent
-        // with the same channel, event and payload as chat.message would give.
-        $options = $socketId === null ? [] : ['socket_id' => $socketId];
-
-        return $this->pusher->trigger("chat-room-{$roomId}", 'new-message', $messageData, $options);
+        return $this->pusher->postChatMessage($roomId, $userId, $userName, $message, $socketId);
     }
 
     public function userJoinedRoom($roomId, $userId, $userName): bool

@@ -4,9 +4,6 @@ declare(strict_types=1);
 
 namespace App\Services;
 
-use PusherRelay\Config;
-use PusherRelay\IntentPublisher;
-use PusherRelay\PublishFailed;
 use PusherRelay\QueuedPusherService as PusherService;
 
 /**
@@ -43,34 +40,11 @@ class NotificationService
      * on Pusher's reserved #server-to-user-{id} channel, which no one can
      * subscribe to.
      *
-     * QueuedPusherService has no sendToUser() and its trigger() refuses the
-     * '#' of the reserved name, so this publishes the `event` intent itself,
-     * as the wire contract describes; the worker accepts the reserved name.
-     *
      * @param array<string, mixed> $data
      */
     public function sendToUser(string $userId, string $event, array $data): bool
     {
-        $config = Config::fromEnvironment();
-        if ($config->amqpNodes === []) {
-            return $this->done(false, $config->amqpUrlProblem());
-        }
-        $channel = "#server-to-user-{$userId}";
-        $createdAtMs = (int) floor(microtime(true) * 1000);
-        $id = bin2hex(random_bytes(16));
-        $body = json_encode(
-            ['type' => 'event', 'id' => $id, 'channels' => [$channel], 'event' => $event, 'data' => $data, 'created_at' => $createdAtMs],
-            JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR
-        );
-        try {
-            // The ordering key is the intent's last channel, as every producer sets it.
-            (new IntentPublisher($config->amqpNodes, $config->exchange, $config->amqpTimeout))
-                ->publish('event', $body, $id, intdiv($createdAtMs, 1000), $channel);
-        } catch (PublishFailed $e) {
-            return $this->done(false, $e->getMessage());
-        }
-
-        return $this->done(true, '');
+        return $this->done($this->pusher->sendToUser($userId, $event, $data), $this->pusher->getLastError());
     }
 
     public function getLastError(): string
