@@ -475,34 +475,6 @@ async fn check_delivered(
     );
 }
 
-/// Closes, from the broker's side, the connections whose client properties
-/// mention `app_id` (the producer puts it in its connection name), as a
-/// broker restart or a node going down does; returns how many it closed.
-fn close_connections_of(app_id: &str) -> usize {
-    // The table format prints pids in the form close_connection takes.
-    let out = Command::new("rabbitmqctl")
-        .args([
-            "list_connections",
-            "pid",
-            "client_properties",
-            "-q",
-            "--no-table-headers",
-        ])
-        .output()
-        .expect("rabbitmqctl runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut closed = 0;
-    for line in text.lines().filter(|l| l.contains(app_id)) {
-        let pid = line.split('\t').next().unwrap_or_default();
-        let status = Command::new("rabbitmqctl")
-            .args(["close_connection", pid, "test: simulated broker restart"])
-            .status()
-            .expect("rabbitmqctl");
-        closed += usize::from(status.success());
-    }
-    closed
-}
-
 /// Runs `child` (a script that publishes once, prints the id, waits for a
 /// line on stdin, publishes again and prints that id), closing its
 /// connection between the two publishes; both intents must reach the queue,
@@ -519,7 +491,8 @@ async fn publish_across_a_closed_connection(
     stdout.read_line(&mut first).expect("the first id");
     assert!(!first.trim().is_empty(), "no id from the first publish");
     assert_eq!(
-        close_connections_of(app_id),
+        // The producer puts the app id in its connection name.
+        common::close_connections_mentioning(app_id),
         1,
         "the producer's one connection was closed"
     );

@@ -670,6 +670,12 @@ impl Drop for Proxy {
 /// broker restart or a network cut does. The worker names its connection
 /// `pusher-relay {queue}`.
 pub fn close_broker_connection(queue: &str) -> bool {
+    close_connections_mentioning(&format!("\"pusher-relay {queue}\"")) > 0
+}
+
+/// Closes, from the broker's side, every connection whose client properties
+/// contain `needle` (a connection name, an app id in it); returns how many.
+pub fn close_connections_mentioning(needle: &str) -> usize {
     // The table format prints pids in the form close_connection takes
     // (`<rabbit@host.1.2.0>`); the JSON formatter does not.
     let out = std::process::Command::new("rabbitmqctl")
@@ -683,15 +689,14 @@ pub fn close_broker_connection(queue: &str) -> bool {
         .output()
         .expect("rabbitmqctl runs");
     let text = String::from_utf8_lossy(&out.stdout);
-    let wanted = format!("\"pusher-relay {queue}\"");
-    let mut closed = false;
-    for line in text.lines().filter(|l| l.contains(&wanted)) {
-        let pid = line.split('\t').next().unwrap_or_default().to_string();
+    let mut closed = 0;
+    for line in text.lines().filter(|l| l.contains(needle)) {
+        let pid = line.split('\t').next().unwrap_or_default();
         let status = std::process::Command::new("rabbitmqctl")
-            .args(["close_connection", &pid, "test: simulated broker restart"])
+            .args(["close_connection", pid, "test: simulated broker restart"])
             .status()
             .expect("rabbitmqctl");
-        closed |= status.success();
+        closed += usize::from(status.success());
     }
     closed
 }
