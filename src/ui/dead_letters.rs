@@ -156,27 +156,19 @@ pub async fn delete_form(
     Extension(fields): Extension<Fields>,
 ) -> Result<Response, PageError> {
     let (filter, what) = chosen(&fields)?;
-    let store = store(&state)?;
-    if fields.get("confirmed") != Some("yes") {
-        let n = store.count_matching(&filter).await?;
-        return Ok(html(
-            StatusCode::OK,
-            pages::confirm(
-                &signed,
-                &fields,
-                "/ui/dead-letters/delete",
-                &format!("Delete {what}?"),
-                n,
-                "Delete",
-            ),
-        ));
-    }
-    let n = store.purge(&filter, |_| {}).await?;
-    tracing::info!(deleted = n, what = %what, "ops console: dead letters deleted");
-    Ok(html(
-        StatusCode::OK,
-        pages::done(&signed, &format!("Deleted {n} dead letters.")),
-    ))
+    delete_matching(
+        &state,
+        &signed,
+        &fields,
+        &filter,
+        Confirm {
+            action: "/ui/dead-letters/delete",
+            question: format!("Delete {what}?"),
+            verb: "Delete",
+        },
+        |n| format!("Deleted {n} dead letters."),
+    )
+    .await
 }
 
 /// Purge older than N days, as `dlq purge --older-than Nd`.
@@ -194,31 +186,59 @@ pub async fn purge_form(
         until: Some(format!("{days}d")),
         ..FilterSpec::default()
     })?;
-    let store = store(&state)?;
-    let question = format!("Purge every dead letter older than {days} days?");
+    delete_matching(
+        &state,
+        &signed,
+        &fields,
+        &filter,
+        Confirm {
+            action: "/ui/dead-letters/purge",
+            question: format!("Purge every dead letter older than {days} days?"),
+            verb: "Purge",
+        },
+        |n| format!("Purged {n} dead letters older than {days} days."),
+    )
+    .await
+}
+
+/// The confirmation page a deleting form shows first.
+struct Confirm {
+    /// Where the confirmed form posts again.
+    action: &'static str,
+    question: String,
+    /// The confirming button's label.
+    verb: &'static str,
+}
+
+/// Delete and purge alike: the first post shows how many match and asks;
+/// the confirmed one deletes them and says how many went.
+async fn delete_matching(
+    state: &ConsoleState,
+    signed: &Signed,
+    fields: &Fields,
+    filter: &Filter,
+    confirm: Confirm,
+    done: impl FnOnce(u64) -> String,
+) -> Result<Response, PageError> {
+    let store = store(state)?;
     if fields.get("confirmed") != Some("yes") {
-        let n = store.count_matching(&filter).await?;
+        let n = store.count_matching(filter).await?;
         return Ok(html(
             StatusCode::OK,
             pages::confirm(
-                &signed,
-                &fields,
-                "/ui/dead-letters/purge",
-                &question,
+                signed,
+                fields,
+                confirm.action,
+                &confirm.question,
                 n,
-                "Purge",
+                confirm.verb,
             ),
         ));
     }
-    let n = store.purge(&filter, |_| {}).await?;
-    tracing::info!(deleted = n, days, "ops console: dead letters purged");
-    Ok(html(
-        StatusCode::OK,
-        pages::done(
-            &signed,
-            &format!("Purged {n} dead letters older than {days} days."),
-        ),
-    ))
+    let n = store.purge(filter, |_| {}).await?;
+    let done = done(n);
+    tracing::info!(deleted = n, "ops console: {done}");
+    Ok(html(StatusCode::OK, pages::done(signed, &done)))
 }
 
 pub async fn replay_page(
