@@ -5,26 +5,12 @@ declare(strict_types=1);
 namespace PusherRelay\Tests;
 
 use PHPUnit\Framework\TestCase;
-use PusherRelay\QueuedPusherService;
-use PusherRelay\Tests\Support\RabbitQueue;
-use PusherRelay\Tests\Support\ServiceFactory;
+use PusherRelay\Tests\Support\ServiceOnRabbitQueue;
 
 /** Each helper enqueues exactly one typed intent (DESIGN.md table) on the real RabbitMQ. */
 final class HelpersTest extends TestCase
 {
-    private RabbitQueue $rabbit;
-    private QueuedPusherService $service;
-
-    protected function setUp(): void
-    {
-        $this->rabbit = new RabbitQueue();
-        $this->service = ServiceFactory::make(['AMQP_EXCHANGE' => $this->rabbit->exchange]);
-    }
-
-    protected function tearDown(): void
-    {
-        $this->rabbit->close();
-    }
+    use ServiceOnRabbitQueue;
 
     /**
      * @dataProvider helperCases

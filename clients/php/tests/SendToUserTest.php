@@ -5,9 +5,7 @@ declare(strict_types=1);
 namespace PusherRelay\Tests;
 
 use PHPUnit\Framework\TestCase;
-use PusherRelay\QueuedPusherService;
-use PusherRelay\Tests\Support\RabbitQueue;
-use PusherRelay\Tests\Support\ServiceFactory;
+use PusherRelay\Tests\Support\ServiceOnRabbitQueue;
 
 /**
  * sendToUser() (an `event` intent to #server-to-user-{id}) and
@@ -15,19 +13,7 @@ use PusherRelay\Tests\Support\ServiceFactory;
  */
 final class SendToUserTest extends TestCase
 {
-    private RabbitQueue $rabbit;
-    private QueuedPusherService $service;
-
-    protected function setUp(): void
-    {
-        $this->rabbit = new RabbitQueue();
-        $this->service = ServiceFactory::make(['AMQP_EXCHANGE' => $this->rabbit->exchange]);
-    }
-
-    protected function tearDown(): void
-    {
-        $this->rabbit->close();
-    }
+    use ServiceOnRabbitQueue;
 
     public function testSendToUserEnqueuesOneEventIntentToTheUsersReservedChannel(): void
     {

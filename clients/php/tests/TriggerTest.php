@@ -6,26 +6,13 @@ namespace PusherRelay\Tests;
 
 use PhpAmqpLib\Message\AMQPMessage;
 use PHPUnit\Framework\TestCase;
-use PusherRelay\QueuedPusherService;
-use PusherRelay\Tests\Support\RabbitQueue;
 use PusherRelay\Tests\Support\ServiceFactory;
+use PusherRelay\Tests\Support\ServiceOnRabbitQueue;
 
 /** trigger() and triggerBatch() against the real RabbitMQ. */
 final class TriggerTest extends TestCase
 {
-    private RabbitQueue $rabbit;
-    private QueuedPusherService $service;
-
-    protected function setUp(): void
-    {
-        $this->rabbit = new RabbitQueue();
-        $this->service = ServiceFactory::make(['AMQP_EXCHANGE' => $this->rabbit->exchange]);
-    }
-
-    protected function tearDown(): void
-    {
-        $this->rabbit->close();
-    }
+    use ServiceOnRabbitQueue;
 
     public function testTriggerEnqueuesOneEventIntentWithContractProperties(): void
     {
