@@ -70,14 +70,11 @@ struct State {
     /// Successful requests so far: a request that spent its budget asks
     /// whether any succeeded meanwhile (Pusher healthy) or none (outage).
     successes: u64,
-    open: Option<Cause>,
-    /// When it last opened, for the ops console ("open since").
-    opened_at: Option<SystemTime>,
-    /// When the next probe runs while open.
-    next_probe: Option<SystemTime>,
+    open: Option<OpenCircuit>,
 }
 
-/// An open circuit as the ops console shows it.
+/// An open circuit: why, since when (for the ops console) and when it
+/// probes next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenCircuit {
     pub cause: Cause,
@@ -108,18 +105,12 @@ impl Circuit {
 
     /// Whether delivery is paused, and why.
     pub fn open_cause(&self) -> Option<Cause> {
-        self.lock().open.clone()
+        self.lock().open.as_ref().map(|o| o.cause.clone())
     }
 
     /// Whether delivery is paused, why, since when and when it probes next.
     pub fn status(&self) -> Option<OpenCircuit> {
-        let s = self.lock();
-        let cause = s.open.clone()?;
-        Some(OpenCircuit {
-            cause,
-            since: s.opened_at.unwrap_or(SystemTime::UNIX_EPOCH),
-            next_probe: s.next_probe,
-        })
+        self.lock().open.clone()
     }
 
     /// Follows open/close changes (the consumer pauses on them).
@@ -144,9 +135,7 @@ impl Circuit {
         let mut s = self.lock();
         s.consecutive_failures = 0;
         s.successes += 1;
-        if let Some(cause) = s.open.take() {
-            s.opened_at = None;
-            s.next_probe = None;
+        if let Some(OpenCircuit { cause, .. }) = s.open.take() {
             tracing::info!(was = %cause.describe(), "circuit closed: Pusher answers again, delivery resumes");
             metrics::circuit(false, cause.label());
             self.changed.send_replace(None);
@@ -175,14 +164,19 @@ impl Circuit {
             }
             tracing::error!(cause = %cause.describe(), "circuit open: delivery paused, intents stay in RabbitMQ, probing every {PROBE_INTERVAL:?}");
             metrics::circuit(true, cause.label());
-            s.open = Some(cause.clone());
-            s.opened_at = Some(SystemTime::now());
+            s.open = Some(OpenCircuit {
+                cause: cause.clone(),
+                since: SystemTime::now(),
+                next_probe: None,
+            });
         }
         self.changed.send_replace(Some(cause));
         let circuit = Arc::clone(self);
         tokio::spawn(async move {
             while circuit.open_cause().is_some() {
-                circuit.lock().next_probe = Some(SystemTime::now() + PROBE_INTERVAL);
+                if let Some(open) = circuit.lock().open.as_mut() {
+                    open.next_probe = Some(SystemTime::now() + PROBE_INTERVAL);
+                }
                 tokio::time::sleep(PROBE_INTERVAL).await;
                 if (circuit.probe)().await {
                     circuit.success();
