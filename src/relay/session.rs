@@ -210,15 +210,20 @@ async fn close(conn: Connection, channel: Channel, queue: &str) {
         passive: true,
         ..Default::default()
     };
-    let _ = channel
+    let answered = channel
         .queue_declare(queue, passive, FieldTable::default())
-        .await;
+        .await
+        .is_ok();
     // Processed by the channel is not yet applied by a quorum queue: its
     // leader settles acks through Raft, and a channel closed meanwhile has
     // some of them dropped and their messages returned (rabbitmq-server
     // #10327, open). On this project's 2-core machines about one graceful
-    // shutdown in twenty sent tens of delivered intents around again.
-    tokio::time::sleep(SETTLE_PAUSE).await;
+    // shutdown in twenty sent tens of delivered intents around again. A
+    // channel that no longer answers (the connection was lost) has nothing
+    // left to settle, and its reconnect should not wait.
+    if answered {
+        tokio::time::sleep(SETTLE_PAUSE).await;
+    }
     let _ = channel.close(200, "pusher-relay stopping").await;
     let _ = conn.close(200, "pusher-relay stopping").await;
 }
