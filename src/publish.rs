@@ -181,20 +181,9 @@ impl Publisher {
     /// Publishes a JSON intent body; returns its id once confirmed.
     pub async fn publish_json(&self, body: &[u8]) -> Result<String, PublishError> {
         let intent = self.check(body).map_err(PublishError::Invalid)?;
-        let (kind, id, key) = (&intent.kind, &intent.id, intent.ordering_key());
-        match self.send(kind, id, key, body).await {
-            Err(PublishError::Amqp(_)) | Err(PublishError::NotConfirmed { .. })
-                if !self.connected().await =>
-            {
-                tracing::warn!(
-                    id,
-                    "connection to RabbitMQ lost while publishing; reconnecting and sending again"
-                );
-                self.send(kind, id, key, body).await?;
-            }
-            other => other?,
-        }
-        Ok(intent.id)
+        let checked = Checked::new(intent, body.to_vec());
+        self.publish_window(std::slice::from_ref(&checked)).await?;
+        Ok(checked.id)
     }
 
     async fn connected(&self) -> bool {
@@ -202,17 +191,6 @@ impl Publisher {
             Some((conn, channel)) => conn.status().connected() && channel.status().connected(),
             None => false,
         }
-    }
-
-    async fn send(
-        &self,
-        routing_key: &str,
-        id: &str,
-        ordering_key: &str,
-        body: &[u8],
-    ) -> Result<(), PublishError> {
-        let confirm = self.start(routing_key, id, ordering_key, body).await?;
-        self.settle(routing_key, confirm).await
     }
 
     /// Sends one intent and returns its confirm, not yet awaited: sends on
@@ -346,6 +324,17 @@ struct Checked {
     body: Vec<u8>,
 }
 
+impl Checked {
+    fn new(intent: Intent, body: Vec<u8>) -> Checked {
+        Checked {
+            key: intent.ordering_key().to_string(),
+            kind: intent.kind,
+            id: intent.id,
+            body,
+        }
+    }
+}
+
 /// Publishes every non-empty line of `input` as one intent, in order, with
 /// up to [`CONFIRM_WINDOW`] awaiting their confirms at once. A line that is
 /// not a valid intent is reported with its number and reason and skipped;
@@ -375,12 +364,7 @@ pub async fn publish_lines(
             continue;
         }
         match publisher.check(line.as_bytes()) {
-            Ok(intent) => window.push(Checked {
-                key: intent.ordering_key().to_string(),
-                kind: intent.kind,
-                id: intent.id,
-                body: line.into_bytes(),
-            }),
+            Ok(intent) => window.push(Checked::new(intent, line.into_bytes())),
             Err(e) => summary.rejected.push(Rejected {
                 line: line_no,
                 reason: e.to_string(),
