@@ -35,6 +35,12 @@ pub const DEFAULT_PREFETCH: u16 = 10_000;
 /// than the order they buy.
 pub const MAX_SHARDS: u16 = 64;
 
+/// The default `RELAY_MAX_BODY_BYTES`: an intent carries one event of at
+/// most `PUSHER_MAX_EVENT_BYTES` (10 KiB at Pusher) plus its envelope, so
+/// 64 KiB leaves room for servers with a raised event limit while a full
+/// prefetch window of 10,000 stays under 640 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024;
+
 /// A value that must never be printed: `Debug` and `Display` show `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -215,6 +221,10 @@ pub struct AmqpConfig {
     /// `RELAY_SHARDS`: 0 for one queue; else the number of order-keeping
     /// shard queues behind a consistent-hash exchange.
     pub shards: u16,
+    /// `RELAY_MAX_BODY_BYTES`: a consumed message with a larger body is cut
+    /// to an excerpt before it is buffered and dead-lettered as too large,
+    /// so a producer cannot make the prefetch window hold gigabytes.
+    pub max_body_bytes: u64,
 }
 
 impl AmqpConfig {
@@ -228,6 +238,7 @@ impl AmqpConfig {
             webhook_exchange: webhook_exchange.into(),
             single_active: false,
             shards: 0,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 
@@ -571,6 +582,12 @@ impl Config {
             webhook_exchange: r.string("AMQP_WEBHOOK_EXCHANGE", "pusher.webhooks"),
             single_active: r.bool("RELAY_SINGLE_ACTIVE", false),
             shards: r.number("RELAY_SHARDS", 0u16, 0, MAX_SHARDS),
+            max_body_bytes: r.number(
+                "RELAY_MAX_BODY_BYTES",
+                DEFAULT_MAX_BODY_BYTES,
+                1024,
+                16 << 20,
+            ),
         };
         let urls = amqp.urls();
         if urls.is_empty() {
@@ -766,6 +783,7 @@ impl Config {
             ("RELAY_PREFETCH", r.prefetch.to_string()),
             ("RELAY_SINGLE_ACTIVE", self.amqp.single_active.to_string()),
             ("RELAY_SHARDS", self.amqp.shards.to_string()),
+            ("RELAY_MAX_BODY_BYTES", self.amqp.max_body_bytes.to_string()),
             ("RELAY_LINGER_MS", r.linger.as_millis().to_string()),
             ("RELAY_MAX_IN_FLIGHT", r.max_in_flight.to_string()),
             ("RELAY_CONCURRENCY", r.concurrency.as_str().into()),

@@ -1,6 +1,7 @@
 //! RabbitMQ: connecting on tokio, the worker's topology, and acking in runs.
 
 pub mod acker;
+pub mod guard;
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use lapin::options::{
     ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use rand::seq::SliceRandom;
@@ -49,9 +51,13 @@ impl AmqpError {
 }
 
 /// Connects with lapin driven by the current tokio runtime (no extra
-/// executor threads).
+/// executor threads), through the [`guard`]: every connection made here may
+/// consume, and what arrives on it is producers' input.
 pub async fn connect(cfg: &AmqpConfig, name: &str) -> Result<Connection, AmqpError> {
-    connect_any(cfg, || {
+    let limits = guard::Limits {
+        max_body_bytes: cfg.max_body_bytes,
+    };
+    connect_any(cfg, Some(limits), || {
         ConnectionProperties::default()
             .with_executor(tokio_executor_trait::Tokio::current())
             .with_reactor(tokio_reactor_trait::Tokio)
@@ -65,13 +71,14 @@ pub async fn connect(cfg: &AmqpConfig, name: &str) -> Result<Connection, AmqpErr
 /// connection made; the error lists every node's failure.
 async fn connect_any(
     cfg: &AmqpConfig,
+    guarded: Option<guard::Limits>,
     props: impl Fn() -> ConnectionProperties,
 ) -> Result<Connection, AmqpError> {
     let mut urls = cfg.urls();
     urls.shuffle(&mut rand::thread_rng());
     let mut tried = Vec::new();
     for url in urls {
-        match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props())).await {
+        match tokio::time::timeout(CONNECT_TIMEOUT, open(url, guarded, props())).await {
             Ok(Ok(conn)) => {
                 if !tried.is_empty() {
                     tracing::warn!(node = %redact_url(url), unreachable = %tried.join("; "), "connected to RabbitMQ after other nodes failed");
@@ -90,6 +97,63 @@ async fn connect_any(
     })
 }
 
+/// One connection to `url`; with `guarded`, the TCP (and TLS) connection is
+/// made here and lapin talks AMQP to the guard in front of it.
+async fn open(
+    url: &str,
+    guarded: Option<guard::Limits>,
+    props: ConnectionProperties,
+) -> Result<Connection, String> {
+    let Some(limits) = guarded else {
+        return Connection::connect(url, props)
+            .await
+            .map_err(|e| e.to_string());
+    };
+    let mut uri: AMQPUri = url
+        .parse()
+        .map_err(|e: String| format!("not an AMQP URL ({e})"))?;
+    let host = uri.authority.host.clone();
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), uri.authority.port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let local = match uri.scheme {
+        AMQPScheme::AMQP => guard::spawn(tcp, limits).await,
+        AMQPScheme::AMQPS => guard::spawn(tls(tcp, &host).await?, limits).await,
+    }
+    .map_err(|e| format!("cannot start the AMQP guard: {e}"))?;
+    uri.scheme = AMQPScheme::AMQP;
+    uri.authority.host = local.ip().to_string();
+    uri.authority.port = local.port();
+    Connection::connect_uri(uri, props)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// TLS to the broker for `amqps://`, verified against the system's trust
+/// store (what lapin itself uses for `amqps`).
+async fn tls(
+    tcp: tokio::net::TcpStream,
+    host: &str,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().unwrap_or_default() {
+        let _ = roots.add(cert);
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("TLS: {host:?} is not a server name ({e})"))?;
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake failed: {e}"))
+}
+
 /// A connection and a channel with publisher confirms, for short-lived
 /// publishers (the `publish` and `dlq replay` commands). It runs on lapin's
 /// own executor rather than tokio's: with tokio's, lapin's I/O thread fails
@@ -98,7 +162,7 @@ pub async fn connect_confirmed(
     cfg: &AmqpConfig,
     name: &str,
 ) -> Result<(Connection, Channel), AmqpError> {
-    let conn = connect_any(cfg, || {
+    let conn = connect_any(cfg, None, || {
         ConnectionProperties::default().with_connection_name(name.into())
     })
     .await?;

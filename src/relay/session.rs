@@ -496,6 +496,7 @@ impl Session {
             max_event_bytes: self.shared.cfg.pusher.max_event_bytes,
             templates: &self.shared.cfg.relay.templates,
         };
+        let unreadable = unreadable(&props);
         let decoded = intent::decode(&delivery.data, &ctx);
         let mut pending = Pending {
             routing_key: delivery.routing_key.as_str().to_string(),
@@ -508,6 +509,19 @@ impl Session {
             first_seen_ms: now,
             body: delivery.data,
         };
+        if let Some(problems) = unreadable {
+            metrics::intent_consumed("invalid");
+            pending.kind = loose_type(&pending.body);
+            let reason = if problems.contains("RELAY_MAX_BODY_BYTES") {
+                Reason::TooLarge
+            } else {
+                Reason::Invalid
+            };
+            tracing::warn!(tag, problems = %problems, "AMQP message is malformed; dead-lettering it");
+            let error = format!("the AMQP message was rewritten to be read: {problems}");
+            self.dead_letter(tag, pending, failure(reason, error));
+            return;
+        }
         let intent = match decoded {
             Ok(intent) => intent,
             Err(e) => {
@@ -656,6 +670,19 @@ fn failure(reason: Reason, error: String) -> Failure {
         status: None,
         body: None,
         attempts: 0,
+    }
+}
+
+/// What the AMQP guard ([`amqp::guard`]) had to rewrite in this message, if
+/// anything: such a message is never delivered, since what it says is not
+/// what the producer sent.
+fn unreadable(props: &lapin::BasicProperties) -> Option<String> {
+    let headers = props.headers().as_ref()?;
+    match headers.inner().get(amqp::guard::UNREADABLE_HEADER)? {
+        lapin::types::AMQPValue::LongString(s) => {
+            Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+        }
+        other => Some(format!("{other:?}")),
     }
 }
 

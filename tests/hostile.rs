@@ -1,0 +1,215 @@
+//! Hostile AMQP input, sent byte for byte: messages that lapin alone cannot
+//! read (it aborts the process on deep header tables and drops the
+//! connection on strings that are not UTF-8) and bodies of any size. Each
+//! must end as a dead letter naming what was wrong, while the good intents
+//! around it are delivered once and in order, and the worker stays up.
+
+mod common;
+#[path = "common/raw_amqp.rs"]
+mod raw_amqp;
+
+use std::time::{Duration, Instant};
+
+use common::{assert_in_order_once, chat, eventually, relay_config, Broker, Db, FakePusher};
+use pusher_relay::deadletter::{DeadLetter, Reason, Store};
+use raw_amqp::{nested_table, table, RawMessage, RawPublisher, HEADERS};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn dead_letters(store: &Store) -> Vec<DeadLetter> {
+    let mut out = Vec::new();
+    for id in 1..200 {
+        if let Some(dl) = store.get(id).await.expect("get") {
+            out.push(dl);
+        }
+    }
+    out
+}
+
+fn intent_body() -> Vec<u8> {
+    chat(9, 0).to_string().into_bytes()
+}
+
+/// Publishes good intents for room 1, then `poison`, then more good ones,
+/// starts the worker, and returns the dead letters once the good intents
+/// are delivered: every one once and in order.
+async fn poison_between_good(
+    name: &str,
+    poison: Vec<RawMessage>,
+    extra: &[(&str, &str)],
+) -> Vec<DeadLetter> {
+    let (fake, server) = FakePusher::start().await;
+    let broker = Broker::new(name).await;
+    let mut topology = broker.amqp_config();
+    topology.single_active = extra.contains(&("RELAY_SINGLE_ACTIVE", "true"));
+    pusher_relay::amqp::declare_topology(&broker.channel, &topology)
+        .await
+        .expect("topology");
+    let db = Db::sqlite();
+    let expected = poison.len();
+
+    broker.publish(&[chat(1, 0), chat(1, 1)]).await;
+    let mut raw = RawPublisher::connect().await;
+    for msg in &poison {
+        raw.publish(&broker.exchange, msg).await;
+    }
+    broker.publish(&[chat(1, 2), chat(1, 3)]).await;
+
+    let started = Instant::now();
+    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, extra)).await;
+    eventually(WAIT, "the good intents behind the poison", || {
+        fake.received().len() >= 4
+    })
+    .await;
+    eprintln!(
+        "{name}: good intents delivered {:?} after the worker started",
+        started.elapsed()
+    );
+    let store = db.store().await;
+    let mut dls = Vec::new();
+    for _ in 0..500 {
+        dls = dead_letters(&store).await;
+        if dls.len() >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        dls.len(),
+        expected,
+        "one dead letter per poison message: {dls:#?}"
+    );
+
+    // Still the same connection and session: one more intent flows.
+    broker.publish(&[chat(1, 4)]).await;
+    eventually(WAIT, "an intent after the poison", || {
+        fake.received().len() >= 5
+    })
+    .await;
+    assert_in_order_once(&fake.received(), 1, 5);
+    assert!(worker.health.readiness().ready, "ready after the poison");
+
+    common::stop(worker).await;
+    assert_eq!(
+        broker.ready_settled().await,
+        0,
+        "the poison was acked once stored"
+    );
+    store.close().await;
+    broker.cleanup().await;
+    db.cleanup().await;
+    dls
+}
+
+fn with_headers(headers: Vec<u8>) -> RawMessage {
+    RawMessage {
+        routing_key: b"chat.message".to_vec(),
+        flags: HEADERS,
+        properties: headers,
+        body: intent_body(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_nested_1200_and_18000_levels_deep_are_dead_lettered_and_the_worker_lives() {
+    // 18,000 levels is about as deep as RabbitMQ's default frame_max
+    // (128 KiB) lets a content header go.
+    let dls = poison_between_good(
+        "deep",
+        vec![
+            with_headers(nested_table(1200)),
+            with_headers(nested_table(18_000)),
+        ],
+        &[],
+    )
+    .await;
+    for dl in &dls {
+        assert_eq!(dl.reason, Reason::Invalid);
+        assert!(
+            dl.error.contains("nest deeper than 16 levels"),
+            "{}",
+            dl.error
+        );
+        assert_eq!(dl.body, intent_body(), "the body is kept");
+        // What is stored reads back as JSON (depth bounded).
+        assert!(dl.headers.get("headers").is_some(), "{}", dl.headers);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routing_key_and_a_header_key_that_are_not_utf8_do_not_stall_the_queue() {
+    let bad_key = RawMessage {
+        routing_key: b"event.\xff\xfe".to_vec(),
+        flags: 0,
+        properties: Vec::new(),
+        body: intent_body(),
+    };
+    let bad_header = with_headers(table(&[(b"\xff\xfe", b't', vec![1])]));
+    // content_type (bit 15) that is not UTF-8 either.
+    let bad_property = RawMessage {
+        routing_key: b"chat.message".to_vec(),
+        flags: 1 << 15,
+        properties: vec![2, 0xc3, 0x28],
+        body: intent_body(),
+    };
+    let dls = poison_between_good("utf8", vec![bad_key, bad_header, bad_property], &[]).await;
+    let errors: Vec<&str> = dls.iter().map(|d| d.error.as_str()).collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains(r#"routing key "event.\xff\xfe" is not UTF-8"#)),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains(r#"header key "\xff\xfe" is not UTF-8"#)),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains(r#"property content_type "\xc3(" is not UTF-8"#)),
+        "{errors:#?}"
+    );
+    assert!(dls.iter().all(|d| d.reason == Reason::Invalid));
+    let rk = dls
+        .iter()
+        .find(|d| d.error.contains("routing key"))
+        .expect("routing key dead letter");
+    assert_eq!(rk.routing_key, "event.??");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_on_a_single_active_queue_does_not_block_it() {
+    let dls = poison_between_good(
+        "utf8-sac",
+        vec![
+            with_headers(table(&[(b"\xff", b't', vec![1])])),
+            with_headers(nested_table(5000)),
+        ],
+        &[("RELAY_SINGLE_ACTIVE", "true")],
+    )
+    .await;
+    assert_eq!(dls.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_megabyte_body_is_cut_to_an_excerpt_and_dead_lettered_as_too_large() {
+    let big = RawMessage {
+        routing_key: b"chat.message".to_vec(),
+        flags: 0,
+        properties: Vec::new(),
+        body: vec![b'x'; 5 << 20],
+    };
+    let dls = poison_between_good("big", vec![big], &[("RELAY_MAX_BODY_BYTES", "65536")]).await;
+    let dl = &dls[0];
+    assert_eq!(dl.reason, Reason::TooLarge);
+    assert!(
+        dl.error
+            .contains("body of 5242880 bytes exceeds RELAY_MAX_BODY_BYTES (65536)"),
+        "{}",
+        dl.error
+    );
+    assert_eq!(dl.body.len(), pusher_relay::amqp::guard::BODY_EXCERPT_BYTES);
+}
