@@ -98,6 +98,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = if e.is_unavailable() {
             StatusCode::SERVICE_UNAVAILABLE
+        } else if matches!(e, StoreError::Corrupt { .. }) {
+            // The row, not the server, is broken; the rest still work.
+            StatusCode::UNPROCESSABLE_ENTITY
         } else {
             StatusCode::INTERNAL_SERVER_ERROR
         };

@@ -62,10 +62,12 @@ pub fn detail_json(dl: &DeadLetter) -> Value {
     })
 }
 
-/// A page as JSON: `{"items": [...], "next_cursor": ...}`.
+/// A page as JSON: `{"items": [...], "unreadable": [{"id", "error"}],
+/// "next_cursor": ...}`.
 pub fn page_json(page: &Page) -> Value {
     json!({
         "items": page.items.iter().map(summary_json).collect::<Vec<_>>(),
+        "unreadable": page.unreadable,
         "next_cursor": page.next_cursor,
     })
 }
@@ -125,6 +127,9 @@ pub fn page_table(page: &Page, width: usize) -> String {
             &dl.error,
         ]));
         out.push('\n');
+    }
+    for bad in &page.unreadable {
+        out.push_str(&format!("{}: cannot be shown: {}\n", bad.id, bad.error));
     }
     match &page.next_cursor {
         Some(c) => out.push_str(&format!("more: --cursor {c}\n")),

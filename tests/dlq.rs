@@ -727,3 +727,120 @@ async fn replay_of_100_000_dead_letters_streams_in_bounded_memory() {
     broker.cleanup().await;
     db.cleanup().await;
 }
+
+/// One corrupt row must not break the listings: a body that is not JSON
+/// with a header nested 62 levels is stored with its headers bounded, and a
+/// row whose columns were edited into nonsense is flagged on the page (and
+/// answers 422 on its own) while the other rows are listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_dead_letter_is_flagged_and_the_listings_still_answer() {
+    let (_fake, server) = FakePusher::start().await;
+    let broker = Broker::new("dlq-corrupt").await;
+    let db = Db::sqlite();
+    let token = "corrupt-rows-admin-token-0123456789abcdef";
+    let worker = common::start_worker(relay_config(
+        &server.uri(),
+        &broker,
+        &db,
+        &[("RELAY_ADMIN_TOKEN", token)],
+    ))
+    .await;
+    let store = db.store().await;
+    // Typed AMQP headers, as the relay stores them, nested 62 levels.
+    let mut nested = json!({});
+    for _ in 0..62 {
+        nested = json!({"FieldTable": {"a": nested}});
+    }
+    let mut deep = dead_chat(7, 1, Reason::Invalid, now_ms());
+    deep.body = b"\xff\xfe not JSON".to_vec();
+    deep.headers = json!({"headers": nested});
+    let deep_id = store.insert(&deep).await.expect("insert deep");
+    let good_id = store
+        .insert(&dead_chat(7, 2, Reason::Rejected, now_ms()))
+        .await
+        .expect("insert");
+    let broken_id = store
+        .insert(&dead_chat(7, 3, Reason::Rejected, now_ms()))
+        .await
+        .expect("insert");
+    let db_path = db.url().trim_start_matches("sqlite://").to_string();
+    let raw = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new().filename(&db_path),
+    )
+    .await
+    .expect("raw sqlite");
+    let mut headers = String::new();
+    for _ in 0..200 {
+        headers.push_str("{\"a\":");
+    }
+    headers.push_str("{}");
+    headers.push_str(&"}".repeat(200));
+    sqlx::query("UPDATE dead_letters SET headers = ?, reason = 'bogus' WHERE id = ?")
+        .bind(&headers)
+        .bind(broken_id)
+        .execute(&raw)
+        .await
+        .expect("corrupt the row");
+    raw.close().await;
+
+    let base = format!("http://{}", worker.http_addr);
+    let http = reqwest::Client::new();
+    let list = http
+        .get(format!("{base}/api/dead-letters"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(list.status(), 200);
+    let list: Value = list.json().await.expect("json");
+    let ids: Vec<i64> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["id"].as_i64())
+        .collect();
+    assert_eq!(ids, vec![good_id, deep_id]);
+    assert_eq!(list["unreadable"][0]["id"], json!(broken_id));
+    assert!(
+        list["unreadable"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("bogus")),
+        "{list}"
+    );
+
+    let deep_one = http
+        .get(format!("{base}/api/dead-letters/{deep_id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(deep_one.status(), 200);
+    let deep_one: Value = deep_one.json().await.expect("json");
+    assert!(
+        deep_one["headers"]["unreadable"]
+            .as_str()
+            .is_some_and(|n| n.contains("nested deeper than 64")),
+        "{deep_one}"
+    );
+    assert_eq!(deep_one["body"], Value::Null, "not JSON, so only base64");
+
+    let broken = http
+        .get(format!("{base}/api/dead-letters/{broken_id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(broken.status(), 422);
+    let broken: Value = broken.json().await.expect("json");
+    assert!(
+        broken["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("corrupt")),
+        "{broken}"
+    );
+
+    common::stop(worker).await;
+    store.close().await;
+    broker.cleanup().await;
+    db.cleanup().await;
+}

@@ -291,10 +291,7 @@ impl Filter {
                 keep: kept_size,
             });
         }
-        let props = match Properties::parse(flags, &payload[14..], &mut problems) {
-            Some(props) => props,
-            None => Properties::default(),
-        };
+        let props = Properties::parse(flags, &payload[14..], &mut problems).unwrap_or_default();
         if problems.is_empty() {
             return Verdict::Pass;
         }

@@ -26,6 +26,6 @@ pub mod replay;
 pub mod store;
 
 pub use filter::{Cursor, Filter, FilterError, FilterSpec};
-pub use ops::{Count, Page, Stats};
+pub use ops::{Count, Page, Stats, Unreadable};
 pub use replay::{ReplayError, ReplayOptions, ReplayReport};
 pub use store::{DeadLetter, NewDeadLetter, ParseReasonError, Reason, Status, Store, StoreError};

@@ -11,7 +11,7 @@ use sqlx::{Postgres, Row, Sqlite};
 
 use super::filter::{Bind, Cursor, Dialect, Filter, Where};
 use super::store::{query_err, DeadLetter, Inner, RawRow, Reason, Store, StoreError};
-use super::store::{PG_COLUMNS, SQLITE_COLUMNS};
+use super::store::{PG_LIST_COLUMNS, SQLITE_LIST_COLUMNS};
 
 /// Largest page a listing returns, whatever the caller asks: a page is held
 /// in memory whole (bodies included).
@@ -25,10 +25,26 @@ pub const PURGE_BATCH: u32 = 2000;
 /// One page of a listing, newest first.
 #[derive(Debug, Clone)]
 pub struct Page {
-    /// The dead letters on this page.
+    /// The dead letters on this page, without their body and headers
+    /// (`body` is empty and `headers` is `{}`): a page never loads bodies,
+    /// which may be up to `RELAY_MAX_BODY_BYTES` each. [`Store::get`] has
+    /// them.
     pub items: Vec<DeadLetter>,
+    /// Rows of this page that cannot be shown (edited by hand, written by
+    /// another version), with what is wrong: flagged, so that one bad row
+    /// does not hide the others.
+    pub unreadable: Vec<Unreadable>,
     /// Pass back to get the next page; `None` on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// A row of a page that cannot be turned back into a [`DeadLetter`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unreadable {
+    /// The row's id (to inspect or delete it).
+    pub id: i64,
+    /// Which column holds what.
+    pub error: String,
 }
 
 /// Counts for one key (a reason, type or day).
@@ -198,8 +214,8 @@ impl Store {
         // One extra row tells whether another page exists.
         let lim = w.bind(Bind::Int(i64::from(limit) + 1));
         let columns = match dialect {
-            Dialect::Sqlite => SQLITE_COLUMNS,
-            Dialect::Postgres => PG_COLUMNS,
+            Dialect::Sqlite => SQLITE_LIST_COLUMNS,
+            Dialect::Postgres => PG_LIST_COLUMNS,
         };
         let sql = format!(
             "SELECT {columns} FROM dead_letters {} ORDER BY id DESC LIMIT {lim}",
@@ -213,17 +229,28 @@ impl Store {
             Rows::Postgres(rows) => rows.iter().map(RawRow::from_pg).collect(),
         }
         .map_err(query_err(op))?;
-        let mut items = raws
-            .into_iter()
-            .map(RawRow::into_dead_letter)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|dl| Cursor { before_id: dl.id }.encode())
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let more = raws.len() > limit as usize;
+        let mut items = Vec::new();
+        let mut unreadable = Vec::new();
+        let mut last_id = None;
+        for raw in raws.into_iter().take(limit as usize) {
+            last_id = Some(raw.id());
+            match raw.into_dead_letter() {
+                Ok(dl) => items.push(dl),
+                Err(StoreError::Corrupt { id, detail }) => {
+                    unreadable.push(Unreadable { id, error: detail })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let next_cursor = last_id
+            .filter(|_| more)
+            .map(|before_id| Cursor { before_id }.encode());
+        Ok(Page {
+            items,
+            unreadable,
+            next_cursor,
+        })
     }
 
     /// How many dead letters match.

@@ -800,6 +800,18 @@ pub(super) const PG_COLUMNS: &str =
     channels, reason, error, pusher_status::bigint AS pusher_status, pusher_body, attempts, \
     first_seen_at_ms, dead_lettered_at_ms, replay_count, last_replayed_at_ms, status";
 
+/// What a page selects: every column but the body and the headers, which
+/// read as empty so that rows keep one shape.
+pub(super) const SQLITE_LIST_COLUMNS: &str =
+    "id, X'' AS body, routing_key, '{}' AS headers, intent_id, intent_type, channels, \
+    reason, error, pusher_status, pusher_body, attempts, first_seen_at_ms, dead_lettered_at_ms, \
+    replay_count, last_replayed_at_ms, status";
+
+pub(super) const PG_LIST_COLUMNS: &str =
+    "id, ''::bytea AS body, routing_key, '{}'::text AS headers, intent_id, intent_type, \
+    channels, reason, error, pusher_status::bigint AS pusher_status, pusher_body, attempts, \
+    first_seen_at_ms, dead_lettered_at_ms, replay_count, last_replayed_at_ms, status";
+
 /// Inserts `dl`, or returns the id of the pending row of the same failure.
 async fn sqlite_insert(
     conn: &mut SqliteConnection,
@@ -811,7 +823,7 @@ async fn sqlite_insert(
         let inserted = sqlx::query_scalar::<_, i64>(INSERT_SQLITE)
             .bind(dl.body.as_slice())
             .bind(dl.routing_key.as_str())
-            .bind(dl.headers.to_string())
+            .bind(storable_headers(&dl.headers))
             .bind(dl.intent_id.as_deref())
             .bind(dl.intent_type.as_deref())
             .bind(channels.as_str())
@@ -875,7 +887,7 @@ async fn pg_insert(
             "dead letter metadata contains NUL characters; stored as U+FFFD in PostgreSQL"
         );
     }
-    let headers = headers.to_string();
+    let headers = storable_headers(&headers);
     for _ in 0..INSERT_ROUNDS {
         let inserted = sqlx::query_scalar::<_, i64>(INSERT_PG)
             .bind(dl.body.as_slice())
@@ -929,6 +941,38 @@ fn contended(dl: &NewDeadLetter) -> StoreError {
         intent_id: dl.intent_id.clone().unwrap_or_default(),
         reason: dl.reason,
     }
+}
+
+/// How deep stored headers may nest: serde_json reads back at most 128
+/// levels, and a row it cannot read cannot be shown or replayed.
+pub const MAX_STORED_JSON_DEPTH: usize = 64;
+
+/// The headers as stored: as given, or, nested deeper than
+/// [`MAX_STORED_JSON_DEPTH`], a note in their place.
+fn storable_headers(v: &serde_json::Value) -> String {
+    if json_depth(v) > MAX_STORED_JSON_DEPTH {
+        return serde_json::json!({
+            "unreadable": format!("headers nested deeper than {MAX_STORED_JSON_DEPTH} JSON levels were not stored")
+        })
+        .to_string();
+    }
+    v.to_string()
+}
+
+/// Nesting depth, without recursion (the value may be arbitrarily deep).
+fn json_depth(v: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    let mut deepest = 0;
+    let mut stack = vec![(v, 1)];
+    while let Some((v, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|c| (c, depth + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|c| (c, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Borrowed when there is nothing to replace, which is the normal case.
@@ -1029,6 +1073,10 @@ impl RawRow {
         })
     }
 
+    pub(super) fn id(&self) -> i64 {
+        self.id
+    }
+
     /// Rows may have been edited by hand or written by another version, so
     /// every conversion is checked rather than assumed.
     pub(super) fn into_dead_letter(self) -> Result<DeadLetter, StoreError> {
@@ -1079,6 +1127,19 @@ impl RawRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_nested_past_the_limit_are_replaced_by_a_note() {
+        let mut deep = serde_json::json!({});
+        for _ in 0..70 {
+            deep = serde_json::json!({ "a": deep });
+        }
+        let stored = storable_headers(&deep);
+        assert!(stored.contains("nested deeper than 64"), "{stored}");
+        let shallow = serde_json::json!({"headers": {"k": [1, {"x": 2}]}});
+        assert_eq!(storable_headers(&shallow), shallow.to_string());
+        assert_eq!(json_depth(&shallow), 4);
+    }
 
     #[test]
     fn reason_names_round_trip() {

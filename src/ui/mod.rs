@@ -250,6 +250,8 @@ impl From<StoreError> for PageError {
     fn from(e: StoreError) -> Self {
         let status = if e.is_unavailable() {
             StatusCode::SERVICE_UNAVAILABLE
+        } else if matches!(e, StoreError::Corrupt { .. }) {
+            StatusCode::UNPROCESSABLE_ENTITY
         } else {
             StatusCode::INTERNAL_SERVER_ERROR
         };

@@ -308,7 +308,14 @@ pub fn dead_letters(
                                     td class="err" { (dl.error) }
                                 }
                             }
-                            @if page.items.is_empty() { tr { td colspan="8" { "No dead letters match." } } }
+                            @for bad in &page.unreadable {
+                                tr data-id=(bad.id) class="unreadable" {
+                                    td {}
+                                    td { (bad.id) }
+                                    td colspan="6" class="err" { "Cannot be shown: " (bad.error) }
+                                }
+                            }
+                            @if page.items.is_empty() && page.unreadable.is_empty() { tr { td colspan="8" { "No dead letters match." } } }
                         }
                     }
                 }
