@@ -464,6 +464,27 @@ pub fn properties_json(props: &lapin::BasicProperties) -> serde_json::Value {
     if let Some(v) = props.app_id() {
         out.insert("app_id".into(), v.as_str().into());
     }
+    if let Some(v) = props.content_encoding() {
+        out.insert("content_encoding".into(), v.as_str().into());
+    }
+    if let Some(v) = props.priority() {
+        out.insert("priority".into(), (*v).into());
+    }
+    if let Some(v) = props.reply_to() {
+        out.insert("reply_to".into(), v.as_str().into());
+    }
+    if let Some(v) = props.expiration() {
+        out.insert("expiration".into(), v.as_str().into());
+    }
+    if let Some(v) = props.kind() {
+        out.insert("type".into(), v.as_str().into());
+    }
+    if let Some(v) = props.user_id() {
+        out.insert("user_id".into(), v.as_str().into());
+    }
+    if let Some(v) = props.cluster_id() {
+        out.insert("cluster_id".into(), v.as_str().into());
+    }
     if let Some(headers) = props.headers() {
         out.insert(
             "headers".into(),

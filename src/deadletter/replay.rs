@@ -299,6 +299,27 @@ fn properties(row: &Claimed) -> BasicProperties {
     if let Some(v) = text("app_id") {
         props = props.with_app_id(v.into());
     }
+    if let Some(v) = text("content_encoding") {
+        props = props.with_content_encoding(v.into());
+    }
+    if let Some(v) = h.get("priority").and_then(|v| v.as_u64()) {
+        props = props.with_priority(u8::try_from(v).unwrap_or(u8::MAX));
+    }
+    if let Some(v) = text("reply_to") {
+        props = props.with_reply_to(v.into());
+    }
+    if let Some(v) = text("expiration") {
+        props = props.with_expiration(v.into());
+    }
+    if let Some(v) = text("type") {
+        props = props.with_kind(v.into());
+    }
+    if let Some(v) = text("cluster_id") {
+        props = props.with_cluster_id(v.into());
+    }
+    // `user_id` is kept in the store but not sent again: RabbitMQ refuses a
+    // user_id other than the publishing connection's user, and would close
+    // the replay's channel half-way.
     let mut table = h
         .get("headers")
         .and_then(|v| serde_json::from_value::<FieldTable>(v.clone()).ok())
@@ -308,4 +329,45 @@ fn properties(row: &Claimed) -> BasicProperties {
         AMQPValue::LongString(row.id.to_string().into()),
     );
     props.with_headers(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_sends_every_stored_property_but_user_id() {
+        let original = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_content_encoding("identity".into())
+            .with_delivery_mode(2)
+            .with_priority(7)
+            .with_correlation_id("corr-1".into())
+            .with_reply_to("replies".into())
+            .with_expiration("60000".into())
+            .with_message_id("m-1".into())
+            .with_kind("chat.message".into())
+            .with_user_id("guest".into())
+            .with_app_id("shop".into())
+            .with_cluster_id("c-1".into());
+        let row = Claimed {
+            id: 9,
+            body: Vec::new(),
+            routing_key: "chat.message".into(),
+            headers: crate::amqp::properties_json(&original),
+        };
+        let replayed = properties(&row);
+        assert_eq!(replayed.content_encoding(), original.content_encoding());
+        assert_eq!(replayed.priority(), original.priority());
+        assert_eq!(replayed.correlation_id(), original.correlation_id());
+        assert_eq!(replayed.reply_to(), original.reply_to());
+        assert_eq!(replayed.expiration(), original.expiration());
+        assert_eq!(replayed.message_id(), original.message_id());
+        assert_eq!(replayed.kind(), original.kind());
+        assert_eq!(replayed.app_id(), original.app_id());
+        assert_eq!(replayed.cluster_id(), original.cluster_id());
+        assert_eq!(replayed.delivery_mode(), original.delivery_mode());
+        assert_eq!(replayed.user_id(), &None);
+        assert_eq!(row.headers["user_id"], "guest", "kept in the store");
+    }
 }
