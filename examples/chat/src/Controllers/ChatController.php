@@ -172,7 +172,9 @@ final class ChatController
         if ($user instanceof Response) {
             return $user;
         }
-        $orderId = 'A-' . random_int(1000, 9999);
+        // Unguessable: the id names the private-order- channel, and the
+        // auth endpoint's ownership check is only as good as its uniqueness.
+        $orderId = 'A-' . bin2hex(random_bytes(12));
         $this->auth->addOrder($orderId);
         $this->auth->release();
         $orders = new LiveDataService();
