@@ -86,6 +86,25 @@ async fn webhook_queue(broker: &Broker) -> lapin::Consumer {
         .expect("consume")
 }
 
+fn now_ms() -> i64 {
+    pusher_relay::clock::now_ms()
+}
+
+/// Nothing (more) arrives on `consumer` for half a second.
+async fn quiet(consumer: &mut lapin::Consumer) -> bool {
+    tokio::time::timeout(Duration::from_millis(500), consumer.next())
+        .await
+        .is_err()
+}
+
+/// The value of the counter `series` (name and labels) in `/metrics` text.
+fn counter(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 async fn next(consumer: &mut lapin::Consumer) -> (String, Value) {
     let d = tokio::time::timeout(WAIT, consumer.next())
         .await
@@ -106,7 +125,12 @@ async fn verified_webhook_events_are_published_by_name_with_time_ms() {
     let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
     let mut events = webhook_queue(&broker).await;
 
-    let body = r#"{"time_ms":1700000000123,"events":[{"channel":"presence-room-1","name":"channel_occupied"},{"channel":"presence-room-1","name":"member_added","user_id":"42"},{"channel":"private-x","name":"client_event","event":"client-typing","data":"{}","socket_id":"1.2"}]}"#;
+    // A fresh time_ms: webhooks outside the replay window are refused.
+    let time_ms = now_ms();
+    let body = format!(
+        r#"{{"time_ms":{time_ms},"events":[{{"channel":"presence-room-1","name":"channel_occupied"}},{{"channel":"presence-room-1","name":"member_added","user_id":"42"}},{{"channel":"private-x","name":"client_event","event":"client-typing","data":"{{}}","socket_id":"1.2"}}]}}"#
+    );
+    let body = body.as_str();
     let (status, answer) = post(&worker, body, Some(KEY), Some(signature(body))).await;
     assert_eq!(status, 200, "{answer}");
 
@@ -116,9 +140,7 @@ async fn verified_webhook_events_are_published_by_name_with_time_ms() {
     }
     let names: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, ["channel_occupied", "member_added", "client_event"]);
-    assert!(got
-        .iter()
-        .all(|(_, e)| e["time_ms"] == 1_700_000_000_123_i64));
+    assert!(got.iter().all(|(_, e)| e["time_ms"] == time_ms));
     assert_eq!(got[1].1["user_id"], "42");
     assert_eq!(got[2].1["event"], "client-typing");
 
@@ -217,7 +239,11 @@ async fn a_webhook_is_answered_503_while_the_broker_is_unreachable() {
     ))
     .await;
     proxy.cut();
-    let body = r#"{"time_ms":1,"events":[{"channel":"a","name":"channel_vacated"}]}"#;
+    let body = format!(
+        r#"{{"time_ms":{},"events":[{{"channel":"a","name":"channel_vacated"}}]}}"#,
+        now_ms()
+    );
+    let body = body.as_str();
     let (status, _) = post(&worker, body, Some(KEY), Some(signature(body))).await;
     assert_eq!(status, 503, "Pusher must retry later");
     proxy.restore();
@@ -232,6 +258,132 @@ async fn a_webhook_is_answered_503_while_the_broker_is_unreachable() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(answered, 200, "accepted again once the broker is back");
+    common::stop(worker).await;
+    broker.cleanup().await;
+    db.cleanup().await;
+}
+
+/// The report: a correctly signed webhook from 2023 was accepted every time
+/// it was posted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correctly_signed_webhook_from_2023_is_refused_and_nothing_is_published() {
+    let (_fake, server) = FakePusher::start().await;
+    let broker = Broker::new("webhooks-2023").await;
+    let db = Db::sqlite();
+    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
+    let mut events = webhook_queue(&broker).await;
+
+    let body = r#"{"time_ms":1700000000123,"events":[{"channel":"presence-room-1","name":"channel_occupied"},{"channel":"presence-room-1","name":"member_added","user_id":"42"},{"channel":"private-x","name":"client_event","event":"client-typing","data":"{}","socket_id":"1.2"}]}"#;
+    for _ in 0..3 {
+        let (status, answer) = post(&worker, body, Some(KEY), Some(signature(body))).await;
+        assert_eq!(status, 403, "{answer}");
+        assert!(answer.contains("time_ms 1700000000123"), "{answer}");
+        assert!(answer.contains("600000 ms"), "{answer}");
+        assert!(answer.contains("possible replay"), "{answer}");
+    }
+    assert!(quiet(&mut events).await, "nothing was published");
+    // At least: the tests share one recorder, and the extreme time_ms
+    // test's refusals are stale too.
+    let metrics = common::metrics_text(&worker).await;
+    assert!(
+        counter(
+            &metrics,
+            "pusher_relay_webhooks_rejected_total{reason=\"stale\"}"
+        ) >= 3,
+        "{metrics}"
+    );
+    common::stop(worker).await;
+    broker.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_fresh_signed_webhook_posted_three_times_is_published_once() {
+    let (_fake, server) = FakePusher::start().await;
+    let broker = Broker::new("webhooks-replay").await;
+    let db = Db::sqlite();
+    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
+    let mut events = webhook_queue(&broker).await;
+
+    let at = |time_ms: i64| {
+        format!(
+            r#"{{"time_ms":{time_ms},"events":[{{"channel":"presence-lobby","name":"member_removed","user_id":"7"}}]}}"#
+        )
+    };
+    let time_ms = now_ms();
+    let body = at(time_ms);
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(post(&worker, &body, Some(KEY), Some(signature(&body))).await);
+    }
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    assert_eq!(answers[0].1.trim(), r#"{"published":1}"#);
+    assert!(answers[1..]
+        .iter()
+        .all(|(_, a)| a.contains(r#""duplicate":true"#)));
+    // The same body with the signature spelled differently (it verifies
+    // the same) is still the same webhook.
+    let shouted = format!("  {}", signature(&body).to_uppercase());
+    let (status, answer) = post(&worker, &body, Some(KEY), Some(shouted)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains(r#""duplicate":true"#), "{answer}");
+
+    let (key, event) = next(&mut events).await;
+    assert_eq!(key, "member_removed");
+    assert_eq!(event["user_id"], "7");
+    assert!(quiet(&mut events).await, "published once only");
+    let metrics = common::metrics_text(&worker).await;
+    assert!(
+        metrics.contains("pusher_relay_webhook_events_published_total{name=\"member_removed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pusher_relay_webhooks_duplicate_total 3"),
+        "{metrics}"
+    );
+
+    // A different webhook (a later time_ms) is published as usual.
+    let later = at(time_ms + 1);
+    let (status, answer) = post(&worker, &later, Some(KEY), Some(signature(&later))).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(next(&mut events).await.0, "member_removed");
+    common::stop(worker).await;
+    broker.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_time_ms_is_refused_without_a_panic() {
+    let (_fake, server) = FakePusher::start().await;
+    let broker = Broker::new("webhooks-extreme").await;
+    let db = Db::sqlite();
+    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
+    let mut events = webhook_queue(&broker).await;
+
+    let cases = [
+        (i64::MIN.to_string(), 403),
+        (i64::MAX.to_string(), 403),
+        (u64::MAX.to_string(), 400),
+    ];
+    for (time_ms, want) in cases {
+        let body =
+            format!(r#"{{"time_ms":{time_ms},"events":[{{"channel":"a","name":"cache_miss"}}]}}"#);
+        let (status, answer) = post(&worker, &body, Some(KEY), Some(signature(&body))).await;
+        assert_eq!(status, want, "time_ms {time_ms}: {answer}");
+    }
+    assert!(quiet(&mut events).await, "nothing was published");
+
+    // Still serving.
+    let body = format!(
+        r#"{{"time_ms":{},"events":[{{"channel":"a","name":"cache_miss"}}]}}"#,
+        now_ms()
+    );
+    let (status, answer) = post(&worker, &body, Some(KEY), Some(signature(&body))).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(next(&mut events).await.0, "cache_miss");
     common::stop(worker).await;
     broker.cleanup().await;
     db.cleanup().await;
