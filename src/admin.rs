@@ -308,8 +308,21 @@ async fn replay_handler(
             force: body.force,
             ..ReplayOptions::default()
         };
-        replay::replay(store, &state.amqp, &filter, &opts, |_, _| {})
-            .await
+        // A task of its own, so that a client that disconnects (or times
+        // out) does not stop the replay half-way: it runs to the end and
+        // its rows are marked; the answer is only lost.
+        let (store, amqp) = (store.clone(), state.amqp.clone());
+        let run =
+            tokio::spawn(
+                async move { replay::replay(&store, &amqp, &filter, &opts, |_, _| {}).await },
+            );
+        run.await
+            .map_err(|e| {
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the replay task failed: {e}"),
+                )
+            })?
             .map_err(|e| match e {
                 replay::ReplayError::Store(e) => ApiError::from(e),
                 other => ApiError(StatusCode::BAD_GATEWAY, other.to_string()),

@@ -312,7 +312,7 @@ fn properties(row: &Claimed) -> BasicProperties {
         props = props.with_expiration(v.into());
     }
     if let Some(v) = text("type") {
-        props = props.with_kind(v.into());
+        props = props.with_type(v.into());
     }
     if let Some(v) = text("cluster_id") {
         props = props.with_cluster_id(v.into());
@@ -346,7 +346,7 @@ mod tests {
             .with_reply_to("replies".into())
             .with_expiration("60000".into())
             .with_message_id("m-1".into())
-            .with_kind("chat.message".into())
+            .with_type("chat.message".into())
             .with_user_id("guest".into())
             .with_app_id("shop".into())
             .with_cluster_id("c-1".into());
