@@ -29,6 +29,7 @@ pub const WORKERS: &str = "pusher_relay_workers";
 pub const STORE_ERRORS: &str = "pusher_relay_store_errors_total";
 pub const WEBHOOKS_RECEIVED: &str = "pusher_relay_webhooks_received_total";
 pub const WEBHOOKS_REJECTED: &str = "pusher_relay_webhooks_rejected_total";
+pub const WEBHOOKS_DUPLICATE: &str = "pusher_relay_webhooks_duplicate_total";
 pub const WEBHOOK_EVENTS_PUBLISHED: &str = "pusher_relay_webhook_events_published_total";
 pub const BROKER_CONNECTIONS_LOST: &str = "pusher_relay_broker_connections_lost_total";
 pub const DEAD_LETTERS_PENDING: &str = "pusher_relay_dead_letters_pending";
@@ -165,7 +166,8 @@ fn describe() {
         Unit::Count,
         "Requests to POST /webhooks/pusher."
     );
-    describe_counter!(WEBHOOKS_REJECTED, Unit::Count, "Webhooks refused, by reason (missing_key, wrong_key, missing_signature, bad_signature, bad_json, broker_unavailable).");
+    describe_counter!(WEBHOOKS_REJECTED, Unit::Count, "Webhooks refused, by reason (missing_key, wrong_key, missing_signature, bad_signature, bad_json, stale, missing_time, in_flight, broker_unavailable).");
+    describe_counter!(WEBHOOKS_DUPLICATE, Unit::Count, "Webhooks answered 200 without publishing: the same body was published within the replay window (a Pusher retry or a replay).");
     describe_counter!(
         WEBHOOK_EVENTS_PUBLISHED,
         Unit::Count,
@@ -338,6 +340,10 @@ pub fn broker_connection_lost() {
 
 pub fn webhook_received() {
     counter!(WEBHOOKS_RECEIVED).increment(1);
+}
+
+pub fn webhook_duplicate() {
+    counter!(WEBHOOKS_DUPLICATE).increment(1);
 }
 
 pub fn webhook_rejected(reason: &'static str) {

@@ -55,10 +55,6 @@ const SEEN_CAPACITY: usize = 100_000;
 /// every refusal and duplicate).
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Webhooks answered 200 without publishing, because the same body was
-/// accepted before within [`WEBHOOK_WINDOW`] (a Pusher retry or a replay).
-pub const WEBHOOKS_DUPLICATE: &str = "pusher_relay_webhooks_duplicate_total";
-
 /// Verifies webhooks and publishes their events.
 pub struct WebhookIngress {
     key: String,
@@ -245,7 +241,7 @@ pub async fn receive(
     let claimed = match ingress.claim(BodyDigest::of(&body), time_ms, now_ms) {
         Ok(claimed) => claimed,
         Err(Repeat::Published) => {
-            ::metrics::counter!(WEBHOOKS_DUPLICATE).increment(1);
+            crate::metrics::webhook_duplicate();
             if let Some(suppressed) = ingress.duplicates.admit(Instant::now()) {
                 tracing::info!(
                     time_ms,
