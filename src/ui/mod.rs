@@ -164,12 +164,16 @@ async fn security_headers(req: Request, next: Next) -> Response {
 /// the session's CSRF token in its form (403). Every POST of the console is
 /// a form; the page's script only reads.
 async fn require_session(State(state): State<ConsoleState>, req: Request, next: Next) -> Response {
+    // The page's own polling reads /ui/api/: it must not keep a forgotten
+    // tab signed in.
+    let used = !req.uri().path().starts_with("/ui/api/");
+    let name = session::cookie_name(session::COOKIE, signin::behind_tls(req.headers()));
     let found = req
         .headers()
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|c| session::cookie(c, session::COOKIE))
-        .and_then(|id| state.sessions.get(id).map(|s| (id.to_string(), s)));
+        .and_then(|c| session::cookie(c, &name))
+        .and_then(|id| state.sessions.get(id, used).map(|s| (id.to_string(), s)));
     let Some((id, s)) = found else {
         if req.method() == Method::GET && !req.uri().path().starts_with("/ui/api/") {
             return Redirect::to("/ui/login").into_response();

@@ -13,8 +13,13 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 
-/// How long a session lasts without use.
+/// How long a session lasts without use. The overview's polling does not
+/// count as use, so a forgotten tab signs itself out.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
+
+/// How long a session lasts at most, used or not: a stolen cookie stops
+/// working by the next working day.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// Sessions kept at most; signing in beyond this drops the oldest, so a
 /// script signing in in a loop cannot grow the worker's memory.
@@ -31,7 +36,15 @@ pub const LOGIN_COOKIE: &str = "relay_console_login";
 pub struct Session {
     /// Posted back by every form of this session.
     pub csrf: String,
+    started: Instant,
     last_used: Instant,
+}
+
+impl Session {
+    fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_used) >= IDLE_TIMEOUT
+            || now.saturating_duration_since(self.started) >= MAX_LIFETIME
+    }
 }
 
 /// Every live session, by id.
@@ -61,7 +74,8 @@ impl Sessions {
     pub fn start(&self) -> String {
         let id = random_token();
         let mut map = self.lock();
-        map.retain(|_, s| s.last_used.elapsed() < IDLE_TIMEOUT);
+        let now = Instant::now();
+        map.retain(|_, s| !s.expired(now));
         if map.len() >= MAX_SESSIONS {
             if let Some(oldest) = map
                 .iter()
@@ -75,21 +89,29 @@ impl Sessions {
             id.clone(),
             Session {
                 csrf: random_token(),
+                started: Instant::now(),
                 last_used: Instant::now(),
             },
         );
         id
     }
 
-    /// The live session with this id, refreshed.
-    pub fn get(&self, id: &str) -> Option<Session> {
+    /// The live session with this id; `used` (a person's request, not a
+    /// page's polling) keeps it from going idle.
+    pub fn get(&self, id: &str, used: bool) -> Option<Session> {
+        self.get_at(id, used, Instant::now())
+    }
+
+    fn get_at(&self, id: &str, used: bool, now: Instant) -> Option<Session> {
         let mut map = self.lock();
         let s = map.get_mut(id)?;
-        if s.last_used.elapsed() >= IDLE_TIMEOUT {
+        if s.expired(now) {
             map.remove(id);
             return None;
         }
-        s.last_used = Instant::now();
+        if used {
+            s.last_used = now;
+        }
         Some(s.clone())
     }
 
@@ -107,9 +129,25 @@ pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// A `Set-Cookie` value for the console's path; `secure` behind TLS.
-pub fn set_cookie(name: &str, value: &str, secure: bool, max_age: Option<Duration>) -> String {
-    let mut c = format!("{name}={value}; Path=/ui; HttpOnly; SameSite=Strict");
+/// The name cookie `base` goes by: behind TLS with the `__Host-` prefix,
+/// which browsers accept only from a secure origin, for the whole host and
+/// never set by a sibling domain; so a cookie tossed in over plain HTTP or
+/// from another subdomain cannot stand in for ours.
+pub fn cookie_name(base: &str, secure: bool) -> String {
+    if secure {
+        format!("__Host-{base}")
+    } else {
+        base.to_string()
+    }
+}
+
+/// A `Set-Cookie` value for cookie `base` (see [`cookie_name`]); `secure`
+/// behind TLS. `__Host-` cookies must have `Path=/`; plain ones keep to
+/// the console's path.
+pub fn set_cookie(base: &str, value: &str, secure: bool, max_age: Option<Duration>) -> String {
+    let name = cookie_name(base, secure);
+    let path = if secure { "/" } else { "/ui" };
+    let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Strict");
     if let Some(age) = max_age {
         c.push_str(&format!("; Max-Age={}", age.as_secs()));
     }
@@ -127,11 +165,11 @@ mod tests {
     fn a_session_is_found_by_its_id_until_it_ends() {
         let s = Sessions::default();
         let id = s.start();
-        let csrf = s.get(&id).map(|x| x.csrf);
+        let csrf = s.get(&id, true).map(|x| x.csrf);
         assert!(csrf.as_deref().is_some_and(|c| c.len() == 64));
-        assert!(s.get("not-an-id").is_none());
+        assert!(s.get("not-an-id", true).is_none());
         s.end(&id);
-        assert!(s.get(&id).is_none());
+        assert!(s.get(&id, true).is_none());
     }
 
     #[test]
@@ -141,7 +179,7 @@ mod tests {
         for _ in 0..MAX_SESSIONS {
             s.start();
         }
-        assert!(s.get(&first).is_none(), "the oldest went");
+        assert!(s.get(&first, true).is_none(), "the oldest went");
         assert_eq!(s.lock().len(), MAX_SESSIONS);
     }
 
@@ -154,6 +192,39 @@ mod tests {
         );
         let tls = set_cookie(COOKIE, "", true, Some(Duration::ZERO));
         assert!(tls.ends_with("; Max-Age=0; Secure"), "{tls}");
+        assert!(tls.starts_with("__Host-relay_console=; Path=/;"), "{tls}");
+    }
+
+    #[test]
+    fn polling_does_not_keep_a_session_alive_and_no_session_outlives_its_lifetime() {
+        let s = Sessions::default();
+        let id = s.start();
+        let t0 = Instant::now();
+        let almost_idle = t0 + IDLE_TIMEOUT - Duration::from_secs(1);
+        assert!(
+            s.get_at(&id, false, almost_idle).is_some(),
+            "a poll finds it"
+        );
+        assert!(
+            s.get_at(&id, false, t0 + IDLE_TIMEOUT + Duration::from_secs(1))
+                .is_none(),
+            "polls alone do not keep it alive"
+        );
+        let id = s.start();
+        let t0 = Instant::now();
+        let mut now = t0;
+        while now < t0 + MAX_LIFETIME - Duration::from_secs(3600) {
+            now += Duration::from_secs(3600);
+            assert!(
+                s.get_at(&id, true, now).is_some(),
+                "in use, within its lifetime"
+            );
+        }
+        assert!(
+            s.get_at(&id, true, t0 + MAX_LIFETIME + Duration::from_secs(1))
+                .is_none(),
+            "past its lifetime, even in use"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use axum::Extension;
 use super::{html, pages, session, ConsoleState, Fields, Signed};
 
 /// Behind a TLS-terminating proxy the cookie must be `Secure`.
-fn behind_tls(headers: &HeaderMap) -> bool {
+pub(super) fn behind_tls(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
@@ -49,7 +49,12 @@ fn login_cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|c| session::cookie(c, session::LOGIN_COOKIE))
+        .and_then(|c| {
+            session::cookie(
+                c,
+                &session::cookie_name(session::LOGIN_COOKIE, behind_tls(headers)),
+            )
+        })
 }
 
 pub async fn login(State(state): State<ConsoleState>, headers: HeaderMap, body: Bytes) -> Response {
