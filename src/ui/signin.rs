@@ -67,7 +67,12 @@ pub async fn login(State(state): State<ConsoleState>, headers: HeaderMap, body: 
         )
             .into_response();
     }
-    if !crate::admin::token_matches(&state.token, fields.get("token").unwrap_or("")) {
+    let check =
+        crate::admin::FAILED_ATTEMPTS.check(&state.token, fields.get("token").unwrap_or(""));
+    if let crate::admin::TokenCheck::Throttled(wait) = check {
+        return crate::admin::throttled(wait);
+    }
+    if check != crate::admin::TokenCheck::Right {
         tracing::warn!("ops console: sign-in with a wrong token");
         return login_form(&headers, StatusCode::UNAUTHORIZED, Some("Wrong token."));
     }
