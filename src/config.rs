@@ -35,6 +35,14 @@ pub const DEFAULT_PREFETCH: u16 = 10_000;
 /// than the order they buy.
 pub const MAX_SHARDS: u16 = 64;
 
+/// The shortest `RELAY_ADMIN_TOKEN` accepted: it opens every dead letter's
+/// contents, replay and purge, so it must be unguessable.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+/// `deploy/kubernetes/secret.example.yaml`'s value, refused although it is
+/// long enough: an operator who copied the example has not chosen a token.
+const ADMIN_TOKEN_PLACEHOLDER: &str = "change-me-to-a-long-random-token";
+
 /// The default `RELAY_MAX_BODY_BYTES`: an intent carries one event of at
 /// most `PUSHER_MAX_EVENT_BYTES` (10 KiB at Pusher) plus its envelope, so
 /// 64 KiB leaves room for servers with a raised event limit while a full
@@ -687,10 +695,22 @@ impl Config {
                 SocketAddr::from(([127, 0, 0, 1], 9464))
             }
         };
-        let http = HttpConfig {
-            addr,
-            admin_token: r.get("RELAY_ADMIN_TOKEN").map(Secret::new),
-        };
+        let admin_token = r.get("RELAY_ADMIN_TOKEN").map(Secret::new);
+        if let Some(token) = &admin_token {
+            let n = token.expose().chars().count();
+            if token.expose() == ADMIN_TOKEN_PLACEHOLDER {
+                r.bad(
+                    "RELAY_ADMIN_TOKEN",
+                    "is the placeholder of deploy/kubernetes/secret.example.yaml; expected a random token of at least 32 characters (openssl rand -hex 32)",
+                );
+            } else if n < MIN_ADMIN_TOKEN_CHARS {
+                r.bad(
+                    "RELAY_ADMIN_TOKEN",
+                    format!("is {n} characters long; expected at least {MIN_ADMIN_TOKEN_CHARS} (openssl rand -hex 32), or unset to turn the admin API and console off"),
+                );
+            }
+        }
+        let http = HttpConfig { addr, admin_token };
 
         let log_json = match r.string("RELAY_LOG_FORMAT", "text").as_str() {
             "text" => false,
@@ -1003,7 +1023,10 @@ mod tests {
         let cfg = load(&with(&[
             ("AMQP_URL", "amqp://user:hunter2@rabbit:5672/%2f"),
             ("DATABASE_URL", "postgres://relay:hunter3@db/relay"),
-            ("RELAY_ADMIN_TOKEN", "tok-hunter4"),
+            (
+                "RELAY_ADMIN_TOKEN",
+                "tok-hunter4-0123456789abcdefghijklmnop",
+            ),
         ]))
         .expect("valid");
         let shown = format!("{:?} {:?}", cfg.redacted(), cfg);
@@ -1014,6 +1037,27 @@ mod tests {
             cfg.redacted()["AMQP_URL"],
             "amqp://user:***@rabbit:5672/%2f"
         );
+    }
+
+    #[test]
+    fn a_short_or_placeholder_admin_token_is_refused_by_name() {
+        for (token, needle) in [
+            ("short-token", "is 11 characters long; expected at least 32"),
+            ("change-me-to-a-long-random-token", "placeholder"),
+        ] {
+            let err = load(&with(&[("RELAY_ADMIN_TOKEN", token)])).expect_err(token);
+            let text = err.to_string();
+            assert!(
+                text.contains("RELAY_ADMIN_TOKEN") && text.contains(needle),
+                "{text}"
+            );
+            assert!(!text.contains(token), "the error repeats the token: {text}");
+        }
+        load(&with(&[(
+            "RELAY_ADMIN_TOKEN",
+            "0123456789abcdef0123456789abcdef",
+        )]))
+        .expect("32 characters");
     }
 
     #[test]

@@ -70,7 +70,10 @@ fn bad_configuration_names_every_variable_and_exits_non_zero() {
 fn config_output_never_shows_secrets() {
     let mut env = APP.to_vec();
     env.push(("AMQP_URL", "amqp://relay:hunter2@rabbit:5672/%2f"));
-    env.push(("RELAY_ADMIN_TOKEN", "tok-hunter3"));
+    env.push((
+        "RELAY_ADMIN_TOKEN",
+        "tok-hunter3-0123456789abcdefghijklmnop",
+    ));
     for args in [
         &["config"][..],
         &["config", "--json"],

@@ -345,7 +345,7 @@ async fn replayed_intent_is_delivered_by_the_worker_and_the_admin_api_serves_dea
     let (fake, server) = FakePusher::start().await;
     let broker = Broker::new("dlq-worker").await;
     let db = Db::postgres().await;
-    let token = "s3cret-admin-token";
+    let token = "s3cret-admin-token-0123456789abcdefghij";
     let worker = common::start_worker(relay_config(
         &server.uri(),
         &broker,

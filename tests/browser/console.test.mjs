@@ -21,7 +21,7 @@ import { startWorker, until as untilRaw } from './worker.mjs';
 
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
-const TOKEN = `console-token-${randomBytes(8).toString('hex')}`;
+const TOKEN = `console-token-${randomBytes(12).toString('hex')}`;
 const APP = { appId: '4242', key: 'browser-key', secret: `browser-secret-${randomBytes(8).toString('hex')}` };
 /** Marks the events the fake Pusher rejects while `rejectEvent` says so. */
 const REJECT = 'reject-me';
