@@ -1,16 +1,29 @@
 //! The worker's one HTTP listener: `/metrics`, `/healthz`, `/readyz`,
 //! `POST /webhooks/pusher`, and the admin API ([`crate::admin`]) and the ops
 //! console ([`crate::ui`]) when `RELAY_ADMIN_TOKEN` is set.
+//!
+//! Served by an accept loop of its own rather than `axum::serve`, which has
+//! no header-read timeout: a client that sent half a request held its
+//! connection forever, and enough of them (slowloris) starved `/healthz` and
+//! `/readyz`. See [`Limits`] for the bounds and why.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::health::Health;
 use crate::shutdown::Shutdown;
@@ -67,7 +80,8 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(readiness))
+    // Unauthenticated: states only; the reasons are in the logs.
+    (status, Json(readiness.public()))
 }
 
 /// Binds `addr` (failing with the address named) and serves until shutdown.
@@ -77,13 +91,170 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     })
 }
 
-/// Serves the router on `listener` until `shutdown` fires.
+/// How long a client has to send a request's line and headers, counted
+/// from when the connection starts waiting for one (so it also closes a
+/// keep-alive connection idle that long). Probes, Prometheus and Pusher send
+/// their few hundred bytes of head in one packet; 10 s leaves a slow link
+/// ample room and is still short next to a probe's period (10 s by default
+/// in Kubernetes), so slots held by half-sent requests free up quickly.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a request may take, body read and handler included, before it
+/// is answered 503 (the server could not answer in time, and 5xx makes
+/// Pusher retry a webhook). Every handler answers in well under a second
+/// (replays run as tasks of their own); 30 s only cuts one that is stuck,
+/// and stays above Prometheus's default 10 s scrape timeout.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections served at once; beyond it, new ones wait in the listen
+/// backlog until one ends. Legitimate traffic is a handful of probes,
+/// scrapes, webhook posts and console users; 512 is far above that and
+/// keeps the listener's file descriptors well inside a 1024 soft
+/// `RLIMIT_NOFILE` (common outside containers), leaving room for the broker,
+/// store and Pusher connections, which fail if accept uses every descriptor.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// How long shutdown waits for connections in flight to finish before
+/// dropping them. Longer than a request normally takes, shorter than the
+/// 45 s the deployment gives the whole drain.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Pause after an accept error that is not the client's (e.g. no file
+/// descriptor left), so the loop does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// How often, at most, a full connection limit is logged.
+const SATURATED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The listener's bounds; [`Limits::default`] is the constants above, tests
+/// use shorter ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// See [`HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// See [`REQUEST_TIMEOUT`].
+    pub request_timeout: Duration,
+    /// See [`MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// See [`SHUTDOWN_GRACE`].
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            request_timeout: REQUEST_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+            shutdown_grace: SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Serves the router on `listener` until `shutdown` fires, with the default
+/// [`Limits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.recv().await })
+    serve_with(listener, state, shutdown, Limits::default()).await
+}
+
+/// Serves the router on `listener` within `limits` until `shutdown` fires,
+/// then stops accepting and gives the connections in flight
+/// `limits.shutdown_grace` to finish.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    mut shutdown: Shutdown,
+    limits: Limits,
+) -> std::io::Result<()> {
+    let app = router(state).layer(TimeoutLayer::with_status_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        limits.request_timeout,
+    ));
+    // HTTP/1 only: hyper has no header timeout for HTTP/2, and the auto
+    // builder's sniffing of the HTTP/2 preface has none either (a client
+    // sending "PRI" and no more would hold the connection). Every client of
+    // this listener (probes, Prometheus, Pusher, browsers without TLS) speaks
+    // HTTP/1.1.
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let mut saturated_logged: Option<Instant> = None;
+    loop {
+        while connections.try_join_next().is_some() {}
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if saturated_logged.map_or(true, |at| at.elapsed() >= SATURATED_LOG_EVERY) {
+                    saturated_logged = Some(Instant::now());
+                    tracing::warn!(
+                        limit = limits.max_connections,
+                        "HTTP connection limit reached; new connections wait until one ends"
+                    );
+                }
+                tokio::select! {
+                    _ = shutdown.recv() => break,
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break, // never closed
+                    },
+                }
+            }
+        };
+        let stream = tokio::select! {
+            _ = shutdown.recv() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "HTTP listener cannot accept; retrying in {ACCEPT_ERROR_PAUSE:?}");
+                    tokio::select! {
+                        _ = shutdown.recv() => break,
+                        _ = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => continue,
+                    }
+                }
+            },
+        };
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()))
+            .into_owned();
+        let connection = graceful.watch(connection);
+        connections.spawn(async move {
+            // A header timeout or a client gone mid-request: nothing to do.
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "HTTP connections still open {:?} after shutdown; closing them",
+            limits.shutdown_grace
+        );
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// Accept errors that concern one client's connection, not the listener.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
 }

@@ -1,0 +1,268 @@
+//! The HTTP listener's bounds (security item 4): a half-sent request is cut
+//! after the header timeout, a flood of them beyond the connection limit
+//! leaves `/healthz` answering once they are cut, a request too slow is
+//! answered 503, shutdown is bounded, and `/readyz` shows no error text.
+//! No broker or store: the listener alone, with short [`Limits`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pusher_relay::config::Config;
+use pusher_relay::health::Health;
+use pusher_relay::http::{self, AppState, Limits};
+use pusher_relay::shutdown::{self, ShutdownTrigger};
+use pusher_relay::webhooks::WebhookIngress;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+/// The exact half request: its head lacks the final blank line.
+const HALF_REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n";
+
+/// Slack over a timeout for the server to act on it, on a busy 2-core box.
+const SLACK: Duration = Duration::from_secs(5);
+
+struct Server {
+    addr: SocketAddr,
+    health: Arc<Health>,
+    trigger: ShutdownTrigger,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+fn config() -> Config {
+    let vars: HashMap<&str, &str> = HashMap::from([
+        ("PUSHER_APP_ID", "4242"),
+        ("PUSHER_APP_KEY", "test-key"),
+        ("PUSHER_APP_SECRET", "test-secret"),
+        ("PUSHER_HOST", "127.0.0.1"),
+        ("PUSHER_PORT", "1"),
+        ("PUSHER_SCHEME", "http"),
+    ]);
+    Config::from_lookup(&move |k| vars.get(k).map(|v| v.to_string())).expect("test config")
+}
+
+async fn start(limits: Limits) -> Server {
+    let cfg = config();
+    let health = Arc::new(Health::default());
+    let state = AppState {
+        health: health.clone(),
+        prometheus: pusher_relay::metrics::install(),
+        webhooks: WebhookIngress::new(cfg.pusher.key.clone(), cfg.pusher.secret.clone(), cfg.amqp),
+        admin: None,
+        console: None,
+    };
+    let listener = http::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (trigger, shutdown) = shutdown::channel();
+    let task = tokio::spawn(http::serve_with(listener, state, shutdown, limits));
+    Server {
+        addr,
+        health,
+        trigger,
+        task,
+    }
+}
+
+fn limits(header: Duration, max_connections: usize) -> Limits {
+    Limits {
+        header_read_timeout: header,
+        request_timeout: Duration::from_secs(30),
+        max_connections,
+        shutdown_grace: Duration::from_secs(1),
+    }
+}
+
+/// A connection that sent [`HALF_REQUEST`] and nothing more.
+async fn half_open(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(HALF_REQUEST).await.expect("send half");
+    stream
+}
+
+/// Reads until the server closes; what it sent, or panics past `within`.
+async fn until_closed(mut stream: TcpStream, within: Duration) -> Vec<u8> {
+    let mut got = Vec::new();
+    match tokio::time::timeout(within, stream.read_to_end(&mut got)).await {
+        Ok(Ok(_)) => {}
+        // A reset is a close too.
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(Err(e)) => panic!("reading: {e}"),
+        Err(_) => panic!(
+            "still open after {within:?}; got {:?}",
+            String::from_utf8_lossy(&got)
+        ),
+    }
+    got
+}
+
+/// One request on a connection of its own; the whole response.
+async fn request(addr: SocketAddr, raw: &str, within: Duration) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(raw.as_bytes()).await.expect("send");
+    String::from_utf8_lossy(&until_closed(stream, within).await).into_owned()
+}
+
+const HEALTHZ: &str = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_request_is_cut_at_the_header_timeout() {
+    let header = Duration::from_secs(1);
+    let server = start(limits(header, 16)).await;
+    let stream = half_open(server.addr).await;
+    let sent = Instant::now();
+    let got = until_closed(stream, header + SLACK).await;
+    let took = sent.elapsed();
+    assert!(got.is_empty(), "no answer to half a request: {got:?}");
+    assert!(
+        took >= header - Duration::from_millis(100),
+        "closed after {took:?}, before the header timeout"
+    );
+    // The listener still serves whole requests.
+    let answer = request(server.addr, HEALTHZ, SLACK).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    server.trigger.fire();
+    server.task.await.expect("joined").expect("served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_once_half_open_connections_beyond_the_limit_are_cut() {
+    let header = Duration::from_secs(1);
+    let limit = 4;
+    let server = start(limits(header, limit)).await;
+    let mut flood = Vec::new();
+    for _ in 0..limit * 2 + 2 {
+        flood.push(half_open(server.addr).await);
+    }
+    // Three rounds of the limit: each waits for the one before to be cut.
+    let rounds = 3;
+    let flood: Vec<_> = flood
+        .into_iter()
+        .map(|s| tokio::spawn(until_closed(s, header * rounds + SLACK)))
+        .collect();
+    let asked = Instant::now();
+    let answer = request(server.addr, HEALTHZ, header * rounds + SLACK).await;
+    let took = asked.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok\n"), "{answer}");
+    // Served only after slots were freed: the limit held.
+    assert!(
+        took >= header / 2,
+        "/healthz answered after {took:?}: the limit of {limit} did not hold"
+    );
+    for conn in flood {
+        let got = conn.await.expect("joined");
+        assert!(got.is_empty(), "{got:?}");
+    }
+    server.trigger.fire();
+    server.task.await.expect("joined").expect("served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_slower_than_the_request_timeout_is_answered_503() {
+    let request_timeout = Duration::from_secs(1);
+    let server = start(Limits {
+        request_timeout,
+        ..limits(Duration::from_secs(10), 16)
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    // The head whole, the body half: the handler waits on the body.
+    stream
+        .write_all(b"POST /webhooks/pusher HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{\"a\"")
+        .await
+        .expect("send");
+    let sent = Instant::now();
+    let mut got = vec![0; 1024];
+    let n = tokio::time::timeout(request_timeout + SLACK, stream.read(&mut got))
+        .await
+        .expect("answered before the slack")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&got[..n]);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(sent.elapsed() >= request_timeout - Duration::from_millis(100));
+    server.trigger.fire();
+    server.task.await.expect("joined").expect("served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_request_in_flight_finish_and_is_bounded() {
+    let grace = Duration::from_secs(1);
+    let server = start(Limits {
+        shutdown_grace: grace,
+        // Far longer than the grace: only the grace can end this one.
+        ..limits(Duration::from_secs(60), 16)
+    })
+    .await;
+    let stuck = half_open(server.addr).await;
+    let mut in_flight = TcpStream::connect(server.addr).await.expect("connect");
+    in_flight
+        .write_all(b"POST /webhooks/pusher HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{")
+        .await
+        .expect("send");
+    // The same request on /healthz would answer at once; wait until the
+    // server holds both connections.
+    let answer = request(server.addr, HEALTHZ, SLACK).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let fired = Instant::now();
+    server.trigger.fire();
+    // The request in flight is still answered (unsigned: refused, but
+    // answered, not cut).
+    in_flight.write_all(b"}").await.expect("send the rest");
+    let answer =
+        String::from_utf8_lossy(&until_closed(in_flight, grace + SLACK).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    // The half-sent one is dropped when the grace ends, and serve returns.
+    let got = until_closed(stuck, grace + SLACK).await;
+    assert!(got.is_empty(), "{got:?}");
+    tokio::time::timeout(grace + SLACK, server.task)
+        .await
+        .expect("serve returns within the grace")
+        .expect("joined")
+        .expect("served");
+    assert!(fired.elapsed() < grace + SLACK);
+    assert!(
+        TcpStream::connect(server.addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_shows_states_but_no_error_text() {
+    let server = start(Limits::default()).await;
+    server.health.set_queues(1);
+    server.health.set_store(Some(
+        "error communicating with database: postgres://relay@db.internal:5432 refused".into(),
+    ));
+    server
+        .health
+        .set_circuit(Some("open: Pusher unreachable or failing every request (https://api.pusher.com/apps/4242/events?auth_key=test-key)".into()));
+    let answer = request(
+        server.addr,
+        "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        SLACK,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).expect("a body");
+    let json: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "ready": false,
+            "broker": false,
+            "consumer": false,
+            "store": false,
+            "circuit": "open: Pusher unreachable or failing every request",
+            "shutting_down": false,
+        })
+    );
+    // The signed-in side keeps the reasons.
+    assert!(server.health.readiness().store_error.is_some());
+    server.trigger.fire();
+    server.task.await.expect("joined").expect("served");
+}
