@@ -111,7 +111,8 @@ async fn open(
     };
     let mut uri: AMQPUri = url
         .parse()
-        .map_err(|e: String| format!("not an AMQP URL ({e})"))?;
+        // lapin's parse error quotes the whole URL, password included.
+        .map_err(|_: String| "not an AMQP URL".to_string())?;
     let host = uri.authority.host.clone();
     let tcp = tokio::net::TcpStream::connect((host.as_str(), uri.authority.port))
         .await

@@ -8,6 +8,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::config::redact_url;
+
 use serde::{Deserialize, Serialize};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -712,59 +714,6 @@ fn url_scheme(url: &str) -> &str {
     }
 }
 
-/// Replaces the password in `scheme://user:password@host` and in
-/// `password=` / `sslpassword=` query parameters with `***`.
-pub(crate) fn redact_url(url: &str) -> String {
-    let mut out = String::with_capacity(url.len());
-    let (head, query) = match url.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (url, None),
-    };
-    match head.split_once("://") {
-        Some((scheme, rest)) => {
-            out.push_str(scheme);
-            out.push_str("://");
-            // Last '@' before the path: a raw '@' in a password is common.
-            let authority_end = rest.rfind('@').map_or(0, |at| {
-                rest[at..].find('/').map_or(rest.len(), |slash| at + slash)
-            });
-            let authority = &rest[..authority_end];
-            match authority.rfind('@') {
-                Some(at) => {
-                    let userinfo = &authority[..at];
-                    match userinfo.split_once(':') {
-                        Some((user, _password)) => {
-                            out.push_str(user);
-                            out.push_str(":***");
-                        }
-                        None => out.push_str(userinfo),
-                    }
-                    out.push_str(&rest[at..]);
-                }
-                None => out.push_str(rest),
-            }
-        }
-        None => out.push_str(head),
-    }
-    if let Some(query) = query {
-        out.push('?');
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _))
-                    if k.eq_ignore_ascii_case("password")
-                        || k.eq_ignore_ascii_case("sslpassword") =>
-                {
-                    format!("{k}=***")
-                }
-                _ => pair.to_owned(),
-            })
-            .collect();
-        out.push_str(&pairs.join("&"));
-    }
-    out
-}
-
 // The conflict target is migration 0002's partial unique index, spelled as
 // in the index so both backends match it. A conflict inserts nothing and
 // returns no row; the caller then reads the row it conflicted with.
@@ -959,18 +908,19 @@ fn storable_headers(v: &serde_json::Value) -> String {
     v.to_string()
 }
 
-/// Nesting depth, without recursion (the value may be arbitrarily deep).
+/// How many arrays and objects nest, as serde_json's recursion limit counts
+/// them; without recursion (the value may be arbitrarily deep).
 fn json_depth(v: &serde_json::Value) -> usize {
     use serde_json::Value;
     let mut deepest = 0;
     let mut stack = vec![(v, 1)];
     while let Some((v, depth)) = stack.pop() {
-        deepest = deepest.max(depth);
         match v {
             Value::Array(a) => stack.extend(a.iter().map(|c| (c, depth + 1))),
             Value::Object(o) => stack.extend(o.values().map(|c| (c, depth + 1))),
-            _ => {}
+            _ => continue,
         }
+        deepest = deepest.max(depth);
     }
     deepest
 }
