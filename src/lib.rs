@@ -11,7 +11,8 @@
 //!   and user auth, webhooks, end-to-end encryption, typed errors.
 //! - [`deadletter`]: the store of intents that can never be delivered
 //!   (SQLite embedded, PostgreSQL shared), written before the ack.
-//! - [`amqp`]: RabbitMQ connection, topology, and acking in runs.
+//! - [`amqp`]: RabbitMQ connection, topology, acking in runs, and the frame
+//!   guard that makes hostile messages readable before lapin parses them.
 //! - [`relay`]: lanes, batcher, dispatcher (retry, circuit, split), the
 //!   event loop, and the [`relay::Worker`] that runs it.
 //! - [`http`], [`health`], [`metrics`]: `/metrics`, `/healthz`, `/readyz`
