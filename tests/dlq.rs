@@ -785,12 +785,8 @@ async fn a_corrupt_dead_letter_is_flagged_and_the_listings_still_answer() {
 
     let base = format!("http://{}", worker.http_addr);
     let http = reqwest::Client::new();
-    let list = http
-        .get(format!("{base}/api/dead-letters"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("http");
+    let get = |path: String| http.get(format!("{base}{path}")).bearer_auth(token).send();
+    let list = get("/api/dead-letters".into()).await.expect("http");
     assert_eq!(list.status(), 200);
     let list: Value = list.json().await.expect("json");
     let ids: Vec<i64> = list["items"]
@@ -808,10 +804,7 @@ async fn a_corrupt_dead_letter_is_flagged_and_the_listings_still_answer() {
         "{list}"
     );
 
-    let deep_one = http
-        .get(format!("{base}/api/dead-letters/{deep_id}"))
-        .bearer_auth(token)
-        .send()
+    let deep_one = get(format!("/api/dead-letters/{deep_id}"))
         .await
         .expect("http");
     assert_eq!(deep_one.status(), 200);
@@ -824,10 +817,7 @@ async fn a_corrupt_dead_letter_is_flagged_and_the_listings_still_answer() {
     );
     assert_eq!(deep_one["body"], Value::Null, "not JSON, so only base64");
 
-    let broken = http
-        .get(format!("{base}/api/dead-letters/{broken_id}"))
-        .bearer_auth(token)
-        .send()
+    let broken = get(format!("/api/dead-letters/{broken_id}"))
         .await
         .expect("http");
     assert_eq!(broken.status(), 422);

@@ -495,14 +495,8 @@ fn table(
     out: &mut Vec<u8>,
     problems: &mut Vec<String>,
 ) -> Option<usize> {
-    let len = be_u32(input, 0)? as usize;
-    let body = input.get(4..4 + len)?;
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    let mut at = 0;
-    while at < body.len() {
+    sized(input, out, |body, at, out| {
         let key = short_str(body, at)?;
-        at += 1 + key.len();
         if std::str::from_utf8(key).is_err() {
             problems.push(format!(
                 "header key \"{}\" is not UTF-8",
@@ -510,11 +504,9 @@ fn table(
             ));
         }
         put_short_str(out, key);
-        at += value(&body[at..], depth, out, problems)?;
-    }
-    let written = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&written.to_be_bytes());
-    Some(4 + len)
+        let used = value(&body[at + 1 + key.len()..], depth, out, problems)?;
+        Some(1 + key.len() + used)
+    })
 }
 
 fn array(
@@ -523,13 +515,26 @@ fn array(
     out: &mut Vec<u8>,
     problems: &mut Vec<String>,
 ) -> Option<usize> {
+    sized(input, out, |body, at, out| {
+        value(&body[at..], depth, out, problems)
+    })
+}
+
+/// A length-prefixed run of entries (a table's or an array's): copies each
+/// with `entry` (which returns the input bytes it took) and writes the new
+/// length; returns the input bytes taken, prefix included.
+fn sized(
+    input: &[u8],
+    out: &mut Vec<u8>,
+    mut entry: impl FnMut(&[u8], usize, &mut Vec<u8>) -> Option<usize>,
+) -> Option<usize> {
     let len = be_u32(input, 0)? as usize;
     let body = input.get(4..4 + len)?;
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     let mut at = 0;
     while at < body.len() {
-        at += value(&body[at..], depth, out, problems)?;
+        at += entry(body, at, out)?;
     }
     let written = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&written.to_be_bytes());
