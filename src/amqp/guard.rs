@@ -152,6 +152,9 @@ impl Filter {
     {
         let mut from = BufReader::with_capacity(64 * 1024, from);
         let mut to = BufWriter::with_capacity(64 * 1024, to);
+        // One buffer for every frame: most are a few hundred bytes, and a
+        // fresh allocation each would churn the allocator at 100,000/s.
+        let mut payload = Vec::new();
         loop {
             let mut head = [0u8; 7];
             match from.read_exact(&mut head[..1]).await {
@@ -179,7 +182,7 @@ impl Filter {
                     format!("frame of {size} bytes from the broker"),
                 ));
             }
-            let mut payload = vec![0u8; size as usize + 1];
+            payload.resize(size as usize + 1, 0);
             from.read_exact(&mut payload).await?;
             payload.pop();
             match self.frame(kind, channel, &payload) {
