@@ -876,29 +876,102 @@ impl Config {
 /// `***`. The one redaction of the crate, for AMQP and database URLs alike.
 ///
 /// Passwords are often typed raw, so they may hold `/ ? # @ : ,`: the
-/// userinfo ends at the last `@` that is followed by something shaped like a
-/// host (`name`, `name:port` or `[v6]:port`, then the end, `/`, `?` or
-/// `#`), not at the first `/`. When a query also holds such an `@`, more is
-/// hidden than needed, never less.
+/// userinfo ends at the last `@` followed by a host and port (anything up
+/// to the next `/`, `?` or `#` without another `@`), not at the first `/`.
+/// When a path or query also holds an `@`, more is hidden than needed
+/// (`***@` in place of a userinfo that is not certain), never less. Without
+/// `://`, everything before the last `@` is hidden.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return redact_query(url);
-    };
-    let (head, rest) = url.split_at(scheme_end + 3);
-    let at = rest
-        .rmatch_indices('@')
-        .map(|(i, _)| i)
-        .find(|&i| host_follows(&rest[i + 1..]));
-    let Some(at) = at else {
-        return format!("{head}{}", redact_query(rest));
-    };
-    let userinfo = &rest[..at];
-    let user = match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{user}:***"),
-        None => userinfo.to_string(),
-    };
-    format!("{head}{user}@{}", redact_query(&rest[at + 1..]))
+    // What is hidden is found on the URL as given, then cut out at once:
+    // a query's password may hold an `@` taken for the userinfo's end, and
+    // a raw password a `?` taken for the query's start; both are hidden.
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let mut hidden: Vec<(usize, usize)> = Vec::new();
+    let at = userinfo_end(rest);
+    if let Some(at) = at {
+        let userinfo = &rest[..at];
+        // A user name holds none of these; if it seems to, the `@` taken
+        // is a later one (in the path or query) and the real userinfo,
+        // password included, is somewhere in `userinfo`: none of it shows.
+        let odd = |s: &str| s.contains(['@', '/', '?', '#']);
+        let from = match userinfo.split_once(':') {
+            _ if start == 0 => Some(0),
+            Some((user, _password)) if !odd(user) => Some(user.len() + 1),
+            None if !odd(userinfo) => None,
+            _ => Some(0),
+        };
+        if let Some(from) = from {
+            hidden.push((from, at));
+        }
+    }
+    let query_starts = [
+        rest.find('?'),
+        at.and_then(|at| rest[at..].find('?').map(|q| at + q)),
+    ];
+    for q in query_starts.into_iter().flatten() {
+        let mut pair_start = q + 1;
+        for pair in rest[q + 1..].split('&') {
+            if let Some((key, _)) = pair.split_once('=') {
+                if ["password", "pass", "sslpassword"]
+                    .iter()
+                    .any(|p| key.eq_ignore_ascii_case(p))
+                {
+                    hidden.push((pair_start + key.len() + 1, pair_start + pair.len()));
+                }
+            }
+            pair_start += pair.len() + 1;
+        }
+    }
+    hidden.sort_unstable();
+    let mut out = url[..start].to_string();
+    let mut shown_to = 0;
+    for (from, to) in hidden {
+        if from < shown_to {
+            // Overlaps the range just hidden: hide on to its end.
+            if to > shown_to {
+                shown_to = to;
+            }
+            continue;
+        }
+        out.push_str(&rest[shown_to..from]);
+        out.push_str("***");
+        shown_to = to;
+    }
+    out.push_str(&rest[shown_to..]);
+    out
 }
+
+/// Where the userinfo of `rest` (a URL after its `scheme://`) ends: the
+/// last `@` that [`ends_userinfo`], else the last `@`.
+fn userinfo_end(rest: &str) -> Option<usize> {
+    let last = rest.rfind('@')?;
+    Some(
+        rest.rmatch_indices('@')
+            .map(|(i, _)| i)
+            .find(|&i| ends_userinfo(&rest[i + 1..]))
+            .unwrap_or(last),
+    )
+}
+
+/// Whether `url`'s userinfo, as [`redact_url`] finds it, holds a raw `/`,
+/// `?` or `#`. URL parsers (lapin's, sqlx's) end the authority there and
+/// read the rest of the password as host, port, vhost or query, which the
+/// broker or they themselves may then repeat in an error or a log line
+/// (`vhost '...' not found`), so such a URL is refused before use. It may
+/// also be a URL without password whose path or query holds a raw `@`; the
+/// cure is the same: percent-encoding.
+pub fn userinfo_is_ambiguous(url: &str) -> bool {
+    let Some(scheme_end) = url.find("://") else {
+        return false;
+    };
+    let rest = &url[scheme_end + 3..];
+    userinfo_end(rest).is_some_and(|at| rest[..at].contains(['/', '?', '#']))
+}
+
+/// The error for a URL that [`userinfo_is_ambiguous`]: fixed text, no part
+/// of the URL.
+pub const AMBIGUOUS_USERINFO: &str = "has a raw /, ? or # before its last @ (in the password, or an @ in the path or query): percent-encode them (%2F, %3F, %23, %40)";
 
 /// Whether `s` starts with `scheme://`.
 fn starts_with_scheme(s: &str) -> bool {
@@ -910,60 +983,13 @@ fn starts_with_scheme(s: &str) -> bool {
     })
 }
 
-/// Whether `s` starts with a host (and port) that ends the authority.
-fn host_follows(s: &str) -> bool {
+/// Whether the `@` before `s` may end the userinfo: what follows it up to
+/// the next `/`, `?` or `#` (the host and port, whatever their shape) holds
+/// no other `@`, and the `@` does not end the URL. Of several such `@`, the
+/// last is taken, so an `@` in a password is never mistaken for the end.
+fn ends_userinfo(s: &str) -> bool {
     let end = s.find(['/', '?', '#']).unwrap_or(s.len());
-    let authority = &s[..end];
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => match v6.split_once(']') {
-            Some((addr, port)) => {
-                return !addr.is_empty()
-                    && addr
-                        .chars()
-                        .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-                    && (port.is_empty()
-                        || port.strip_prefix(':').is_some_and(|p| {
-                            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
-                        }));
-            }
-            None => return false,
-        },
-        None => authority,
-    };
-    let (name, port) = match host.rsplit_once(':') {
-        Some((name, port)) => (name, Some(port)),
-        None => (host, None),
-    };
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '%'))
-        && port.map_or(true, |p| {
-            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
-        })
-}
-
-/// `s` with the values of password-like query parameters replaced, each
-/// up to the next `&` (a `#` in it is taken as part of the password, not
-/// as the start of a fragment, so that nothing of it shows).
-fn redact_query(s: &str) -> String {
-    let Some((path, query)) = s.split_once('?') else {
-        return s.to_string();
-    };
-    let pairs: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _))
-                if ["password", "pass", "sslpassword"]
-                    .iter()
-                    .any(|p| k.eq_ignore_ascii_case(p)) =>
-            {
-                format!("{k}=***")
-            }
-            _ => pair.to_owned(),
-        })
-        .collect();
-    format!("{path}?{}", pairs.join("&"))
+    !s.is_empty() && !s[..end].contains('@')
 }
 
 #[cfg(test)]
@@ -1263,6 +1289,185 @@ mod tests {
                     let listed = cfg.redacted()["AMQP_URL"].clone();
                     proptest::prop_assert!(!listed.contains(pw.as_str()), "{} shows {:?}", listed, pw);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn redact_url_hides_what_an_uncertain_userinfo_may_hold() {
+        // An @ in the query with no password in the userinfo.
+        let shown = redact_url("postgres://u@h/db?password=s3kr1t@h2");
+        assert!(!shown.contains("s3kr1t"), "{shown}");
+        // A host of another shape than name:port still ends the userinfo.
+        assert_eq!(
+            redact_url("amqp://u:a@b/QQsecretQQ@h\u{f6}st/v"),
+            "amqp://u:***@h\u{f6}st/v"
+        );
+        assert_eq!(
+            redact_url("amqp://u:a@b/QQsecretQQ@host:56720x/v"),
+            "amqp://u:***@host:56720x/v"
+        );
+        // A forgotten scheme.
+        assert_eq!(redact_url("rabbit:QQsecretQQ@host"), "***@host");
+        let found = problems(&with(&[("AMQP_URL", "rabbit:QQsecretQQ@host/%2f")]));
+        assert!(
+            !found[0].problem.contains("QQsecretQQ"),
+            "{}",
+            found[0].problem
+        );
+        let cfg = load(&with(&[(
+            "AMQP_URL",
+            "amqp://u:p@a/%2f, rabbit:QQsecretQQ@host/%2f",
+        )]))
+        .expect("one URL: no comma before a scheme://");
+        assert!(!cfg.redacted()["AMQP_URL"].contains("QQsecretQQ"));
+        // Before connecting, a raw / ? or # in a password is refused, not
+        // misread (the rest of the password taken for a host or vhost).
+        for url in [
+            "amqp://relay:s3cr3t/Pa+ss@rabbit:5672/%2f",
+            "postgres://dl:pg/Secr3t@db/dl?password=x",
+            "amqps://u:p?a#b@[::1]:5671/v",
+        ] {
+            assert!(userinfo_is_ambiguous(url), "{url}");
+        }
+        for url in [
+            "amqp://relay:p%2Fw@rabbit:5672/%2f",
+            "amqp://relay:p@ss@rabbit:5672/%2f",
+            "postgres://u:p@h/db?x=@",
+            "sqlite:///tmp/a.db",
+            "amqp://rabbit/%2f",
+        ] {
+            assert!(!userinfo_is_ambiguous(url), "{url}");
+        }
+    }
+
+    /// Every 6-character piece of `secret` (or all of it, if shorter) found
+    /// in `shown`.
+    fn pieces_shown(shown: &str, secret: &str) -> Vec<String> {
+        let chars: Vec<char> = secret.chars().collect();
+        chars
+            .windows(chars.len().min(6))
+            .map(|w| w.iter().collect::<String>())
+            .filter(|piece| shown.contains(piece.as_str()))
+            .collect()
+    }
+
+    fn encode(password: &str) -> String {
+        url::form_urlencoded::byte_serialize(password.as_bytes()).collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// A printable password, typed raw or percent-encoded, in the
+        /// userinfo of an AMQP or PostgreSQL URL with hosts and paths of
+        /// several shapes: `redact_url` shows exactly the URL with `***` for
+        /// it, and no piece of it is in `Config::redacted()`, the config's
+        /// `Debug` or its errors.
+        #[test]
+        fn redact_url_shows_everything_but_the_password(
+            password in "[ -~]{8,24}",
+            encoded in proptest::bool::ANY,
+            scheme in proptest::sample::select(vec!["amqp", "amqps", "postgres"]),
+            user in proptest::sample::select(vec!["relay", "guest", "dl.user"]),
+            host in proptest::sample::select(vec![
+                "rabbit", "rabbit:5672", "10.0.0.7:5671", "[::1]:5671",
+                "db.example.com", "h\u{f6}st", "host:56720x",
+            ]),
+            path in proptest::sample::select(vec![
+                "", "/", "/%2f", "/db?sslmode=require", "/v?heartbeat=5#frag",
+            ]),
+        ) {
+            let pw = if encoded { encode(&password) } else { password.clone() };
+            let url = format!("{scheme}://{user}:{pw}@{host}{path}");
+            proptest::prop_assert_eq!(
+                redact_url(&url),
+                format!("{scheme}://{user}:***@{host}{path}")
+            );
+            let (amqp, db) = if scheme == "postgres" {
+                (format!("amqp://{user}:{pw}@{host}{path},{url}"), url.clone())
+            } else {
+                (format!("{url},amqp://u:p@h/%2f"), format!("postgres://{user}:{pw}@{host}/db"))
+            };
+            let vars: Vec<(String, String)> = BASE
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .chain([("AMQP_URL".into(), amqp), ("DATABASE_URL".into(), db)])
+                .collect();
+            let map: HashMap<String, String> = vars.into_iter().collect();
+            let shown = match Config::from_lookup(&move |k| map.get(k).cloned()) {
+                Ok(cfg) => format!("{:?} {:?}", cfg.redacted(), cfg),
+                Err(e) => format!("{e} {e:?}"),
+            };
+            for secret in [&password, &pw] {
+                let leaked = pieces_shown(&shown, secret);
+                proptest::prop_assert!(leaked.is_empty(), "{:?} of {:?} in {}", leaked, secret, shown);
+            }
+        }
+
+        /// A password given as a `password=` parameter (encoded, or raw
+        /// without `&`, which ends it for every parser), with or without a
+        /// user in the userinfo.
+        #[test]
+        fn query_passwords_are_hidden(
+            password in "[ -%'-~]{8,24}",
+            encoded in proptest::bool::ANY,
+            key in proptest::sample::select(vec!["password", "pass", "sslpassword", "PASSWORD"]),
+            userinfo in proptest::sample::select(vec!["", "dl@", "dl:pw@"]),
+        ) {
+            let pw = if encoded { encode(&password) } else { password.clone() };
+            let url = format!("postgres://{userinfo}db:5432/dl?sslmode=require&{key}={pw}&application_name=relay");
+            let shown = redact_url(&url);
+            for secret in [&password, &pw] {
+                let leaked = pieces_shown(&shown, secret);
+                proptest::prop_assert!(leaked.is_empty(), "{:?} of {:?} in {}", leaked, secret, shown);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Connecting with a printable password, raw or encoded, to a port
+        /// nothing listens on: the AMQP error (both connection paths) and
+        /// the store's error show no piece of it. The user is `localhost`,
+        /// so that a URL a raw password makes lapin or sqlx misread (host =
+        /// the user) fails without a DNS lookup.
+        #[test]
+        fn connect_errors_show_no_password(
+            password in "[ -~]{8,24}",
+            encoded in proptest::bool::ANY,
+        ) {
+            let pw = if encoded { encode(&password) } else { password.clone() };
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let amqp = crate::config::AmqpConfig::new(
+                &format!("amqp://localhost:{pw}@127.0.0.1:1/%2f"),
+                "x",
+                "q",
+                "w",
+            );
+            let db = format!("postgres://localhost:{pw}@127.0.0.1:1/db");
+            let shown = rt.block_on(async {
+                let limit = Duration::from_secs(5);
+                let guarded = tokio::time::timeout(limit, crate::amqp::connect(&amqp, "t")).await;
+                let plain = tokio::time::timeout(limit, crate::amqp::connect_confirmed(&amqp, "t")).await;
+                let store = tokio::time::timeout(limit, crate::deadletter::Store::connect(&db)).await;
+                format!(
+                    "{} | {} | {}",
+                    guarded.map_or("timeout".into(), |r| r.err().map(|e| e.to_string()).unwrap_or_default()),
+                    plain.map_or("timeout".into(), |r| r.err().map(|e| e.to_string()).unwrap_or_default()),
+                    store.map_or("timeout".into(), |r| r.err().map(|e| e.to_string()).unwrap_or_default()),
+                )
+            });
+            for secret in [&password, &pw] {
+                let leaked = pieces_shown(&shown, secret);
+                proptest::prop_assert!(leaked.is_empty(), "{:?} of {:?} in {}", leaked, secret, shown);
             }
         }
     }

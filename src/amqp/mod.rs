@@ -104,15 +104,26 @@ async fn open(
     guarded: Option<guard::Limits>,
     props: ConnectionProperties,
 ) -> Result<Connection, String> {
+    // A raw / ? # in the password would be misread, its rest taken for the
+    // host, vhost or query, which the broker's refusal then repeats.
+    if crate::config::userinfo_is_ambiguous(url) {
+        return Err(format!("not used: {}", crate::config::AMBIGUOUS_USERINFO));
+    }
+    // lapin's parse errors quote the whole URL, or a part of a password
+    // (`Invalid SASL mechanism: ...`); only the url crate's reason, fixed
+    // text, is shown. Parsed here for both paths: `Connection::connect(url)`
+    // would show lapin's.
+    let mut uri: AMQPUri = url
+        .parse()
+        .map_err(|_: String| match url::Url::parse(url) {
+            Err(e) => format!("not an AMQP URL ({e})"),
+            Ok(_) => "not an AMQP URL".to_string(),
+        })?;
     let Some(limits) = guarded else {
-        return Connection::connect(url, props)
+        return Connection::connect_uri(uri, props)
             .await
             .map_err(|e| e.to_string());
     };
-    let mut uri: AMQPUri = url
-        .parse()
-        // lapin's parse error quotes the whole URL, password included.
-        .map_err(|_: String| "not an AMQP URL".to_string())?;
     let host = uri.authority.host.clone();
     let tcp = tokio::net::TcpStream::connect((host.as_str(), uri.authority.port))
         .await

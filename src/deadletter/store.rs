@@ -616,6 +616,16 @@ async fn connect_sqlite(url: &str) -> Result<Store, StoreError> {
 }
 
 fn pg_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    // sqlx would misread the rest of such a password as host, database or
+    // parameters, and repeat them in its errors and log lines.
+    if crate::config::userinfo_is_ambiguous(url) {
+        return Err(StoreError::Connect {
+            url: redact_url(url),
+            source: sqlx::Error::Configuration(
+                format!("the URL {}", crate::config::AMBIGUOUS_USERINFO).into(),
+            ),
+        });
+    }
     PgConnectOptions::from_str(url).map_err(|source| StoreError::Connect {
         url: redact_url(url),
         source,
