@@ -254,10 +254,7 @@ impl Filter {
                         return Verdict::Pass;
                     };
                     at += 1 + s.len();
-                    if std::str::from_utf8(s).is_err() {
-                        problems.push(format!("{what} \"{}\" is not UTF-8", s.escape_ascii()));
-                    }
-                    put_short_str(&mut out, s);
+                    copy_short_str(&mut out, s, what, &mut problems);
                 }
             }
         }
@@ -403,14 +400,8 @@ impl Properties {
                         return None;
                     };
                     rest = &rest[1 + s.len()..];
-                    if std::str::from_utf8(s).is_err() {
-                        problems.push(format!(
-                            "property {name} \"{}\" is not UTF-8",
-                            s.escape_ascii()
-                        ));
-                    }
                     let mut out = Vec::with_capacity(1 + s.len());
-                    put_short_str(&mut out, s);
+                    copy_short_str(&mut out, s, &format!("property {name}"), problems);
                     props.fields.push((bit, out));
                 }
                 Prop::Fixed(n) => {
@@ -500,13 +491,7 @@ fn table(
 ) -> Option<usize> {
     sized(input, out, |body, at, out| {
         let key = short_str(body, at)?;
-        if std::str::from_utf8(key).is_err() {
-            problems.push(format!(
-                "header key \"{}\" is not UTF-8",
-                key.escape_ascii()
-            ));
-        }
-        put_short_str(out, key);
+        copy_short_str(out, key, "header key", problems);
         let used = value(&body[at + 1 + key.len()..], depth, out, problems)?;
         Some(1 + key.len() + used)
     })
@@ -608,6 +593,15 @@ fn be_u32(b: &[u8], at: usize) -> Option<u32> {
 fn short_str(b: &[u8], at: usize) -> Option<&[u8]> {
     let len = *b.get(at)? as usize;
     b.get(at + 1..at + 1 + len)
+}
+
+/// [`put_short_str`], noting `what` (and its bytes, escaped) as a problem
+/// when it is not UTF-8.
+fn copy_short_str(out: &mut Vec<u8>, s: &[u8], what: &str, problems: &mut Vec<String>) {
+    if std::str::from_utf8(s).is_err() {
+        problems.push(format!("{what} \"{}\" is not UTF-8", s.escape_ascii()));
+    }
+    put_short_str(out, s);
 }
 
 /// Writes `s` as a short string, each byte that is not part of valid UTF-8
