@@ -52,6 +52,15 @@ pub const MAX_HEADER_DEPTH: usize = 16;
 /// How much of an oversized body is kept for the dead letter.
 pub const BODY_EXCERPT_BYTES: usize = 4096;
 
+/// Names the cut of an oversized body in the marker; see [`body_was_cut`].
+const BODY_CUT: &str = "exceeds RELAY_MAX_BODY_BYTES";
+
+/// Whether the marker's problems include a cut body (the message is then
+/// too large rather than malformed).
+pub fn body_was_cut(problems: &str) -> bool {
+    problems.contains(BODY_CUT)
+}
+
 /// A frame larger than this is not from RabbitMQ (its `frame_max` is at
 /// most 128 KiB by default; operators rarely raise it past 1 MiB).
 const MAX_FRAME_BYTES: u32 = 16 * 1024 * 1024;
@@ -283,7 +292,7 @@ impl Filter {
         if body_size > self.limits.max_body_bytes {
             kept_size = body_size.min(BODY_EXCERPT_BYTES as u64);
             problems.push(format!(
-                "body of {body_size} bytes exceeds RELAY_MAX_BODY_BYTES ({}); its first {kept_size} bytes are kept",
+                "body of {body_size} bytes {BODY_CUT} ({}); its first {kept_size} bytes are kept",
                 self.limits.max_body_bytes
             ));
             state.cut = Some(BodyCut {

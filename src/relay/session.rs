@@ -496,8 +496,6 @@ impl Session {
             max_event_bytes: self.shared.cfg.pusher.max_event_bytes,
             templates: &self.shared.cfg.relay.templates,
         };
-        let unreadable = unreadable(&props);
-        let decoded = intent::decode(&delivery.data, &ctx);
         let mut pending = Pending {
             routing_key: delivery.routing_key.as_str().to_string(),
             properties: props,
@@ -509,31 +507,33 @@ impl Session {
             first_seen_ms: now,
             body: delivery.data,
         };
-        if let Some(problems) = unreadable {
-            metrics::intent_consumed("invalid");
-            pending.kind = loose_type(&pending.body);
-            let reason = if problems.contains("RELAY_MAX_BODY_BYTES") {
-                Reason::TooLarge
-            } else {
-                Reason::Invalid
-            };
-            tracing::warn!(tag, problems = %problems, "AMQP message is malformed; dead-lettering it");
-            let error = format!("the AMQP message was rewritten to be read: {problems}");
-            self.dead_letter(tag, pending, failure(reason, error));
-            return;
-        }
-        let intent = match decoded {
-            Ok(intent) => intent,
-            Err(e) => {
-                metrics::intent_consumed("invalid");
-                pending.kind = loose_type(&pending.body);
+        // A message the guard rewrote is not what the producer sent: it is
+        // never decoded, let alone delivered.
+        let decoded = match unreadable(&pending.properties) {
+            Some(problems) => Err(failure(
+                if amqp::guard::body_was_cut(&problems) {
+                    Reason::TooLarge
+                } else {
+                    Reason::Invalid
+                },
+                format!("the AMQP message was rewritten to be read: {problems}"),
+            )),
+            None => intent::decode(&pending.body, &ctx).map_err(|e| {
                 let reason = if e.reason() == "too_large" {
                     Reason::TooLarge
                 } else {
                     Reason::Invalid
                 };
-                tracing::warn!(tag, error = %e, "intent can never be sent; dead-lettering it");
-                self.dead_letter(tag, pending, failure(reason, e.to_string()));
+                failure(reason, e.to_string())
+            }),
+        };
+        let intent = match decoded {
+            Ok(intent) => intent,
+            Err(f) => {
+                metrics::intent_consumed("invalid");
+                pending.kind = loose_type(&pending.body);
+                tracing::warn!(tag, error = %f.error, "intent can never be sent; dead-lettering it");
+                self.dead_letter(tag, pending, f);
                 return;
             }
         };
