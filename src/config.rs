@@ -15,7 +15,6 @@ use base64::Engine;
 use serde::Serialize;
 
 use crate::intent::ChannelTemplates;
-use crate::relay::concurrency::Mode;
 
 /// Per-channel order allows one request per channel in flight, so the
 /// useful concurrency is about the number of channels with work waiting
@@ -291,6 +290,24 @@ fn split_urls(list: &str) -> Vec<&str> {
         .collect()
 }
 
+/// `RELAY_CONCURRENCY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConcurrencyMode {
+    /// Found by the controller, between 1 and `RELAY_MAX_IN_FLIGHT`.
+    Adaptive,
+    /// Always `RELAY_MAX_IN_FLIGHT`.
+    Fixed,
+}
+
+impl ConcurrencyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConcurrencyMode::Adaptive => "adaptive",
+            ConcurrencyMode::Fixed => "fixed",
+        }
+    }
+}
+
 /// The relay's limits and timings.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -304,7 +321,7 @@ pub struct RelayConfig {
     pub max_in_flight: usize,
     /// Whether the in-flight limit adapts to Pusher's round trips and
     /// pushback or stays at `max_in_flight`.
-    pub concurrency: Mode,
+    pub concurrency: ConcurrencyMode,
     /// Attempts per request before an event is dead-lettered `exhausted`.
     pub max_attempts: usize,
     /// Total time spent retrying one request before it is `exhausted`.
@@ -670,14 +687,14 @@ impl Config {
             );
         }
         let concurrency = match r.string("RELAY_CONCURRENCY", "adaptive").as_str() {
-            "adaptive" => Mode::Adaptive,
-            "fixed" => Mode::Fixed,
+            "adaptive" => ConcurrencyMode::Adaptive,
+            "fixed" => ConcurrencyMode::Fixed,
             other => {
                 r.bad(
                     "RELAY_CONCURRENCY",
                     format!("{other:?} is not a concurrency mode; expected adaptive (the limit follows Pusher's round trips and 429s, up to RELAY_MAX_IN_FLIGHT) or fixed (always RELAY_MAX_IN_FLIGHT)"),
                 );
-                Mode::Adaptive
+                ConcurrencyMode::Adaptive
             }
         };
         let relay = RelayConfig {

@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::config::ConcurrencyMode;
 use crate::metrics;
 
 /// Where slow start begins: as TCP's initial window of 10 segments, a few
@@ -71,24 +72,6 @@ const MIN_RISE: Duration = Duration::from_millis(2);
 /// The shortest interval, so that loopback round trips do not make the
 /// limit move on every answer.
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
-
-/// `RELAY_CONCURRENCY`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Found by the controller, between 1 and `RELAY_MAX_IN_FLIGHT`.
-    Adaptive,
-    /// Always `RELAY_MAX_IN_FLIGHT`.
-    Fixed,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Adaptive => "adaptive",
-            Mode::Fixed => "fixed",
-        }
-    }
-}
 
 /// How one request ended, as far as the controller cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,7 +169,7 @@ pub struct Ticket {
 /// takes the time, so tests drive it on a simulated clock.
 #[derive(Debug)]
 pub struct Controller {
-    mode: Mode,
+    mode: ConcurrencyMode,
     limit: usize,
     ceiling: usize,
     in_flight: usize,
@@ -200,13 +183,13 @@ pub struct Controller {
 impl Controller {
     /// A controller for at most `ceiling` requests. Adaptive starts at
     /// [`INITIAL_LIMIT`] in slow start; fixed stays at the ceiling.
-    pub fn new(mode: Mode, ceiling: usize) -> Controller {
+    pub fn new(mode: ConcurrencyMode, ceiling: usize) -> Controller {
         let ceiling = ceiling.max(1);
         Controller {
             mode,
             limit: match mode {
-                Mode::Adaptive => INITIAL_LIMIT.min(ceiling),
-                Mode::Fixed => ceiling,
+                ConcurrencyMode::Adaptive => INITIAL_LIMIT.min(ceiling),
+                ConcurrencyMode::Fixed => ceiling,
             },
             ceiling,
             in_flight: 0,
@@ -230,7 +213,7 @@ impl Controller {
     }
 
     pub fn in_slow_start(&self) -> bool {
-        self.mode == Mode::Adaptive && self.slow_start
+        self.mode == ConcurrencyMode::Adaptive && self.slow_start
     }
 
     /// Takes a slot if one is free; returns the ticket to hand back to
@@ -287,7 +270,7 @@ impl Controller {
             }
             Response::Throttled | Response::Failed => {}
         }
-        if self.mode == Mode::Fixed {
+        if self.mode == ConcurrencyMode::Fixed {
             return None;
         }
         let started = *self.interval.started.get_or_insert(now);
@@ -305,7 +288,7 @@ impl Controller {
     /// Starts slow start again (after an outage, when the limit says nothing
     /// about the Pusher that is back).
     pub fn restart(&mut self) {
-        if self.mode == Mode::Adaptive {
+        if self.mode == ConcurrencyMode::Adaptive {
             self.slow_start = true;
         }
     }
@@ -388,7 +371,7 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    pub fn new(mode: Mode, ceiling: usize) -> Arc<Limiter> {
+    pub fn new(mode: ConcurrencyMode, ceiling: usize) -> Arc<Limiter> {
         let controller = Controller::new(mode, ceiling);
         let metrics = metrics::ConcurrencyMetrics::new();
         metrics.limit.set(controller.limit() as f64);
@@ -546,7 +529,7 @@ mod tests {
     }
 
     impl Sim {
-        fn new(mode: Mode, ceiling: usize) -> Sim {
+        fn new(mode: ConcurrencyMode, ceiling: usize) -> Sim {
             let now = Instant::now();
             Sim {
                 c: Controller::new(mode, ceiling),
@@ -611,7 +594,7 @@ mod tests {
 
     #[test]
     fn slow_start_doubles_per_round_trip_up_to_the_ceiling() {
-        let mut s = Sim::new(Mode::Adaptive, 256);
+        let mut s = Sim::new(ConcurrencyMode::Adaptive, 256);
         s.run(RTT * 10, 1000, RTT);
         let limits: Vec<usize> = s.limits.iter().map(|(_, l)| *l).collect();
         assert_eq!(limits, [16, 32, 64, 128, 256]);
@@ -625,14 +608,14 @@ mod tests {
 
     #[test]
     fn the_limit_grows_only_while_it_is_reached() {
-        let mut s = Sim::new(Mode::Adaptive, 256);
+        let mut s = Sim::new(ConcurrencyMode::Adaptive, 256);
         s.run(RTT * 50, 20, RTT);
         assert_eq!(s.c.limit(), 32, "one doubling past the 20 offered, no more");
     }
 
     #[test]
     fn a_429_ends_slow_start_at_the_last_good_limit_then_it_hovers_at_the_cap() {
-        let mut s = Sim::new(Mode::Adaptive, 256);
+        let mut s = Sim::new(ConcurrencyMode::Adaptive, 256);
         s.cap = Some(32);
         s.run(RTT * 8, 1000, RTT);
         assert!(!s.c.in_slow_start());
@@ -661,7 +644,7 @@ mod tests {
 
     #[test]
     fn a_longer_round_trip_halves_the_limit_then_slow_start_regains_it() {
-        let mut s = Sim::new(Mode::Adaptive, 256);
+        let mut s = Sim::new(ConcurrencyMode::Adaptive, 256);
         s.run(Duration::from_secs(1), 100, Duration::from_millis(20));
         assert_eq!(s.c.limit(), 128);
         // Pusher is suddenly ten times farther away.
@@ -682,7 +665,7 @@ mod tests {
 
     #[test]
     fn after_pushback_a_rising_round_trip_shrinks_it_by_the_ratio() {
-        let mut s = Sim::new(Mode::Adaptive, 256);
+        let mut s = Sim::new(ConcurrencyMode::Adaptive, 256);
         s.cap = Some(32);
         s.run(Duration::from_secs(2), 1000, RTT);
         assert!(!s.c.in_slow_start());
@@ -703,7 +686,7 @@ mod tests {
 
     #[test]
     fn errors_shrink_it_to_the_floor_and_never_below() {
-        let mut s = Sim::new(Mode::Adaptive, 64);
+        let mut s = Sim::new(ConcurrencyMode::Adaptive, 64);
         s.run(RTT * 8, 1000, RTT);
         assert_eq!(s.c.limit(), 64);
         s.failing = true;
@@ -717,7 +700,7 @@ mod tests {
 
     #[test]
     fn congestion_from_before_a_decrease_is_counted_once() {
-        let mut c = Controller::new(Mode::Adaptive, 256);
+        let mut c = Controller::new(ConcurrencyMode::Adaptive, 256);
         let mut t = Instant::now();
         for _ in 0..3 {
             let tickets: Vec<Ticket> = std::iter::from_fn(|| c.try_start(t)).collect();
@@ -739,7 +722,7 @@ mod tests {
 
     #[test]
     fn fixed_mode_never_moves() {
-        let mut s = Sim::new(Mode::Fixed, 16);
+        let mut s = Sim::new(ConcurrencyMode::Fixed, 16);
         s.cap = Some(8);
         s.run(Duration::from_secs(2), 100, RTT);
         s.run(Duration::from_secs(2), 100, Duration::from_secs(1));
@@ -749,7 +732,7 @@ mod tests {
 
     #[test]
     fn jitter_alone_does_not_shrink_the_limit() {
-        let mut s = Sim::new(Mode::Adaptive, 256);
+        let mut s = Sim::new(ConcurrencyMode::Adaptive, 256);
         // 50 ms +- 10 ms, a different round trip every few answers.
         for i in 0..400u64 {
             let rtt = Duration::from_millis(40 + (i * 7919 % 21));
@@ -765,7 +748,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_limiter_makes_requests_wait_for_a_slot() {
-        let limiter = Limiter::new(Mode::Fixed, 2);
+        let limiter = Limiter::new(ConcurrencyMode::Fixed, 2);
         let a = limiter.acquire().await;
         let _b = limiter.acquire().await;
         let waiting = tokio::spawn({

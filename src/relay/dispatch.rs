@@ -324,7 +324,7 @@ pub async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::concurrency::Mode;
+    use crate::config::ConcurrencyMode;
     use std::cell::Cell;
 
     fn circuit() -> Arc<Circuit> {
@@ -332,7 +332,7 @@ mod tests {
     }
 
     fn limiter() -> Arc<Limiter> {
-        Limiter::new(Mode::Adaptive, 64)
+        Limiter::new(ConcurrencyMode::Adaptive, 64)
     }
 
     fn policy() -> RetryPolicy {
@@ -426,7 +426,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn throttling_spends_no_budget_and_lowers_the_limit() {
         let circuit = circuit();
-        let limiter = Limiter::new(Mode::Adaptive, 64);
+        let limiter = Limiter::new(ConcurrencyMode::Adaptive, 64);
         let before = limiter.limit();
         let calls = Cell::new(0);
         // Twice the attempts the policy allows, all 429: still delivered,
@@ -456,7 +456,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_request_refused_before_sending_teaches_the_limiter_nothing() {
         let circuit = circuit();
-        let limiter = Limiter::new(Mode::Adaptive, 64);
+        let limiter = Limiter::new(ConcurrencyMode::Adaptive, 64);
         let invalid = || async {
             // Long enough for the controller's interval to end, were the
             // refusal fed to it.
