@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::health::Health;
+use crate::relay::health::Health;
 use crate::shutdown::Shutdown;
 use crate::webhooks::{self, WebhookIngress, MAX_WEBHOOK_BYTES};
 

@@ -422,7 +422,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     init_tracing(cfg.log_json);
     match command {
         Command::Dlq(dlq) => return run_dlq(&cfg, dlq).await,
-        Command::Run => pusher_relay::relay::run(cfg).await?,
+        Command::Run => pusher_relay::app::run(cfg).await?,
         Command::Publish {
             intent,
             file,

@@ -13,10 +13,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::{eventually, relay_config, Broker, Db, FakePusher};
 use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
+use pusher_relay::app::Worker;
 use pusher_relay::deadletter::filter::Cursor;
 use pusher_relay::deadletter::replay::{self, ReplayOptions, DEAD_LETTER_HEADER};
 use pusher_relay::deadletter::{Filter, FilterSpec, NewDeadLetter, Reason, Status, Store};
-use pusher_relay::relay::Worker;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pusher_relay::config::Config;
-use pusher_relay::health::Health;
 use pusher_relay::http::{self, AppState, Limits};
+use pusher_relay::relay::health::Health;
 use pusher_relay::shutdown::{self, ShutdownTrigger};
 use pusher_relay::webhooks::WebhookIngress;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

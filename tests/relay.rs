@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{assert_in_order_once, chat, eventually, relay_config, Broker, Db, FakePusher};
+use pusher_relay::app::Worker;
 use pusher_relay::deadletter::{DeadLetter, Reason, Store};
-use pusher_relay::relay::Worker;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);

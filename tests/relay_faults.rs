@@ -10,7 +10,7 @@ use common::{
     assert_in_order_once, chat, close_broker_connection, eventually, relay_config, Broker, Db,
     FakePusher, Proxy, Received,
 };
-use pusher_relay::relay::Worker;
+use pusher_relay::app::Worker;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);

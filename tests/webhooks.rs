@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use pusher_relay::relay::Worker;
+use pusher_relay::app::Worker;
 use serde_json::Value;
 use sha2::Sha256;
 

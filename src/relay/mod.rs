@@ -12,38 +12,40 @@
 //! - [`rebalance`]: with shards, hands shards to other workers until each
 //!   holds its share.
 //!
-//! [`Worker`] runs sessions, reconnecting with backoff, next to the HTTP
-//! listener, until shutdown.
+//! - [`health`] and [`status`]: what the relay reports of itself, read by
+//!   `/readyz` and the console, which never hold the parts themselves.
+//!
+//! [`Relay::run`] runs a session per consumed queue, reconnecting with
+//! backoff, until shutdown. It knows nothing of HTTP, the admin API or the
+//! console: [`crate::app`] wires those around it.
 
 pub mod circuit;
 pub mod concurrency;
 pub mod dedup;
 pub mod dispatch;
+pub mod health;
 pub mod lanes;
 pub mod rebalance;
 pub mod session;
+pub mod status;
 pub mod writer;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::deadletter::{Store, StoreError};
-use crate::health::Health;
+use crate::metrics;
 use crate::pusher::{Client, PusherError};
-use crate::shutdown::{self, Shutdown, ShutdownTrigger};
-use crate::webhooks::WebhookIngress;
-use crate::{http, metrics};
+use crate::shutdown::Shutdown;
+use health::Health;
+pub use status::Status;
 
 /// Why the worker could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    #[error(transparent)]
-    Http(#[from] std::io::Error),
     #[error("cannot build the Pusher client: {0}")]
     Pusher(#[from] PusherError),
     #[error("dead-letter store (DATABASE_URL): {0}")]
@@ -60,149 +62,54 @@ const HANDOFF_PAUSE: Duration = Duration::from_secs(1);
 /// How often the store is pinged for `/readyz` when nothing is written.
 const STORE_PING_INTERVAL: Duration = Duration::from_secs(5);
 
-/// A running worker.
-pub struct Worker {
-    /// Where `/metrics`, `/healthz` and `/readyz` are served (the bound
-    /// address, so `HTTP_ADDR=127.0.0.1:0` works in tests).
-    pub http_addr: SocketAddr,
-    /// Readiness of each part.
-    pub health: Arc<Health>,
+/// The relay before it runs: the parts that outlive any one broker session
+/// and that the status view reads.
+pub struct Relay {
+    client: Client,
+    health: Arc<Health>,
     limiter: Arc<concurrency::Limiter>,
-    trigger: ShutdownTrigger,
-    task: JoinHandle<Result<(), RelayError>>,
+    circuit: Arc<circuit::Circuit>,
 }
 
-impl Worker {
-    /// Binds the listener, connects the store (waiting while it is down) and
-    /// starts consuming in the background.
-    pub async fn start(cfg: Config) -> Result<Worker, RelayError> {
-        let prometheus = metrics::install();
-        let health = Arc::new(Health::default());
-        let (trigger, shutdown) = shutdown::channel();
-        let listener = http::bind(cfg.http.addr).await?;
-        let http_addr = listener.local_addr()?;
-        // The listener starts before the store is connected (so /readyz can
-        // report a store that is down); the admin API gets the store through
-        // this slot, filled by run_sessions once connected.
-        let store_slot: Arc<OnceLock<Store>> = Arc::default();
+impl Relay {
+    /// Builds the Pusher client and the shared parts; connects nothing.
+    pub fn new(cfg: &Config) -> Result<Relay, RelayError> {
         let client = Client::new(&cfg.pusher)?;
-        let limiter = concurrency::Limiter::new(cfg.relay.concurrency, cfg.relay.max_in_flight);
-        // Made here rather than with the sessions: the console shows it.
-        let circuit = circuit::Circuit::new(probe(client.clone()));
-        let admin = cfg
-            .http
-            .admin_token
-            .clone()
-            .map(|token| crate::admin::AdminState {
-                store: store_slot.clone(),
-                token,
-                amqp: cfg.amqp.clone(),
-            });
-        let console = cfg.http.admin_token.clone().map(|token| {
-            let history = Arc::new(crate::ui::history::History::default());
-            tokio::spawn(crate::ui::history::run(
-                history.clone(),
-                circuit.clone(),
-                limiter.clone(),
-                trigger.subscribe(),
-            ));
-            Arc::new(crate::ui::Console {
-                store: store_slot.clone(),
-                token,
-                amqp: cfg.amqp.clone(),
-                health: health.clone(),
-                circuit: circuit.clone(),
-                limiter: limiter.clone(),
-                history,
-                sessions: Default::default(),
-                replays: Default::default(),
-            })
-        });
-        let state = http::AppState {
-            health: health.clone(),
-            prometheus,
-            webhooks: WebhookIngress::new(
-                cfg.pusher.key.clone(),
-                cfg.pusher.secret.clone(),
-                cfg.amqp.clone(),
-            ),
-            admin,
-            console,
-        };
-        tokio::spawn(http::serve(listener, state, trigger.subscribe()));
-        tracing::info!(%http_addr, pusher = %cfg.pusher.base_url(), "listening for /metrics, /healthz, /readyz");
-
-        let task = tokio::spawn(run_sessions(
-            cfg,
+        Ok(Relay {
+            health: Arc::new(Health::default()),
+            limiter: concurrency::Limiter::new(cfg.relay.concurrency, cfg.relay.max_in_flight),
+            circuit: circuit::Circuit::new(probe(client.clone())),
             client,
-            limiter.clone(),
-            circuit,
-            health.clone(),
-            store_slot,
-            shutdown,
-        ));
-        Ok(Worker {
-            http_addr,
-            health,
-            limiter,
-            trigger,
-            task,
         })
     }
 
-    /// Requests to Pusher allowed in flight now (the adaptive limit).
-    pub fn concurrency_limit(&self) -> usize {
-        self.limiter.limit()
+    /// Readiness, which the relay sets and `/readyz` reads.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
     }
 
-    /// Starts a graceful shutdown (as SIGTERM does).
-    pub fn shutdown(&self) {
-        self.health.set_shutting_down();
-        self.trigger.fire();
+    /// A read-only view of the relay's state.
+    pub fn status(&self) -> Status {
+        Status::new(
+            self.health.clone(),
+            self.circuit.clone(),
+            self.limiter.clone(),
+        )
     }
 
-    /// Waits until the worker has stopped.
-    pub async fn wait(self) -> Result<(), RelayError> {
-        self.task
-            .await
-            .map_err(|e| RelayError::Join(e.to_string()))?
-    }
-}
-
-/// `pusher-relay run`: the worker until SIGTERM or SIGINT.
-pub async fn run(cfg: Config) -> Result<(), RelayError> {
-    let mut worker = Worker::start(cfg).await?;
-    tokio::select! {
-        _ = wait_for_signal() => {}
-        // The worker stopped of itself: a topology the broker refuses.
-        ended = &mut worker.task => {
-            return ended.map_err(|e| RelayError::Join(e.to_string()))?;
-        }
-    }
-    tracing::info!("signal received, shutting down");
-    worker.shutdown();
-    worker.wait().await
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+    /// Connects the store (waiting while it is down), fills `store_slot` for
+    /// whoever serves dead letters, and consumes until shutdown.
+    pub async fn run(
+        self,
+        cfg: Config,
+        store_slot: Arc<OnceLock<Store>>,
+        mut shutdown: Shutdown,
+    ) -> Result<(), RelayError> {
+        let Some(store) = connect_store(&cfg, &self.health, &mut shutdown).await? else {
+            return Ok(());
+        };
+        let _ = store_slot.set(store.clone());
+        run_sessions(cfg, self, store, shutdown).await
     }
 }
 
@@ -251,17 +158,16 @@ async fn connect_store(
 
 async fn run_sessions(
     cfg: Config,
-    client: Client,
-    limiter: Arc<concurrency::Limiter>,
-    circuit: Arc<circuit::Circuit>,
-    health: Arc<Health>,
-    store_slot: Arc<OnceLock<Store>>,
-    mut shutdown: Shutdown,
+    relay: Relay,
+    store: Store,
+    shutdown: Shutdown,
 ) -> Result<(), RelayError> {
-    let Some(store) = connect_store(&cfg, &health, &mut shutdown).await? else {
-        return Ok(());
-    };
-    let _ = store_slot.set(store.clone());
+    let Relay {
+        client,
+        health,
+        limiter,
+        circuit,
+    } = relay;
     let pinger = tokio::spawn(ping_store(store.clone(), health.clone(), shutdown.clone()));
     let policy = dispatch::RetryPolicy {
         max_attempts: cfg.relay.max_attempts,

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::metrics::{self, SECONDS_BUCKETS};
-use crate::relay::circuit::Circuit;
-use crate::relay::concurrency::Limiter;
+use crate::relay::Status;
 use crate::shutdown::Shutdown;
 
 /// Time between samples: short enough for the page to look live, long
@@ -180,12 +179,7 @@ impl History {
 }
 
 /// Samples every [`SAMPLE_INTERVAL`] until shutdown.
-pub async fn run(
-    history: Arc<History>,
-    circuit: Arc<Circuit>,
-    limiter: Arc<Limiter>,
-    mut shutdown: Shutdown,
-) {
+pub async fn run(history: Arc<History>, status: Status, mut shutdown: Shutdown) {
     let mut before = Totals::read();
     let mut then = Instant::now();
     let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
@@ -199,10 +193,10 @@ pub async fn run(
         let after = Totals::read();
         let now = Instant::now();
         let gauges = Gauges {
-            in_flight: limiter.in_flight() as u64,
-            concurrency_limit: limiter.limit() as u64,
+            in_flight: status.in_flight() as u64,
+            concurrency_limit: status.concurrency_limit() as u64,
             backlog: metrics::live().backlog.load(Ordering::Relaxed),
-            circuit_open: circuit.open_cause().is_some(),
+            circuit_open: status.circuit().is_some(),
         };
         history.push(sample(
             &before,

@@ -34,9 +34,7 @@ use serde_json::json;
 
 use crate::config::{AmqpConfig, Secret};
 use crate::deadletter::{FilterSpec, Store, StoreError};
-use crate::health::Health;
-use crate::relay::circuit::Circuit;
-use crate::relay::concurrency::Limiter;
+use crate::relay::Status;
 use history::History;
 use replays::Replays;
 use session::Sessions;
@@ -49,9 +47,8 @@ pub struct Console {
     pub token: Secret,
     /// Where replays publish.
     pub amqp: AmqpConfig,
-    pub health: Arc<Health>,
-    pub circuit: Arc<Circuit>,
-    pub limiter: Arc<Limiter>,
+    /// The relay's state, read-only.
+    pub status: Status,
     pub history: Arc<History>,
     pub sessions: Sessions,
     pub replays: Arc<Replays>,
@@ -285,8 +282,8 @@ fn store(state: &Console) -> Result<&Store, PageError> {
 /// What the overview shows now, and its history.
 fn overview_data(state: &Console) -> serde_json::Value {
     let samples = state.history.samples();
-    let readiness = state.health.readiness();
-    let circuit = state.circuit.status();
+    let readiness = state.status.readiness();
+    let circuit = state.status.circuit();
     let last = samples.last().cloned().unwrap_or_default();
     json!({
         "now_ms": crate::clock::now_ms(),
@@ -299,8 +296,8 @@ fn overview_data(state: &Console) -> serde_json::Value {
             "latency_p50_ms": last.latency_p50_ms,
             "latency_p99_ms": last.latency_p99_ms,
         },
-        "in_flight": state.limiter.in_flight(),
-        "concurrency_limit": state.limiter.limit(),
+        "in_flight": state.status.in_flight(),
+        "concurrency_limit": state.status.concurrency_limit(),
         "backlog": crate::metrics::live().backlog.load(std::sync::atomic::Ordering::Relaxed),
         "backlog_trend": history::backlog_trend(&samples),
         "circuit": match &circuit {

@@ -705,7 +705,7 @@ pub fn close_connections_mentioning(needle: &str) -> usize {
 // The worker under test.
 
 /// What the worker's `/metrics` answers now.
-pub async fn metrics_text(worker: &pusher_relay::relay::Worker) -> String {
+pub async fn metrics_text(worker: &pusher_relay::app::Worker) -> String {
     reqwest::get(format!("http://{}/metrics", worker.http_addr))
         .await
         .expect("/metrics answers")
@@ -715,8 +715,8 @@ pub async fn metrics_text(worker: &pusher_relay::relay::Worker) -> String {
 }
 
 /// Starts the worker and waits until it consumes (its topology declared).
-pub async fn start_worker(cfg: Config) -> pusher_relay::relay::Worker {
-    let worker = pusher_relay::relay::Worker::start(cfg)
+pub async fn start_worker(cfg: Config) -> pusher_relay::app::Worker {
+    let worker = pusher_relay::app::Worker::start(cfg)
         .await
         .expect("the worker starts");
     eventually(
@@ -729,7 +729,7 @@ pub async fn start_worker(cfg: Config) -> pusher_relay::relay::Worker {
 }
 
 /// Graceful shutdown, as SIGTERM does, and waits until the worker stopped.
-pub async fn stop(worker: pusher_relay::relay::Worker) {
+pub async fn stop(worker: pusher_relay::app::Worker) {
     worker.shutdown();
     worker.wait().await.expect("the worker stops cleanly");
 }

@@ -12,7 +12,7 @@ use std::sync::{Mutex, OnceLock};
 
 use serde::Serialize;
 
-use crate::relay::circuit::Cause;
+use super::circuit::Cause;
 
 /// Readiness of the worker's parts.
 #[derive(Debug, Default)]
