@@ -1,6 +1,6 @@
 //! Acks in runs. Awaiting one ack per message caps a worker near 10,000
 //! messages a second; one `multiple: true` ack for a run of finished
-//! deliveries costs the same as one (DESIGN.md, "Where the time goes").
+//! deliveries costs the same as one (docs/architecture.md, "Acks and confirms in runs").
 //!
 //! [`AckTracker`] is the bookkeeping: it knows which delivery tags are
 //! finished and answers which acks to send. A finished delivery stuck

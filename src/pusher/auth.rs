@@ -1,5 +1,5 @@
 //! Channel authorisation and user authentication: the JSON an auth endpoint
-//! returns to pusher-js (PUSHER-API.md §5). Computed locally, no request.
+//! returns to pusher-js (docs/architecture.md, "Auth endpoints"). Computed locally, no request.
 
 use serde::Serialize;
 

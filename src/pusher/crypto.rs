@@ -1,5 +1,6 @@
 //! End-to-end encryption for `private-encrypted-` channels
-//! (PUSHER-API.md §7): NaCl secretbox keyed with SHA256(channel ‖ master key).
+//! (docs/architecture.md, "End-to-end encryption"): NaCl secretbox keyed
+//! with SHA256(channel ‖ master key).
 //!
 //! What is encrypted is the event's `data` text exactly as it would be sent
 //! unencrypted (the JSON text), which is what Node and PHP do; pusher-js

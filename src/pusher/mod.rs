@@ -1,7 +1,8 @@
 //! Pusher Channels HTTP API: request signing, the REST client, channel and
 //! user auth, webhook verification and end-to-end encryption.
 //!
-//! Everything follows `PUSHER-API.md`; the official SDKs' test vectors
+//! The rules it follows are summed up in docs/architecture.md ("Pusher's
+//! HTTP API as the code relies on it"); the official SDKs' test vectors
 //! (`tests/vectors.rs`) pin the byte-level behaviour.
 
 pub mod auth;

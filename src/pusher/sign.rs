@@ -1,4 +1,4 @@
-//! Request signing, auth_version 1.0 (PUSHER-API.md §1).
+//! Request signing, auth_version 1.0 (docs/architecture.md, "Signing").
 //!
 //! The string to sign is `METHOD\npath\nsorted-params`, keys lowercased,
 //! nothing URL-escaped. `body_md5` covers the exact bytes that are sent, so

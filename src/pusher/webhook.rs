@@ -1,4 +1,4 @@
-//! Webhook verification (PUSHER-API.md §6): `X-Pusher-Key` must be a known
+//! Webhook verification (docs/architecture.md, "Webhooks"): `X-Pusher-Key` must be a known
 //! key and `X-Pusher-Signature` the HMAC-SHA256 of the raw body under that
 //! key's secret, compared in constant time. Only then is the body parsed,
 //! and (when the caller gives a window) its `time_ms` checked against the

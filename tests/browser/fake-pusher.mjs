@@ -1,5 +1,5 @@
 // A fake Pusher Channels HTTP API for the browser tests: it checks every
-// request's signature exactly as /work/shared/PUSHER-API.md §1 describes
+// request's signature exactly as docs/architecture.md ("Signing") describes
 // (auth_key, auth_timestamp within 600 s, auth_version 1.0, body_md5 of the
 // exact bytes, auth_signature = hex HMAC-SHA256 of the string to sign),
 // answers 401 to a bad one and counts it, records the events it accepts,

@@ -7,7 +7,7 @@ namespace PusherRelay;
 /**
  * Pusher's input rules, checked before anything is enqueued.
  *
- * The worker applies the same rules (DESIGN.md, "Validation") and would
+ * The worker applies the same rules (the README's "Wire contract v1") and would
  * dead-letter an intent that breaks one; checking here turns that silent,
  * later failure into an immediate `false` the calling code can see.
  * Each check returns null when the value is fine, else a sentence that names
@@ -36,7 +36,7 @@ final class PusherRules
     /** Prefix of Pusher's reserved channel for events to one signed-in user. */
     public const SERVER_TO_USER_PREFIX = '#server-to-user-';
 
-    /** socket_id shape; strict because a crafted id could delegate auth (PUSHER-API.md §3). */
+    /** socket_id shape; strict because a crafted id could delegate auth. */
     public const SOCKET_ID_PATTERN = '/\A\d+\.\d+\z/';
 
     public static function channelError(string $field, mixed $channel): ?string

@@ -13,7 +13,7 @@ namespace PusherRelay;
  */
 final class Signer
 {
-    /** Signature scheme version Pusher's REST API expects (PUSHER-API.md §1). */
+    /** Signature scheme version Pusher's REST API expects (docs/architecture.md, "Signing"). */
     public const AUTH_VERSION = '1.0';
 
     /**

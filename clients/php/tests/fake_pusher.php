@@ -25,7 +25,7 @@ $answer = static function (int $status, array $body): void {
 $path = rawurldecode((string) parse_url($_SERVER['REQUEST_URI'], PHP_URL_PATH));
 $params = $_GET;
 
-// 1. Authenticate exactly as Pusher documents it (PUSHER-API.md §1).
+// 1. Authenticate exactly as Pusher documents it (docs/architecture.md, "Signing").
 $signature = (string) ($params['auth_signature'] ?? '');
 $toSign = [];
 foreach ($params as $name => $value) {
