@@ -63,11 +63,11 @@ impl Worker {
         let status = relay.status();
         // The listener starts before the store is connected (so /readyz can
         // report a store that is down); the admin API and the console get
-        // the store through this slot, which the relay fills once connected.
-        let store_slot: Arc<OnceLock<Store>> = Arc::default();
+        // the store through this cell, which the relay fills once connected.
+        let store_cell: Arc<OnceLock<Store>> = Arc::default();
         let mut interfaces = JoinSet::new();
         let admin = cfg.http.admin_token.clone().map(|token| AdminState {
-            store: store_slot.clone(),
+            store: store_cell.clone(),
             token,
             amqp: cfg.amqp.clone(),
         });
@@ -79,7 +79,7 @@ impl Worker {
                 trigger.subscribe(),
             ));
             Arc::new(Console {
-                store: store_slot.clone(),
+                store: store_cell.clone(),
                 token,
                 amqp: cfg.amqp.clone(),
                 status: status.clone(),
@@ -107,7 +107,7 @@ impl Worker {
         });
         tracing::info!(%http_addr, pusher = %cfg.pusher.base_url(), "listening for /metrics, /healthz, /readyz");
 
-        let relay = tokio::spawn(relay.run(cfg, store_slot, shutdown));
+        let relay = tokio::spawn(relay.run(cfg, store_cell, shutdown));
         Ok(Worker {
             http_addr,
             health,

@@ -97,18 +97,18 @@ impl Relay {
         )
     }
 
-    /// Connects the store (waiting while it is down), fills `store_slot` for
+    /// Connects the store (waiting while it is down), fills `store_cell` for
     /// whoever serves dead letters, and consumes until shutdown.
     pub async fn run(
         self,
         cfg: Config,
-        store_slot: Arc<OnceLock<Store>>,
+        store_cell: Arc<OnceLock<Store>>,
         mut shutdown: Shutdown,
     ) -> Result<(), RelayError> {
         let Some(store) = connect_store(&cfg, &self.health, &mut shutdown).await? else {
             return Ok(());
         };
-        let _ = store_slot.set(store.clone());
+        let _ = store_cell.set(store.clone());
         run_sessions(cfg, self, store, shutdown).await
     }
 }
