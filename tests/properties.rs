@@ -10,7 +10,7 @@
 //!    bytes and arbitrary JSON (random trees, and objects with a known `type`
 //!    and random values in the fields the types read) never panic; an `Ok`
 //!    always has 1 to 100 channels, each obeying Pusher's channel rule
-//!    (re-stated here from `src/pusher/validate.rs`, not by calling it), an
+//!    (re-stated here from `src/config/pusher_rules.rs`, not by calling it), an
 //!    event name of 1 to 200 characters, a `digits.digits` socket id when
 //!    there is one, and `data` within `max_event_bytes`; an `Err` has a
 //!    non-empty message. A body nested 10,000 levels deep is an `Err`, not a
@@ -28,6 +28,10 @@
 //!    message, as `FilterError` documents), quotes a part of the value, and
 //!    has no raw line break (the value is printed escaped, so a hostile value
 //!    cannot forge a log line); cursors round-trip for every positive id.
+//! 4. The connection errors of [`pusher_relay::amqp::connect`],
+//!    [`pusher_relay::amqp::connect_confirmed`] and
+//!    [`pusher_relay::deadletter::Store::connect`]: an operator's URL with a
+//!    password, typed raw or percent-encoded. The error shows no piece of it.
 //!
 //! Every property runs 256 cases so the file takes seconds; failures are
 //! kept by proptest under `proptest-regressions/` and replayed first.
@@ -41,7 +45,8 @@ use proptest::test_runner::TestRunner;
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
-use pusher_relay::deadletter::{Cursor, FilterError, FilterSpec};
+use pusher_relay::config::AmqpConfig;
+use pusher_relay::deadletter::{Cursor, FilterError, FilterSpec, Store};
 use pusher_relay::intent::{
     decode, ChannelTemplates, DecodeContext, Intent, IntentError, KNOWN_TYPES,
 };
@@ -662,5 +667,65 @@ proptest! {
     fn cursor_round_trips_every_positive_id(before_id in 1..=i64::MAX) {
         let cursor = Cursor { before_id };
         prop_assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 4. Connection errors show no password
+// ---------------------------------------------------------------------------
+
+/// Every 6-character piece of `secret` (or all of it, if shorter) found
+/// in `shown`.
+fn pieces_shown(shown: &str, secret: &str) -> Vec<String> {
+    let chars: Vec<char> = secret.chars().collect();
+    chars
+        .windows(chars.len().min(6))
+        .map(|w| w.iter().collect::<String>())
+        .filter(|piece| shown.contains(piece.as_str()))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Connecting with a printable password, raw or encoded, to a port
+    /// nothing listens on: the AMQP error (both connection paths) and
+    /// the store's error show no piece of it. The user is `localhost`,
+    /// so that a URL a raw password makes lapin or sqlx misread (host =
+    /// the user) fails without a DNS lookup.
+    #[test]
+    fn connect_errors_show_no_password(
+        password in "[ -~]{8,24}",
+        encoded in proptest::bool::ANY,
+    ) {
+        let pw = if encoded {
+            url::form_urlencoded::byte_serialize(password.as_bytes()).collect()
+        } else {
+            password.clone()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let amqp = AmqpConfig::new(
+            &format!("amqp://localhost:{pw}@127.0.0.1:1/%2f"),
+            "x",
+            "q",
+            "w",
+        );
+        let db = format!("postgres://localhost:{pw}@127.0.0.1:1/db");
+        let shown = rt.block_on(async {
+            let limit = Duration::from_secs(5);
+            let guarded = tokio::time::timeout(limit, pusher_relay::amqp::connect(&amqp, "t")).await;
+            let plain = tokio::time::timeout(limit, pusher_relay::amqp::connect_confirmed(&amqp, "t")).await;
+            let store = tokio::time::timeout(limit, Store::connect(&db)).await;
+            format!(
+                "{} | {} | {}",
+                guarded.map_or("timeout".into(), |r| r.err().map(|e| e.to_string()).unwrap_or_default()),
+                plain.map_or("timeout".into(), |r| r.err().map(|e| e.to_string()).unwrap_or_default()),
+                store.map_or("timeout".into(), |r| r.err().map(|e| e.to_string()).unwrap_or_default()),
+            )
+        });
+        for secret in [&password, &pw] {
+            let leaked = pieces_shown(&shown, secret);
+            prop_assert!(leaked.is_empty(), "{:?} of {:?} in {}", leaked, secret, shown);
+        }
     }
 }

@@ -10,8 +10,11 @@ pub mod client;
 pub mod crypto;
 pub mod error;
 pub mod sign;
-pub mod validate;
 pub mod webhook;
+
+/// Pusher's input rules; they live in config, the bottom layer, because
+/// settings are checked against them at load.
+pub use crate::config::pusher_rules as validate;
 
 pub use client::{BatchEvent, ChannelInfo, ChannelList, Client, Trigger};
 pub use error::{ErrorKind, PusherError};

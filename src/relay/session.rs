@@ -519,10 +519,9 @@ impl Session {
                 format!("the AMQP message was rewritten to be read: {problems}"),
             )),
             None => intent::decode(&pending.body, &ctx).map_err(|e| {
-                let reason = if e.reason() == "too_large" {
-                    Reason::TooLarge
-                } else {
-                    Reason::Invalid
+                let reason = match e.reason() {
+                    intent::Reason::TooLarge => Reason::TooLarge,
+                    intent::Reason::Invalid => Reason::Invalid,
                 };
                 failure(reason, e.to_string())
             }),

@@ -7,6 +7,13 @@
 //!
 //! The rules follow Pusher's documentation where it is stricter than the SDKs
 //! (channel names at most 164 characters, not the SDKs' 200).
+//!
+//! Why under `config`: config is the bottom layer and imports nothing from
+//! the rest of the crate, yet it must refuse at load a channel template
+//! that renders no valid channel name. These rules are pure (no imports, no
+//! state), so they sit at the bottom with the settings checked against
+//! them, and `pusher::validate` re-exports them for the client,
+//! auth and intent decoding.
 
 /// At most this many channels in one trigger (Pusher's REST API and all SDKs).
 pub const MAX_CHANNELS_PER_TRIGGER: usize = 100;

@@ -5,6 +5,14 @@
 //! existing `.env` works unchanged. A bad value fails start-up with the
 //! variable's name, what is wrong and what is expected; every bad variable is
 //! reported at once, not one per restart.
+//!
+//! Every variable is one row of [`SETTINGS`] (in `settings.rs`): its
+//! default, its parser, whether it is secret and how it is shown. Loading,
+//! `pusher-relay config`, redaction and the `NAME_FILE` variants of secrets
+//! all walk that list. This is the bottom layer: it imports nothing from the
+//! rest of the crate, so the channel templates it checks ([`channels`]) and
+//! Pusher's channel-name rules they are checked against ([`pusher_rules`])
+//! live here too.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,7 +22,15 @@ use std::time::Duration;
 use base64::Engine;
 use serde::Serialize;
 
-use crate::intent::ChannelTemplates;
+pub mod channels;
+pub mod pusher_rules;
+mod settings;
+mod urls;
+
+pub use channels::{ChannelTemplates, TemplateError};
+pub use settings::{Secrecy, Setting, SETTINGS};
+use urls::split_urls;
+pub use urls::{redact_url, userinfo_is_ambiguous, AMBIGUOUS_USERINFO};
 
 /// Per-channel order allows one request per channel in flight, so the
 /// useful concurrency is about the number of channels with work waiting
@@ -270,26 +286,6 @@ impl AmqpConfig {
     }
 }
 
-/// Splits `AMQP_URL` at the commas that start another URL (`,amqp://`, or
-/// any `,scheme://`, so that a wrong scheme is named as its own entry) or
-/// end the list: a comma inside a password stays in it.
-fn split_urls(list: &str) -> Vec<&str> {
-    let mut urls = Vec::new();
-    let mut start = 0;
-    for (i, _) in list.match_indices(',') {
-        let next = list[i + 1..].trim_start();
-        if next.is_empty() || starts_with_scheme(next) {
-            urls.push(&list[start..i]);
-            start = i + 1;
-        }
-    }
-    urls.push(&list[start..]);
-    urls.into_iter()
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .collect()
-}
-
 /// `RELAY_CONCURRENCY`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConcurrencyMode {
@@ -384,113 +380,6 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Reads variables through a lookup function, collecting every problem.
-struct Reader<'a> {
-    lookup: &'a dyn Fn(&str) -> Option<String>,
-    invalid: Vec<InvalidVar>,
-    /// Whether the Pusher credentials must be set (not for commands that
-    /// only touch the broker or the store).
-    credentials: bool,
-}
-
-impl Reader<'_> {
-    /// A set, non-empty value. The seed's `.env` lists `PUSHER_HOST=` and
-    /// `PUSHER_PORT=` empty, meaning "unset", so empty is treated as unset.
-    fn get(&self, var: &str) -> Option<String> {
-        (self.lookup)(var)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn bad(&mut self, var: &'static str, problem: impl Into<String>) {
-        self.invalid.push(InvalidVar {
-            var,
-            problem: problem.into(),
-        });
-    }
-
-    fn string(&mut self, var: &'static str, default: &str) -> String {
-        self.get(var).unwrap_or_else(|| default.to_string())
-    }
-
-    fn required(&mut self, var: &'static str, what: &str) -> String {
-        match self.get(var) {
-            Some(v) => v,
-            None if !self.credentials => String::new(),
-            None => {
-                self.bad(var, format!("is not set; expected {what}"));
-                String::new()
-            }
-        }
-    }
-
-    fn bool(&mut self, var: &'static str, default: bool) -> bool {
-        let Some(raw) = self.get(var) else {
-            return default;
-        };
-        match raw.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => true,
-            "false" | "0" | "no" | "off" => false,
-            _ => {
-                self.bad(
-                    var,
-                    format!("{raw:?} is not a boolean; expected true or false (also 1/0, yes/no, on/off)"),
-                );
-                default
-            }
-        }
-    }
-
-    fn number<T>(&mut self, var: &'static str, default: T, min: T, max: T) -> T
-    where
-        T: std::str::FromStr + PartialOrd + Copy + fmt::Display,
-    {
-        let Some(raw) = self.get(var) else {
-            return default;
-        };
-        match raw.parse::<T>() {
-            Ok(n) if n >= min && n <= max => n,
-            _ => {
-                self.bad(
-                    var,
-                    format!("{raw:?} is out of range or not a number; expected an integer from {min} to {max}"),
-                );
-                default
-            }
-        }
-    }
-
-    fn optional_port(&mut self, var: &'static str) -> Option<u16> {
-        let raw = self.get(var)?;
-        match raw.parse::<u16>() {
-            Ok(p) if p > 0 => Some(p),
-            _ => {
-                self.bad(
-                    var,
-                    format!("{raw:?} is not a port; expected an integer from 1 to 65535"),
-                );
-                None
-            }
-        }
-    }
-
-    fn duration(&mut self, var: &'static str, default: Option<Duration>) -> Option<Duration> {
-        let Some(raw) = self.get(var) else {
-            return default;
-        };
-        match parse_duration(&raw) {
-            Some(d) => Some(d),
-            None => {
-                self.bad(
-                    var,
-                    format!("{raw:?} is not a duration; expected a number with a unit, like 500ms, 30s, 5m or 2h"),
-                );
-                default
-            }
-        }
-    }
-}
-
 /// Parses `500ms`, `30s`, `5m`, `2h`, `1h30m`; a bare number means seconds.
 pub fn parse_duration(raw: &str) -> Option<Duration> {
     if let Ok(secs) = raw.parse::<u64>() {
@@ -540,473 +429,53 @@ impl Config {
         lookup: &dyn Fn(&str) -> Option<String>,
         credentials: bool,
     ) -> Result<Config, ConfigError> {
-        let mut r = Reader {
-            lookup,
-            invalid: Vec::new(),
-            credentials,
-        };
-
-        let app_id = r.required(
-            "PUSHER_APP_ID",
-            "the numeric app id from the Pusher dashboard",
-        );
-        if !app_id.is_empty() && !app_id.chars().all(|c| c.is_ascii_digit()) {
-            r.bad(
-                "PUSHER_APP_ID",
-                format!("{app_id:?} is not numeric; expected the app id from the Pusher dashboard, like 123456"),
-            );
-        }
-        let key = r.required("PUSHER_APP_KEY", "the app key from the Pusher dashboard");
-        let secret = Secret::new(r.required(
-            "PUSHER_APP_SECRET",
-            "the app secret from the Pusher dashboard",
-        ));
-        let cluster = r.string("PUSHER_APP_CLUSTER", "mt1");
-        if !cluster
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
-            r.bad(
-                "PUSHER_APP_CLUSTER",
-                format!("{cluster:?} is not a cluster name; expected letters, digits and '-', like mt1 or eu"),
-            );
-        }
-        let use_tls = r.bool("PUSHER_USE_TLS", true);
-        let host = r.get("PUSHER_HOST");
-        if let Some(h) = &host {
-            if h.contains("://") || h.contains('/') {
-                r.bad(
-                    "PUSHER_HOST",
-                    format!("{h:?} is not a bare host name; expected a host like api-eu.pusher.com or 127.0.0.1 (set the scheme with PUSHER_SCHEME and the port with PUSHER_PORT)"),
-                );
-            }
-        }
-        let port = r.optional_port("PUSHER_PORT");
-        let scheme = match r.get("PUSHER_SCHEME").map(|s| s.to_ascii_lowercase()) {
-            None => None,
-            Some(s) if s == "http" => Some(Scheme::Http),
-            Some(s) if s == "https" => Some(Scheme::Https),
-            Some(s) => {
-                r.bad(
-                    "PUSHER_SCHEME",
-                    format!("{s:?} is not a scheme; expected http or https"),
-                );
-                None
-            }
-        };
-        let verify_ssl = r.bool("PUSHER_VERIFY_SSL", true);
-        let disable_stats = r.bool("PUSHER_DISABLE_STATS", false);
-        let encryption_master_key = match r.get("PUSHER_ENCRYPTION_MASTER_KEY_BASE64") {
-            None => None,
-            Some(raw) => match parse_master_key(&raw) {
-                Ok(key) => Some(key),
+        let mut config = settings::blank();
+        let mut invalid = Vec::new();
+        let mut bad = |var, problem| invalid.push(InvalidVar { var, problem });
+        for setting in SETTINGS {
+            let given = match setting.given(lookup) {
+                Ok(given) => given,
                 Err(problem) => {
-                    r.bad("PUSHER_ENCRYPTION_MASTER_KEY_BASE64", problem);
-                    None
+                    bad(setting.name, problem);
+                    continue;
                 }
-            },
-        };
-        let max_event_bytes = r.number("PUSHER_MAX_EVENT_BYTES", 10_240usize, 1, 1 << 20);
-        let timeout = Duration::from_millis(r.number("PUSHER_TIMEOUT_MS", 10_000u64, 1, 600_000));
-        let connect_timeout =
-            Duration::from_millis(r.number("PUSHER_CONNECT_TIMEOUT_MS", 3_000u64, 1, 600_000));
-        let auth_endpoint = r.get("PUSHER_AUTH_ENDPOINT");
-        let user_auth_endpoint = r.get("PUSHER_USER_AUTH_ENDPOINT");
-
-        let amqp = AmqpConfig {
-            url: Secret::new(r.string("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")),
-            exchange: r.string("AMQP_EXCHANGE", "pusher.intents"),
-            queue: r.string("AMQP_QUEUE", "pusher.intents"),
-            webhook_exchange: r.string("AMQP_WEBHOOK_EXCHANGE", "pusher.webhooks"),
-            single_active: r.bool("RELAY_SINGLE_ACTIVE", false),
-            shards: r.number("RELAY_SHARDS", 0u16, 0, MAX_SHARDS),
-            max_body_bytes: r.number(
-                "RELAY_MAX_BODY_BYTES",
-                DEFAULT_MAX_BODY_BYTES,
-                1024,
-                16 << 20,
-            ),
-        };
-        let urls = amqp.urls();
-        if urls.is_empty() {
-            r.bad(
-                "AMQP_URL",
-                "is empty; expected amqp://user:password@host:5672/vhost, or several such URLs separated by commas",
-            );
-        }
-        for (i, url) in urls.iter().enumerate() {
-            if !url.starts_with("amqp://") && !url.starts_with("amqps://") {
-                r.bad(
-                    "AMQP_URL",
-                    format!("entry {} ({}) is not an AMQP URL; expected amqp://user:password@host:5672/vhost or amqps://..., several separated by commas", i + 1, redact_url(url)),
-                );
+            };
+            let Some(text) = given.as_deref().or(setting.default) else {
+                if let Some(what) = setting.required.filter(|_| credentials) {
+                    bad(setting.name, format!("is not set; expected {what}"));
+                }
+                continue;
+            };
+            if let Err(problems) = setting.read(&mut config, text) {
+                for problem in problems.0 {
+                    bad(setting.name, problem);
+                }
             }
         }
-        let database_url = Secret::new(r.string("DATABASE_URL", "sqlite://pusher-relay.db"));
-        let db = database_url.expose();
-        if !(db.starts_with("sqlite:")
-            || db.starts_with("postgres://")
-            || db.starts_with("postgresql://"))
-        {
-            r.bad("DATABASE_URL", "has an unsupported scheme; expected sqlite://path/to/file.db or postgres://user@host/db");
-        }
-
-        let templates = match r.string("RELAY_CHANNEL_STYLE", "private").as_str() {
-            "private" => ChannelTemplates::default(),
-            "legacy" => ChannelTemplates::legacy(),
-            other => {
-                r.bad(
-                    "RELAY_CHANNEL_STYLE",
-                    format!("{other:?} is not a channel style; expected private (private-user-{{id}}, ...) or legacy (the seed app's public user-{{id}}, order-{{id}}, customer-{{id}})"),
-                );
-                ChannelTemplates::default()
-            }
-        };
-        let mut templates = templates;
-        for (var, slot) in [
-            ("RELAY_CHANNEL_NOTIFICATION", &mut templates.notification),
-            ("RELAY_CHANNEL_ANNOUNCEMENT", &mut templates.announcement),
-            ("RELAY_CHANNEL_CHAT", &mut templates.chat),
-            ("RELAY_CHANNEL_ORDER", &mut templates.order),
-            ("RELAY_CHANNEL_CUSTOMER", &mut templates.customer),
-            ("RELAY_CHANNEL_DASHBOARD", &mut templates.dashboard),
-            ("RELAY_CHANNEL_INVENTORY", &mut templates.inventory),
-            (
-                "RELAY_CHANNEL_PRESENCE_ACTIVITY",
-                &mut templates.presence_activity,
-            ),
-        ] {
-            if let Some(template) = r.get(var) {
-                *slot = template;
-            }
-        }
-        if let Err(e) = templates.validate() {
-            r.bad(
+        // The templates are checked together, once every one is read.
+        if let Err(e) = config.relay.templates.validate() {
+            bad(
                 "RELAY_CHANNEL_*",
                 format!("{e}; expected a valid channel name with only the placeholders its intent type has (see README, wire contract)"),
             );
         }
-        let concurrency = match r.string("RELAY_CONCURRENCY", "adaptive").as_str() {
-            "adaptive" => ConcurrencyMode::Adaptive,
-            "fixed" => ConcurrencyMode::Fixed,
-            other => {
-                r.bad(
-                    "RELAY_CONCURRENCY",
-                    format!("{other:?} is not a concurrency mode; expected adaptive (the limit follows Pusher's round trips and 429s, up to RELAY_MAX_IN_FLIGHT) or fixed (always RELAY_MAX_IN_FLIGHT)"),
-                );
-                ConcurrencyMode::Adaptive
-            }
-        };
-        let relay = RelayConfig {
-            prefetch: r.number("RELAY_PREFETCH", DEFAULT_PREFETCH, 1, u16::MAX),
-            linger: Duration::from_millis(r.number("RELAY_LINGER_MS", 10u64, 0, 10_000)),
-            max_in_flight: r.number("RELAY_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, 1, 4096),
-            concurrency,
-            max_attempts: r.number("RELAY_MAX_ATTEMPTS", 8usize, 1, 1000),
-            max_retry_duration: r
-                .duration("RELAY_MAX_RETRY_DURATION", Some(Duration::from_secs(300)))
-                .unwrap_or(Duration::from_secs(300)),
-            max_intent_age: r.duration("RELAY_MAX_INTENT_AGE", None),
-            shutdown_timeout: r
-                .duration("RELAY_SHUTDOWN_TIMEOUT", Some(Duration::from_secs(30)))
-                .unwrap_or(Duration::from_secs(30)),
-            dedup_capacity: r.number("RELAY_DEDUP_CAPACITY", 100_000usize, 0, 100_000_000),
-            templates,
-        };
-
-        let addr_raw = r.string("HTTP_ADDR", "127.0.0.1:9464");
-        let addr = match addr_raw.parse::<SocketAddr>() {
-            Ok(a) => a,
-            Err(_) => {
-                r.bad(
-                    "HTTP_ADDR",
-                    format!("{addr_raw:?} is not a socket address; expected ip:port like 127.0.0.1:9464 or 0.0.0.0:9464"),
-                );
-                SocketAddr::from(([127, 0, 0, 1], 9464))
-            }
-        };
-        let admin_token = r.get("RELAY_ADMIN_TOKEN").map(Secret::new);
-        if let Some(token) = &admin_token {
-            let n = token.expose().chars().count();
-            if token.expose() == ADMIN_TOKEN_PLACEHOLDER {
-                r.bad(
-                    "RELAY_ADMIN_TOKEN",
-                    "is the placeholder of deploy/kubernetes/secret.example.yaml; expected a random token of at least 32 characters (openssl rand -hex 32)",
-                );
-            } else if n < MIN_ADMIN_TOKEN_CHARS {
-                r.bad(
-                    "RELAY_ADMIN_TOKEN",
-                    format!("is {n} characters long; expected at least {MIN_ADMIN_TOKEN_CHARS} (openssl rand -hex 32), or unset to turn the admin API and console off"),
-                );
-            }
+        if invalid.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { invalid })
         }
-        let http = HttpConfig { addr, admin_token };
-
-        let log_json = match r.string("RELAY_LOG_FORMAT", "text").as_str() {
-            "text" => false,
-            "json" => true,
-            other => {
-                r.bad(
-                    "RELAY_LOG_FORMAT",
-                    format!("{other:?} is not a log format; expected text or json"),
-                );
-                false
-            }
-        };
-
-        if !r.invalid.is_empty() {
-            return Err(ConfigError { invalid: r.invalid });
-        }
-        Ok(Config {
-            pusher: PusherConfig {
-                app_id,
-                key,
-                secret,
-                cluster,
-                use_tls,
-                host,
-                port,
-                scheme,
-                verify_ssl,
-                disable_stats,
-                encryption_master_key,
-                max_event_bytes,
-                timeout,
-                connect_timeout,
-                auth_endpoint,
-                user_auth_endpoint,
-            },
-            amqp,
-            database_url,
-            relay,
-            http,
-            log_json,
-        })
     }
 
     /// The effective settings by variable name, secrets as `***` and URL
     /// passwords redacted: what `pusher-relay config` prints.
     pub fn redacted(&self) -> BTreeMap<&'static str, String> {
-        let p = &self.pusher;
-        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-        let dur = |d: Duration| humantime::format_duration(d).to_string();
-        let r = &self.relay;
-        BTreeMap::from([
-            ("PUSHER_APP_ID", p.app_id.clone()),
-            ("PUSHER_APP_KEY", p.key.clone()),
-            ("PUSHER_APP_SECRET", p.secret.to_string()),
-            ("PUSHER_APP_CLUSTER", p.cluster.clone()),
-            ("PUSHER_USE_TLS", p.use_tls.to_string()),
-            ("PUSHER_HOST", opt(&p.host)),
-            (
-                "PUSHER_PORT",
-                p.port.map(|v| v.to_string()).unwrap_or_default(),
-            ),
-            (
-                "PUSHER_SCHEME",
-                p.scheme.map(|s| s.as_str().to_string()).unwrap_or_default(),
-            ),
-            ("PUSHER_VERIFY_SSL", p.verify_ssl.to_string()),
-            ("PUSHER_DISABLE_STATS", p.disable_stats.to_string()),
-            (
-                "PUSHER_ENCRYPTION_MASTER_KEY_BASE64",
-                if p.encryption_master_key.is_some() {
-                    "***".into()
-                } else {
-                    String::new()
-                },
-            ),
-            ("PUSHER_MAX_EVENT_BYTES", p.max_event_bytes.to_string()),
-            ("PUSHER_TIMEOUT_MS", p.timeout.as_millis().to_string()),
-            (
-                "PUSHER_CONNECT_TIMEOUT_MS",
-                p.connect_timeout.as_millis().to_string(),
-            ),
-            ("PUSHER_AUTH_ENDPOINT", opt(&p.auth_endpoint)),
-            ("PUSHER_USER_AUTH_ENDPOINT", opt(&p.user_auth_endpoint)),
-            ("(effective Pusher endpoint)", p.base_url()),
-            ("AMQP_URL", self.amqp.redacted_url()),
-            ("AMQP_EXCHANGE", self.amqp.exchange.clone()),
-            ("AMQP_QUEUE", self.amqp.queue.clone()),
-            ("AMQP_WEBHOOK_EXCHANGE", self.amqp.webhook_exchange.clone()),
-            ("DATABASE_URL", redact_url(self.database_url.expose())),
-            ("RELAY_PREFETCH", r.prefetch.to_string()),
-            ("RELAY_SINGLE_ACTIVE", self.amqp.single_active.to_string()),
-            ("RELAY_SHARDS", self.amqp.shards.to_string()),
-            ("RELAY_MAX_BODY_BYTES", self.amqp.max_body_bytes.to_string()),
-            ("RELAY_LINGER_MS", r.linger.as_millis().to_string()),
-            ("RELAY_MAX_IN_FLIGHT", r.max_in_flight.to_string()),
-            ("RELAY_CONCURRENCY", r.concurrency.as_str().into()),
-            ("RELAY_MAX_ATTEMPTS", r.max_attempts.to_string()),
-            ("RELAY_MAX_RETRY_DURATION", dur(r.max_retry_duration)),
-            (
-                "RELAY_MAX_INTENT_AGE",
-                r.max_intent_age.map(dur).unwrap_or_default(),
-            ),
-            ("RELAY_SHUTDOWN_TIMEOUT", dur(r.shutdown_timeout)),
-            ("RELAY_DEDUP_CAPACITY", r.dedup_capacity.to_string()),
-            (
-                "RELAY_CHANNEL_STYLE",
-                if r.templates == ChannelTemplates::legacy() {
-                    "legacy"
-                } else {
-                    "private"
-                }
-                .into(),
-            ),
-            (
-                "RELAY_LOG_FORMAT",
-                if self.log_json { "json" } else { "text" }.into(),
-            ),
-            (
-                "RELAY_CHANNEL_NOTIFICATION",
-                r.templates.notification.clone(),
-            ),
-            (
-                "RELAY_CHANNEL_ANNOUNCEMENT",
-                r.templates.announcement.clone(),
-            ),
-            ("RELAY_CHANNEL_CHAT", r.templates.chat.clone()),
-            ("RELAY_CHANNEL_ORDER", r.templates.order.clone()),
-            ("RELAY_CHANNEL_CUSTOMER", r.templates.customer.clone()),
-            ("RELAY_CHANNEL_DASHBOARD", r.templates.dashboard.clone()),
-            ("RELAY_CHANNEL_INVENTORY", r.templates.inventory.clone()),
-            (
-                "RELAY_CHANNEL_PRESENCE_ACTIVITY",
-                r.templates.presence_activity.clone(),
-            ),
-            ("HTTP_ADDR", self.http.addr.to_string()),
-            (
-                "RELAY_ADMIN_TOKEN",
-                if self.http.admin_token.is_some() {
-                    "***".into()
-                } else {
-                    String::new()
-                },
-            ),
-        ])
+        let mut shown: BTreeMap<&'static str, String> = SETTINGS
+            .iter()
+            .map(|setting| (setting.name, setting.shown(self)))
+            .collect();
+        shown.insert("(effective Pusher endpoint)", self.pusher.base_url());
+        shown
     }
-}
-
-/// `url` as it may be shown: the password of `scheme://user:password@host`
-/// and every `password=`, `pass=` or `sslpassword=` query value replaced by
-/// `***`. The one redaction of the crate, for AMQP and database URLs alike.
-///
-/// Passwords are often typed raw, so they may hold `/ ? # @ : ,`: the
-/// userinfo ends at the last `@` followed by a host and port (anything up
-/// to the next `/`, `?` or `#` without another `@`), not at the first `/`.
-/// When a path or query also holds an `@`, more is hidden than needed
-/// (`***@` in place of a userinfo that is not certain), never less. Without
-/// `://`, everything before the last `@` is hidden.
-pub fn redact_url(url: &str) -> String {
-    // What is hidden is found on the URL as given, then cut out at once:
-    // a query's password may hold an `@` taken for the userinfo's end, and
-    // a raw password a `?` taken for the query's start; both are hidden.
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let rest = &url[start..];
-    let mut hidden: Vec<(usize, usize)> = Vec::new();
-    let at = userinfo_end(rest);
-    if let Some(at) = at {
-        let userinfo = &rest[..at];
-        // A user name holds none of these; if it seems to, the `@` taken
-        // is a later one (in the path or query) and the real userinfo,
-        // password included, is somewhere in `userinfo`: none of it shows.
-        let odd = |s: &str| s.contains(['@', '/', '?', '#']);
-        let from = match userinfo.split_once(':') {
-            _ if start == 0 => Some(0),
-            Some((user, _password)) if !odd(user) => Some(user.len() + 1),
-            None if !odd(userinfo) => None,
-            _ => Some(0),
-        };
-        if let Some(from) = from {
-            hidden.push((from, at));
-        }
-    }
-    let query_starts = [
-        rest.find('?'),
-        at.and_then(|at| rest[at..].find('?').map(|q| at + q)),
-    ];
-    for q in query_starts.into_iter().flatten() {
-        let mut pair_start = q + 1;
-        for pair in rest[q + 1..].split('&') {
-            if let Some((key, _)) = pair.split_once('=') {
-                if ["password", "pass", "sslpassword"]
-                    .iter()
-                    .any(|p| key.eq_ignore_ascii_case(p))
-                {
-                    hidden.push((pair_start + key.len() + 1, pair_start + pair.len()));
-                }
-            }
-            pair_start += pair.len() + 1;
-        }
-    }
-    hidden.sort_unstable();
-    let mut out = url[..start].to_string();
-    let mut shown_to = 0;
-    for (from, to) in hidden {
-        if from < shown_to {
-            // Overlaps the range just hidden: hide on to its end.
-            if to > shown_to {
-                shown_to = to;
-            }
-            continue;
-        }
-        out.push_str(&rest[shown_to..from]);
-        out.push_str("***");
-        shown_to = to;
-    }
-    out.push_str(&rest[shown_to..]);
-    out
-}
-
-/// Where the userinfo of `rest` (a URL after its `scheme://`) ends: the
-/// last `@` that [`ends_userinfo`], else the last `@`.
-fn userinfo_end(rest: &str) -> Option<usize> {
-    let last = rest.rfind('@')?;
-    Some(
-        rest.rmatch_indices('@')
-            .map(|(i, _)| i)
-            .find(|&i| ends_userinfo(&rest[i + 1..]))
-            .unwrap_or(last),
-    )
-}
-
-/// Whether `url`'s userinfo, as [`redact_url`] finds it, holds a raw `/`,
-/// `?` or `#`. URL parsers (lapin's, sqlx's) end the authority there and
-/// read the rest of the password as host, port, vhost or query, which the
-/// broker or they themselves may then repeat in an error or a log line
-/// (`vhost '...' not found`), so such a URL is refused before use. It may
-/// also be a URL without password whose path or query holds a raw `@`; the
-/// cure is the same: percent-encoding.
-pub fn userinfo_is_ambiguous(url: &str) -> bool {
-    let Some(scheme_end) = url.find("://") else {
-        return false;
-    };
-    let rest = &url[scheme_end + 3..];
-    userinfo_end(rest).is_some_and(|at| rest[..at].contains(['/', '?', '#']))
-}
-
-/// The error for a URL that [`userinfo_is_ambiguous`]: fixed text, no part
-/// of the URL.
-pub const AMBIGUOUS_USERINFO: &str = "has a raw /, ? or # before its last @ (in the password, or an @ in the path or query): percent-encode them (%2F, %3F, %23, %40)";
-
-/// Whether `s` starts with `scheme://`.
-fn starts_with_scheme(s: &str) -> bool {
-    s.split_once("://").is_some_and(|(scheme, _)| {
-        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-    })
-}
-
-/// Whether the `@` before `s` may end the userinfo: what follows it up to
-/// the next `/`, `?` or `#` (the host and port, whatever their shape) holds
-/// no other `@`, and the `@` does not end the URL. Of several such `@`, the
-/// last is taken, so an `@` in a password is never mistaken for the end.
-fn ends_userinfo(s: &str) -> bool {
-    let end = s.find(['/', '?', '#']).unwrap_or(s.len());
-    !s.is_empty() && !s[..end].contains('@')
 }
 
 #[cfg(test)]
@@ -1445,48 +914,110 @@ mod tests {
         }
     }
 
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig {
-            cases: 256,
-            ..proptest::prelude::ProptestConfig::default()
-        })]
+    /// A file in the temporary directory, removed on drop.
+    struct SecretFile(std::path::PathBuf);
 
-        /// Connecting with a printable password, raw or encoded, to a port
-        /// nothing listens on: the AMQP error (both connection paths) and
-        /// the store's error show no piece of it. The user is `localhost`,
-        /// so that a URL a raw password makes lapin or sqlx misread (host =
-        /// the user) fails without a DNS lookup.
-        #[test]
-        fn connect_errors_show_no_password(
-            password in "[ -~]{8,24}",
-            encoded in proptest::bool::ANY,
-        ) {
-            let pw = if encoded { encode(&password) } else { password.clone() };
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let amqp = crate::config::AmqpConfig::new(
-                &format!("amqp://localhost:{pw}@127.0.0.1:1/%2f"),
-                "x",
-                "q",
-                "w",
-            );
-            let db = format!("postgres://localhost:{pw}@127.0.0.1:1/db");
-            let shown = rt.block_on(async {
-                let limit = Duration::from_secs(5);
-                let guarded = tokio::time::timeout(limit, crate::amqp::connect(&amqp, "t")).await;
-                let plain = tokio::time::timeout(limit, crate::amqp::connect_confirmed(&amqp, "t")).await;
-                let store = tokio::time::timeout(limit, crate::deadletter::Store::connect(&db)).await;
-                format!(
-                    "{} | {} | {}",
-                    guarded.map_or("timeout".into(), |r| r.err().map(|e| e.to_string()).unwrap_or_default()),
-                    plain.map_or("timeout".into(), |r| r.err().map(|e| e.to_string()).unwrap_or_default()),
-                    store.map_or("timeout".into(), |r| r.err().map(|e| e.to_string()).unwrap_or_default()),
-                )
-            });
-            for secret in [&password, &pw] {
-                let leaked = pieces_shown(&shown, secret);
-                proptest::prop_assert!(leaked.is_empty(), "{:?} of {:?} in {}", leaked, secret, shown);
-            }
+    impl SecretFile {
+        fn new(content: &str) -> SecretFile {
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!(
+                "pusher-relay-config-test-{}-{n}",
+                std::process::id()
+            ));
+            std::fs::write(&path, content).expect("write secret file");
+            SecretFile(path)
         }
+
+        fn path(&self) -> String {
+            self.0.to_string_lossy().into_owned()
+        }
+    }
+
+    impl Drop for SecretFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn every_secret_may_come_from_a_file_with_one_newline_trimmed() {
+        let secret = SecretFile::new("from-file\n");
+        let amqp = SecretFile::new("amqp://u:filepw@rabbit:5672/%2f\r\n");
+        let token = SecretFile::new("0123456789abcdef0123456789abcdef");
+        let key = SecretFile::new("dGhpcyBpcyBhIDMyIGJ5dGUgbWFzdGVyIGtleSEhISE=\n");
+        // One newline only: the second stays part of the value.
+        let db = SecretFile::new("postgres://u:dbpw@db/relay\n\n");
+        let cfg = load(&[
+            ("PUSHER_APP_ID", "1"),
+            ("PUSHER_APP_KEY", "k"),
+            ("PUSHER_APP_SECRET_FILE", &secret.path()),
+            ("AMQP_URL_FILE", &amqp.path()),
+            ("DATABASE_URL_FILE", &db.path()),
+            ("RELAY_ADMIN_TOKEN_FILE", &token.path()),
+            ("PUSHER_ENCRYPTION_MASTER_KEY_BASE64_FILE", &key.path()),
+        ])
+        .expect("valid");
+        assert_eq!(cfg.pusher.secret.expose(), "from-file");
+        assert_eq!(cfg.amqp.urls(), ["amqp://u:filepw@rabbit:5672/%2f"]);
+        assert_eq!(cfg.database_url.expose(), "postgres://u:dbpw@db/relay\n");
+        assert_eq!(
+            cfg.http.admin_token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef0123456789abcdef")
+        );
+        assert!(cfg.pusher.encryption_master_key.is_some());
+        let shown = format!("{:?} {:?}", cfg.redacted(), cfg);
+        for secret in ["from-file", "filepw", "dbpw", "0123456789abcdef", "dGhpcy"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+
+    #[test]
+    fn a_secret_and_its_file_together_are_refused_naming_both() {
+        let file = SecretFile::new("from-file");
+        let path = file.path();
+        let mut vars: Vec<(&str, &str)> = BASE.to_vec();
+        vars.extend([("AMQP_URL", "amqp://h/%2f"), ("AMQP_URL_FILE", &path)]);
+        let found = problems(&vars);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].var, "AMQP_URL");
+        assert!(
+            found[0].problem.contains("AMQP_URL_FILE"),
+            "{}",
+            found[0].problem
+        );
+        let mut vars: Vec<(&str, &str)> = BASE.to_vec();
+        vars.push(("PUSHER_APP_SECRET_FILE", &path));
+        let found = problems(&vars);
+        assert_eq!(found[0].var, "PUSHER_APP_SECRET");
+        assert!(found[0].problem.contains("PUSHER_APP_SECRET_FILE"));
+        assert!(!found[0].problem.contains("from-file"));
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_is_refused_naming_the_variable_and_path() {
+        let missing = std::env::temp_dir()
+            .join(format!(
+                "pusher-relay-config-test-{}-absent",
+                std::process::id()
+            ))
+            .to_string_lossy()
+            .into_owned();
+        let mut vars: Vec<(&str, &str)> = BASE.to_vec();
+        vars.push(("RELAY_ADMIN_TOKEN_FILE", &missing));
+        let found = problems(&vars);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].var, "RELAY_ADMIN_TOKEN");
+        assert!(
+            found[0].problem.contains("RELAY_ADMIN_TOKEN_FILE")
+                && found[0].problem.contains(&missing),
+            "{}",
+            found[0].problem
+        );
+        // Settings that are not secret have no file variant.
+        vars.pop();
+        vars.push(("AMQP_QUEUE_FILE", &missing));
+        assert_eq!(load(&vars).expect("ignored").amqp.queue, "pusher.intents");
     }
 
     #[test]
