@@ -431,33 +431,16 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut config = settings::blank();
         let mut invalid = Vec::new();
-        let mut bad = |var, problem| invalid.push(InvalidVar { var, problem });
         for setting in SETTINGS {
-            let given = match setting.given(lookup) {
-                Ok(given) => given,
-                Err(problem) => {
-                    bad(setting.name, problem);
-                    continue;
-                }
-            };
-            let Some(text) = given.as_deref().or(setting.default) else {
-                if let Some(what) = setting.required.filter(|_| credentials) {
-                    bad(setting.name, format!("is not set; expected {what}"));
-                }
-                continue;
-            };
-            if let Err(problems) = setting.read(&mut config, text) {
-                for problem in problems.0 {
-                    bad(setting.name, problem);
-                }
+            for problem in setting.load(lookup, credentials, &mut config) {
+                invalid.push(InvalidVar {
+                    var: setting.name,
+                    problem,
+                });
             }
-        }
-        // The templates are checked together, once every one is read.
-        if let Err(e) = config.relay.templates.validate() {
-            bad(
-                "RELAY_CHANNEL_*",
-                format!("{e}; expected a valid channel name with only the placeholders its intent type has (see README, wire contract)"),
-            );
+            if let Some((var, problem)) = setting.check_after(&config) {
+                invalid.push(InvalidVar { var, problem });
+            }
         }
         if invalid.is_empty() {
             Ok(config)

@@ -65,7 +65,7 @@ impl Secrecy {
 
 /// What is wrong with a value: one line per problem, each naming what is
 /// expected and never repeating a secret.
-pub(super) struct Problems(pub(super) Vec<String>);
+struct Problems(Vec<String>);
 
 impl From<String> for Problems {
     fn from(problem: String) -> Self {
@@ -81,6 +81,15 @@ impl From<&str> for Problems {
 
 /// Parses a set value into the config.
 type Read = fn(&mut Config, &str) -> Result<(), Problems>;
+
+/// A check of several settings together, run once the last of them is
+/// read, so that its problem keeps its place among the others.
+#[derive(Debug, Clone, Copy)]
+struct Check {
+    /// The name the problem is reported under.
+    var: &'static str,
+    run: fn(&Config) -> Result<(), String>,
+}
 
 /// One environment variable.
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +109,7 @@ pub struct Setting {
     read: Read,
     /// The value in effect, whole; [`Config::redacted`] hides what is secret.
     show: fn(&Config) -> String,
+    then: Option<Check>,
 }
 
 impl Setting {
@@ -118,6 +128,7 @@ impl Setting {
             required: None,
             read,
             show,
+            then: None,
         }
     }
 
@@ -128,6 +139,13 @@ impl Setting {
     const fn required(self, what: &'static str) -> Setting {
         Setting {
             required: Some(what),
+            ..self
+        }
+    }
+
+    const fn then(self, var: &'static str, run: fn(&Config) -> Result<(), String>) -> Setting {
+        Setting {
+            then: Some(Check { var, run }),
             ..self
         }
     }
@@ -173,8 +191,39 @@ impl Setting {
     }
 
     /// Parses `text` (the value given, or the default) into `config`.
-    pub(super) fn read(&self, config: &mut Config, text: &str) -> Result<(), Problems> {
+    fn read(&self, config: &mut Config, text: &str) -> Result<(), Problems> {
         (self.read)(config, text)
+    }
+
+    /// Reads this setting into `config`: the value given, else the default,
+    /// else nothing (an error for a credential when `credentials` are
+    /// required). Returns the problems found.
+    pub(super) fn load(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        credentials: bool,
+        config: &mut Config,
+    ) -> Vec<String> {
+        let given = match self.given(lookup) {
+            Ok(given) => given,
+            Err(problem) => return vec![problem],
+        };
+        match given.as_deref().or(self.default) {
+            Some(text) => self.read(config, text).err().map_or_else(Vec::new, |p| p.0),
+            None => match self.required.filter(|_| credentials) {
+                Some(what) => vec![format!("is not set; expected {what}")],
+                None => Vec::new(),
+            },
+        }
+    }
+
+    /// The problem of the check that runs after this setting, if any, with
+    /// the name it is reported under.
+    pub(super) fn check_after(&self, config: &Config) -> Option<(&'static str, String)> {
+        let check = self.then?;
+        (check.run)(config)
+            .err()
+            .map(|problem| (check.var, problem))
     }
 
     /// The value in effect as it may be shown: secrets as `***`, URL
@@ -696,7 +745,13 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         |c| c.relay.templates.presence_activity.clone(),
-    ),
+    )
+    // The last template: the style and every override are read.
+    .then("RELAY_CHANNEL_*", |c| {
+        c.relay.templates.validate().map_err(|e| {
+            format!("{e}; expected a valid channel name with only the placeholders its intent type has (see README, wire contract)")
+        })
+    }),
     Setting::new(
         "RELAY_CONCURRENCY",
         Some("adaptive"),
