@@ -1,7 +1,7 @@
 /**
  * Pusher's input rules and the wire contract's field types, checked before
  * anything is published. The worker applies the same rules
- * (src/pusher/validate.rs, src/intent.rs) and would dead-letter an intent
+ * (src/config/pusher_rules.rs, src/intent/) and would dead-letter an intent
  * that breaks one; checking here turns that later, silent failure into an
  * InvalidIntent the calling code sees at once.
  */

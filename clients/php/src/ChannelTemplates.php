@@ -9,7 +9,7 @@ namespace PusherRelay;
  * its ordering key (the `ordering-key` header).
  *
  * The worker renders a typed intent's channels from templates
- * (src/intent.rs, ChannelTemplates): a style, RELAY_CHANNEL_STYLE
+ * (src/config/channels.rs, ChannelTemplates): a style, RELAY_CHANNEL_STYLE
  * (`private`, the default, or `legacy`, the seed app's public names), with
  * any slot replaced by its RELAY_CHANNEL_* variable. The ordering key is the
  * LAST channel an intent is delivered to (Intent::ordering_key); the worker's
