@@ -5,12 +5,11 @@ would render an invalid channel is refused before it is published.
 The worker renders a typed intent's channels from templates
 (src/config/channels.rs, ChannelTemplates): a style, RELAY_CHANNEL_STYLE
 (``private``, the default, or ``legacy``, the seed app's public names), with
-any slot replaced by its
-RELAY_CHANNEL_* variable. The ordering key is the LAST channel an intent is
-delivered to (Intent::ordering_key); the worker's shards route on it. Give
-the producer the same RELAY_CHANNEL_* values as the worker, or keys and
-channels disagree and cross-worker order is lost (the intents are still
-delivered)."""
+any slot replaced by its RELAY_CHANNEL_* variable. The ordering key is the
+LAST channel an intent is delivered to (Intent::ordering_key); the worker's
+shards route on it. Give the producer the same RELAY_CHANNEL_* values as the
+worker, or keys and channels disagree and cross-worker order is lost (the
+intents are still delivered)."""
 
 from __future__ import annotations
 
