@@ -366,12 +366,12 @@ fn check_admin_token(token: &str) -> Result<(), String> {
 }
 
 /// Every setting, in the order loading reads and reports them.
+// Laid out by hand, a row in a few lines: rustfmt would spread each over a
+// dozen and hide the table.
+#[rustfmt::skip]
 pub static SETTINGS: &[Setting] = &[
     // --- Pusher: the seed PHP app's names and defaults.
-    Setting::new(
-        "PUSHER_APP_ID",
-        None,
-        "numeric app id",
+    Setting::new("PUSHER_APP_ID", None, "numeric app id",
         |c, v| {
             c.pusher.app_id = v.into();
             if v.chars().all(|c| c.is_ascii_digit()) {
@@ -383,33 +383,18 @@ pub static SETTINGS: &[Setting] = &[
         |c| c.pusher.app_id.clone(),
     )
     .required("the numeric app id from the Pusher dashboard"),
-    Setting::new(
-        "PUSHER_APP_KEY",
-        None,
-        "app key",
-        |c, v| {
-            c.pusher.key = v.into();
-            Ok(())
-        },
+    Setting::new("PUSHER_APP_KEY", None, "app key",
+        |c, v| { c.pusher.key = v.into(); Ok(()) },
         |c| c.pusher.key.clone(),
     )
     .required("the app key from the Pusher dashboard"),
-    Setting::new(
-        "PUSHER_APP_SECRET",
-        None,
-        "app secret",
-        |c, v| {
-            c.pusher.secret = Secret::new(v);
-            Ok(())
-        },
+    Setting::new("PUSHER_APP_SECRET", None, "app secret",
+        |c, v| { c.pusher.secret = Secret::new(v); Ok(()) },
         |c| c.pusher.secret.expose().into(),
     )
     .secret(Secrecy::Secret)
     .required("the app secret from the Pusher dashboard"),
-    Setting::new(
-        "PUSHER_APP_CLUSTER",
-        Some("mt1"),
-        "cluster, for the default host and pusher-js",
+    Setting::new("PUSHER_APP_CLUSTER", Some("mt1"), "cluster, for the default host and pusher-js",
         |c, v| {
             c.pusher.cluster = v.into();
             if v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -420,20 +405,11 @@ pub static SETTINGS: &[Setting] = &[
         },
         |c| c.pusher.cluster.clone(),
     ),
-    Setting::new(
-        "PUSHER_USE_TLS",
-        Some("true"),
-        "https when PUSHER_SCHEME is empty",
-        |c, v| {
-            c.pusher.use_tls = boolean(v)?;
-            Ok(())
-        },
+    Setting::new("PUSHER_USE_TLS", Some("true"), "https when PUSHER_SCHEME is empty",
+        |c, v| { c.pusher.use_tls = boolean(v)?; Ok(()) },
         |c| c.pusher.use_tls.to_string(),
     ),
-    Setting::new(
-        "PUSHER_HOST",
-        None,
-        "explicit API host (self-hosted server)",
+    Setting::new("PUSHER_HOST", None, "explicit API host (self-hosted server)",
         |c, v| {
             if v.contains("://") || v.contains('/') {
                 return Err(format!("{v:?} is not a bare host name; expected a host like api-eu.pusher.com or 127.0.0.1 (set the scheme with PUSHER_SCHEME and the port with PUSHER_PORT)").into());
@@ -443,20 +419,11 @@ pub static SETTINGS: &[Setting] = &[
         },
         |c| c.pusher.host.clone().unwrap_or_default(),
     ),
-    Setting::new(
-        "PUSHER_PORT",
-        None,
-        "explicit port; else the scheme's default",
-        |c, v| {
-            c.pusher.port = Some(port(v)?);
-            Ok(())
-        },
+    Setting::new("PUSHER_PORT", None, "explicit port; else the scheme's default",
+        |c, v| { c.pusher.port = Some(port(v)?); Ok(()) },
         |c| c.pusher.port.map(|p| p.to_string()).unwrap_or_default(),
     ),
-    Setting::new(
-        "PUSHER_SCHEME",
-        None,
-        "http or https; wins over PUSHER_USE_TLS",
+    Setting::new("PUSHER_SCHEME", None, "http or https; wins over PUSHER_USE_TLS",
         |c, v| {
             let s = v.to_ascii_lowercase();
             c.pusher.scheme = Some(match s.as_str() {
@@ -466,166 +433,69 @@ pub static SETTINGS: &[Setting] = &[
             });
             Ok(())
         },
-        |c| {
-            c.pusher
-                .scheme
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default()
-        },
+        |c| c.pusher.scheme.map(|s| s.as_str().to_owned()).unwrap_or_default(),
     ),
-    Setting::new(
-        "PUSHER_VERIFY_SSL",
-        Some("true"),
-        "verify TLS certificates",
-        |c, v| {
-            c.pusher.verify_ssl = boolean(v)?;
-            Ok(())
-        },
+    Setting::new("PUSHER_VERIFY_SSL", Some("true"), "verify TLS certificates",
+        |c, v| { c.pusher.verify_ssl = boolean(v)?; Ok(()) },
         |c| c.pusher.verify_ssl.to_string(),
     ),
-    Setting::new(
-        "PUSHER_DISABLE_STATS",
-        Some("false"),
-        "passed to pusher-js",
-        |c, v| {
-            c.pusher.disable_stats = boolean(v)?;
-            Ok(())
-        },
+    Setting::new("PUSHER_DISABLE_STATS", Some("false"), "passed to pusher-js",
+        |c, v| { c.pusher.disable_stats = boolean(v)?; Ok(()) },
         |c| c.pusher.disable_stats.to_string(),
     ),
-    Setting::new(
-        "PUSHER_ENCRYPTION_MASTER_KEY_BASE64",
-        None,
-        "32 bytes, base64, for private-encrypted- channels",
-        |c, v| {
-            c.pusher.encryption_master_key = Some(parse_master_key(v)?);
-            Ok(())
-        },
-        |c| {
-            c.pusher
-                .encryption_master_key
-                .map(|key| base64::engine::general_purpose::STANDARD.encode(key))
-                .unwrap_or_default()
-        },
+    Setting::new("PUSHER_ENCRYPTION_MASTER_KEY_BASE64", None, "32 bytes, base64, for private-encrypted- channels",
+        |c, v| { c.pusher.encryption_master_key = Some(parse_master_key(v)?); Ok(()) },
+        |c| c.pusher.encryption_master_key.map(|key| base64::engine::general_purpose::STANDARD.encode(key)).unwrap_or_default(),
     )
     .secret(Secrecy::Secret),
-    Setting::new(
-        "PUSHER_MAX_EVENT_BYTES",
-        Some("10240"),
-        "largest event data, in bytes",
-        |c, v| {
-            c.pusher.max_event_bytes = number(v, 1, 1 << 20)?;
-            Ok(())
-        },
+    Setting::new("PUSHER_MAX_EVENT_BYTES", Some("10240"), "largest event data, in bytes",
+        |c, v| { c.pusher.max_event_bytes = number(v, 1, 1 << 20)?; Ok(()) },
         |c| c.pusher.max_event_bytes.to_string(),
     ),
-    Setting::new(
-        "PUSHER_TIMEOUT_MS",
-        Some("10000"),
-        "whole-request timeout",
-        |c, v| {
-            c.pusher.timeout = millis(v, 1, 600_000)?;
-            Ok(())
-        },
+    Setting::new("PUSHER_TIMEOUT_MS", Some("10000"), "whole-request timeout",
+        |c, v| { c.pusher.timeout = millis(v, 1, 600_000)?; Ok(()) },
         |c| c.pusher.timeout.as_millis().to_string(),
     ),
-    Setting::new(
-        "PUSHER_CONNECT_TIMEOUT_MS",
-        Some("3000"),
-        "connect timeout",
-        |c, v| {
-            c.pusher.connect_timeout = millis(v, 1, 600_000)?;
-            Ok(())
-        },
+    Setting::new("PUSHER_CONNECT_TIMEOUT_MS", Some("3000"), "connect timeout",
+        |c, v| { c.pusher.connect_timeout = millis(v, 1, 600_000)?; Ok(()) },
         |c| c.pusher.connect_timeout.as_millis().to_string(),
     ),
-    Setting::new(
-        "PUSHER_AUTH_ENDPOINT",
-        None,
-        "channel auth endpoint handed to pusher-js by config --client",
-        |c, v| {
-            c.pusher.auth_endpoint = Some(v.into());
-            Ok(())
-        },
+    Setting::new("PUSHER_AUTH_ENDPOINT", None, "channel auth endpoint handed to pusher-js by config --client",
+        |c, v| { c.pusher.auth_endpoint = Some(v.into()); Ok(()) },
         |c| c.pusher.auth_endpoint.clone().unwrap_or_default(),
     ),
-    Setting::new(
-        "PUSHER_USER_AUTH_ENDPOINT",
-        None,
-        "user auth endpoint handed to pusher-js by config --client",
-        |c, v| {
-            c.pusher.user_auth_endpoint = Some(v.into());
-            Ok(())
-        },
+    Setting::new("PUSHER_USER_AUTH_ENDPOINT", None, "user auth endpoint handed to pusher-js by config --client",
+        |c, v| { c.pusher.user_auth_endpoint = Some(v.into()); Ok(()) },
         |c| c.pusher.user_auth_endpoint.clone().unwrap_or_default(),
     ),
     // --- RabbitMQ.
-    Setting::new(
-        "AMQP_EXCHANGE",
-        Some("pusher.intents"),
-        "topic exchange applications publish intents to",
-        |c, v| {
-            c.amqp.exchange = v.into();
-            Ok(())
-        },
+    Setting::new("AMQP_EXCHANGE", Some("pusher.intents"), "topic exchange applications publish intents to",
+        |c, v| { c.amqp.exchange = v.into(); Ok(()) },
         |c| c.amqp.exchange.clone(),
     ),
-    Setting::new(
-        "AMQP_QUEUE",
-        Some("pusher.intents"),
-        "quorum queue the worker consumes",
-        |c, v| {
-            c.amqp.queue = v.into();
-            Ok(())
-        },
+    Setting::new("AMQP_QUEUE", Some("pusher.intents"), "quorum queue the worker consumes",
+        |c, v| { c.amqp.queue = v.into(); Ok(()) },
         |c| c.amqp.queue.clone(),
     ),
-    Setting::new(
-        "AMQP_WEBHOOK_EXCHANGE",
-        Some("pusher.webhooks"),
-        "exchange webhook events are published to",
-        |c, v| {
-            c.amqp.webhook_exchange = v.into();
-            Ok(())
-        },
+    Setting::new("AMQP_WEBHOOK_EXCHANGE", Some("pusher.webhooks"), "exchange webhook events are published to",
+        |c, v| { c.amqp.webhook_exchange = v.into(); Ok(()) },
         |c| c.amqp.webhook_exchange.clone(),
     ),
-    Setting::new(
-        "RELAY_SINGLE_ACTIVE",
-        Some("false"),
-        "hot standby: the queue is single-active-consumer",
-        |c, v| {
-            c.amqp.single_active = boolean(v)?;
-            Ok(())
-        },
+    Setting::new("RELAY_SINGLE_ACTIVE", Some("false"), "hot standby: the queue is single-active-consumer",
+        |c, v| { c.amqp.single_active = boolean(v)?; Ok(()) },
         |c| c.amqp.single_active.to_string(),
     ),
-    Setting::new(
-        "RELAY_SHARDS",
-        Some("0"),
-        "order-keeping shard queues (0 for one queue)",
-        |c, v| {
-            c.amqp.shards = number(v, 0, MAX_SHARDS)?;
-            Ok(())
-        },
+    Setting::new("RELAY_SHARDS", Some("0"), "order-keeping shard queues (0 for one queue)",
+        |c, v| { c.amqp.shards = number(v, 0, MAX_SHARDS)?; Ok(()) },
         |c| c.amqp.shards.to_string(),
     ),
-    Setting::new(
-        "RELAY_MAX_BODY_BYTES",
-        Some("65536"),
-        "a larger consumed body is cut to an excerpt and dead-lettered as too_large",
-        |c, v| {
-            c.amqp.max_body_bytes = number(v, 1024, 16 << 20)?;
-            Ok(())
-        },
+    Setting::new("RELAY_MAX_BODY_BYTES", Some("65536"), "a larger consumed body is cut to an excerpt and dead-lettered as too_large",
+        |c, v| { c.amqp.max_body_bytes = number(v, 1024, 16 << 20)?; Ok(()) },
         |c| c.amqp.max_body_bytes.to_string(),
     ),
     // Read after the other broker settings, as it always was, so that a
     // list of problems keeps its order.
-    Setting::new(
-        "AMQP_URL",
-        Some("amqp://guest:guest@127.0.0.1:5672/%2f"),
-        "broker URL, or every node's URL separated by commas",
+    Setting::new("AMQP_URL", Some("amqp://guest:guest@127.0.0.1:5672/%2f"), "broker URL, or every node's URL separated by commas",
         |c, v| {
             c.amqp.url = Secret::new(v);
             check_amqp_urls(v)
@@ -634,10 +504,7 @@ pub static SETTINGS: &[Setting] = &[
     )
     .secret(Secrecy::Urls),
     // --- Dead-letter store.
-    Setting::new(
-        "DATABASE_URL",
-        Some("sqlite://pusher-relay.db"),
-        "dead-letter store: sqlite://file or postgres://...",
+    Setting::new("DATABASE_URL", Some("sqlite://pusher-relay.db"), "dead-letter store: sqlite://file or postgres://...",
         |c, v| {
             c.database_url = Secret::new(v);
             if v.starts_with("sqlite:") || v.starts_with("postgres://") || v.starts_with("postgresql://") {
@@ -650,14 +517,8 @@ pub static SETTINGS: &[Setting] = &[
     )
     .secret(Secrecy::Url),
     // --- Relay. The style comes before the per-type templates it presets.
-    Setting::new(
-        "RELAY_CHANNEL_STYLE",
-        Some("private"),
-        "private or legacy channel names",
-        |c, v| {
-            c.relay.templates = channel_style(v)?;
-            Ok(())
-        },
+    Setting::new("RELAY_CHANNEL_STYLE", Some("private"), "private or legacy channel names",
+        |c, v| { c.relay.templates = channel_style(v)?; Ok(()) },
         |c| {
             if c.relay.templates == ChannelTemplates::legacy() {
                 "legacy".into()
@@ -666,84 +527,36 @@ pub static SETTINGS: &[Setting] = &[
             }
         },
     ),
-    Setting::new(
-        "RELAY_CHANNEL_NOTIFICATION",
-        None,
-        "channel template of notification",
-        |c, v| {
-            c.relay.templates.notification = v.into();
-            Ok(())
-        },
+    Setting::new("RELAY_CHANNEL_NOTIFICATION", None, "channel template of notification",
+        |c, v| { c.relay.templates.notification = v.into(); Ok(()) },
         |c| c.relay.templates.notification.clone(),
     ),
-    Setting::new(
-        "RELAY_CHANNEL_ANNOUNCEMENT",
-        None,
-        "channel template of announcement",
-        |c, v| {
-            c.relay.templates.announcement = v.into();
-            Ok(())
-        },
+    Setting::new("RELAY_CHANNEL_ANNOUNCEMENT", None, "channel template of announcement",
+        |c, v| { c.relay.templates.announcement = v.into(); Ok(()) },
         |c| c.relay.templates.announcement.clone(),
     ),
-    Setting::new(
-        "RELAY_CHANNEL_CHAT",
-        None,
-        "channel template of chat.message, chat.joined and chat.left",
-        |c, v| {
-            c.relay.templates.chat = v.into();
-            Ok(())
-        },
+    Setting::new("RELAY_CHANNEL_CHAT", None, "channel template of chat.message, chat.joined and chat.left",
+        |c, v| { c.relay.templates.chat = v.into(); Ok(()) },
         |c| c.relay.templates.chat.clone(),
     ),
-    Setting::new(
-        "RELAY_CHANNEL_ORDER",
-        None,
-        "channel template of order.status",
-        |c, v| {
-            c.relay.templates.order = v.into();
-            Ok(())
-        },
+    Setting::new("RELAY_CHANNEL_ORDER", None, "channel template of order.status",
+        |c, v| { c.relay.templates.order = v.into(); Ok(()) },
         |c| c.relay.templates.order.clone(),
     ),
-    Setting::new(
-        "RELAY_CHANNEL_CUSTOMER",
-        None,
-        "channel template of order.status with a customer_id",
-        |c, v| {
-            c.relay.templates.customer = v.into();
-            Ok(())
-        },
+    Setting::new("RELAY_CHANNEL_CUSTOMER", None, "channel template of order.status with a customer_id",
+        |c, v| { c.relay.templates.customer = v.into(); Ok(()) },
         |c| c.relay.templates.customer.clone(),
     ),
-    Setting::new(
-        "RELAY_CHANNEL_DASHBOARD",
-        None,
-        "channel template of dashboard.metrics",
-        |c, v| {
-            c.relay.templates.dashboard = v.into();
-            Ok(())
-        },
+    Setting::new("RELAY_CHANNEL_DASHBOARD", None, "channel template of dashboard.metrics",
+        |c, v| { c.relay.templates.dashboard = v.into(); Ok(()) },
         |c| c.relay.templates.dashboard.clone(),
     ),
-    Setting::new(
-        "RELAY_CHANNEL_INVENTORY",
-        None,
-        "channel template of inventory.stock",
-        |c, v| {
-            c.relay.templates.inventory = v.into();
-            Ok(())
-        },
+    Setting::new("RELAY_CHANNEL_INVENTORY", None, "channel template of inventory.stock",
+        |c, v| { c.relay.templates.inventory = v.into(); Ok(()) },
         |c| c.relay.templates.inventory.clone(),
     ),
-    Setting::new(
-        "RELAY_CHANNEL_PRESENCE_ACTIVITY",
-        None,
-        "channel template of presence.activity",
-        |c, v| {
-            c.relay.templates.presence_activity = v.into();
-            Ok(())
-        },
+    Setting::new("RELAY_CHANNEL_PRESENCE_ACTIVITY", None, "channel template of presence.activity",
+        |c, v| { c.relay.templates.presence_activity = v.into(); Ok(()) },
         |c| c.relay.templates.presence_activity.clone(),
     )
     // The last template: the style and every override are read.
@@ -752,10 +565,7 @@ pub static SETTINGS: &[Setting] = &[
             format!("{e}; expected a valid channel name with only the placeholders its intent type has (see README, wire contract)")
         })
     }),
-    Setting::new(
-        "RELAY_CONCURRENCY",
-        Some("adaptive"),
-        "adaptive (the limit follows Pusher's round trips and pushback) or fixed",
+    Setting::new("RELAY_CONCURRENCY", Some("adaptive"), "adaptive (the limit follows Pusher's round trips and pushback) or fixed",
         |c, v| {
             c.relay.concurrency = match v {
                 "adaptive" => ConcurrencyMode::Adaptive,
@@ -766,91 +576,40 @@ pub static SETTINGS: &[Setting] = &[
         },
         |c| c.relay.concurrency.as_str().into(),
     ),
-    Setting::new(
-        "RELAY_PREFETCH",
-        Some("10000"),
-        "unacked deliveries held (memory bound, outage backpressure)",
-        |c, v| {
-            c.relay.prefetch = number(v, 1, u16::MAX)?;
-            Ok(())
-        },
+    Setting::new("RELAY_PREFETCH", Some("10000"), "unacked deliveries held (memory bound, outage backpressure)",
+        |c, v| { c.relay.prefetch = number(v, 1, u16::MAX)?; Ok(()) },
         |c| c.relay.prefetch.to_string(),
     ),
-    Setting::new(
-        "RELAY_LINGER_MS",
-        Some("10"),
-        "how long a partly filled batch waits for more events",
-        |c, v| {
-            c.relay.linger = millis(v, 0, 10_000)?;
-            Ok(())
-        },
+    Setting::new("RELAY_LINGER_MS", Some("10"), "how long a partly filled batch waits for more events",
+        |c, v| { c.relay.linger = millis(v, 0, 10_000)?; Ok(()) },
         |c| c.relay.linger.as_millis().to_string(),
     ),
-    Setting::new(
-        "RELAY_MAX_IN_FLIGHT",
-        Some("256"),
-        "most Pusher requests in flight",
-        |c, v| {
-            c.relay.max_in_flight = number(v, 1, 4096)?;
-            Ok(())
-        },
+    Setting::new("RELAY_MAX_IN_FLIGHT", Some("256"), "most Pusher requests in flight",
+        |c, v| { c.relay.max_in_flight = number(v, 1, 4096)?; Ok(()) },
         |c| c.relay.max_in_flight.to_string(),
     ),
-    Setting::new(
-        "RELAY_MAX_ATTEMPTS",
-        Some("8"),
-        "attempts per request before exhausted",
-        |c, v| {
-            c.relay.max_attempts = number(v, 1, 1000)?;
-            Ok(())
-        },
+    Setting::new("RELAY_MAX_ATTEMPTS", Some("8"), "attempts per request before exhausted",
+        |c, v| { c.relay.max_attempts = number(v, 1, 1000)?; Ok(()) },
         |c| c.relay.max_attempts.to_string(),
     ),
-    Setting::new(
-        "RELAY_MAX_RETRY_DURATION",
-        Some("5m"),
-        "time spent retrying one request before exhausted",
-        |c, v| {
-            c.relay.max_retry_duration = duration(v)?;
-            Ok(())
-        },
+    Setting::new("RELAY_MAX_RETRY_DURATION", Some("5m"), "time spent retrying one request before exhausted",
+        |c, v| { c.relay.max_retry_duration = duration(v)?; Ok(()) },
         |c| show_duration(c.relay.max_retry_duration),
     ),
-    Setting::new(
-        "RELAY_MAX_INTENT_AGE",
-        None,
-        "older intents are dead-lettered as expired; off when unset",
-        |c, v| {
-            c.relay.max_intent_age = Some(duration(v)?);
-            Ok(())
-        },
+    Setting::new("RELAY_MAX_INTENT_AGE", None, "older intents are dead-lettered as expired; off when unset",
+        |c, v| { c.relay.max_intent_age = Some(duration(v)?); Ok(()) },
         |c| c.relay.max_intent_age.map(show_duration).unwrap_or_default(),
     ),
-    Setting::new(
-        "RELAY_SHUTDOWN_TIMEOUT",
-        Some("30s"),
-        "drain time on SIGTERM",
-        |c, v| {
-            c.relay.shutdown_timeout = duration(v)?;
-            Ok(())
-        },
+    Setting::new("RELAY_SHUTDOWN_TIMEOUT", Some("30s"), "drain time on SIGTERM",
+        |c, v| { c.relay.shutdown_timeout = duration(v)?; Ok(()) },
         |c| show_duration(c.relay.shutdown_timeout),
     ),
-    Setting::new(
-        "RELAY_DEDUP_CAPACITY",
-        Some("100000"),
-        "delivered intent ids remembered to drop redeliveries (0 turns it off)",
-        |c, v| {
-            c.relay.dedup_capacity = number(v, 0, 100_000_000)?;
-            Ok(())
-        },
+    Setting::new("RELAY_DEDUP_CAPACITY", Some("100000"), "delivered intent ids remembered to drop redeliveries (0 turns it off)",
+        |c, v| { c.relay.dedup_capacity = number(v, 0, 100_000_000)?; Ok(()) },
         |c| c.relay.dedup_capacity.to_string(),
     ),
     // --- HTTP listener.
-    Setting::new(
-        "HTTP_ADDR",
-        Some("127.0.0.1:9464"),
-        "listener for /metrics, /healthz, /readyz, webhooks, /api and /ui",
+    Setting::new("HTTP_ADDR", Some("127.0.0.1:9464"), "listener for /metrics, /healthz, /readyz, webhooks, /api and /ui",
         |c, v| {
             c.http.addr = v.parse().map_err(|_| {
                 format!("{v:?} is not a socket address; expected ip:port like 127.0.0.1:9464 or 0.0.0.0:9464")
@@ -859,28 +618,16 @@ pub static SETTINGS: &[Setting] = &[
         },
         |c| c.http.addr.to_string(),
     ),
-    Setting::new(
-        "RELAY_ADMIN_TOKEN",
-        None,
-        "admin API token and the ops console's sign-in; both off when unset",
+    Setting::new("RELAY_ADMIN_TOKEN", None, "admin API token and the ops console's sign-in; both off when unset",
         |c, v| {
             c.http.admin_token = Some(Secret::new(v));
             check_admin_token(v)?;
             Ok(())
         },
-        |c| {
-            c.http
-                .admin_token
-                .as_ref()
-                .map(|t| t.expose().to_owned())
-                .unwrap_or_default()
-        },
+        |c| c.http.admin_token.as_ref().map(|t| t.expose().to_owned()).unwrap_or_default(),
     )
     .secret(Secrecy::Secret),
-    Setting::new(
-        "RELAY_LOG_FORMAT",
-        Some("text"),
-        "text or json; the level comes from RUST_LOG",
+    Setting::new("RELAY_LOG_FORMAT", Some("text"), "text or json; the level comes from RUST_LOG",
         |c, v| {
             c.log_json = match v {
                 "text" => false,
