@@ -3,15 +3,15 @@
 //! is set (absent otherwise, not merely refused).
 //!
 //! Every `/api/dead-letters...` route needs `Authorization: Bearer <token>`;
-//! the comparison is constant time over SHA-256 digests, so neither the
-//! token's bytes nor its length leak through timing. `/api/openapi.json` is
-//! public: it describes the routes and holds no data.
+//! the comparison ([`crate::auth`]) is constant time over SHA-256 digests,
+//! so neither the token's bytes nor its length leak through timing.
+//! `/api/openapi.json` is public: it describes the routes and holds no data.
 //!
 //! The routes are declared once in [`routes`]'s table, which builds the
 //! router and which the OpenAPI document is tested against.
 
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
@@ -22,14 +22,13 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
+use crate::auth::{self, TokenCheck};
 use crate::config::{AmqpConfig, Secret};
 use crate::deadletter::filter::Cursor;
 use crate::deadletter::replay::{self, ReplayOptions};
+use crate::deadletter::view::{Detail, PageView, FILTER_FIELDS};
 use crate::deadletter::{Filter, FilterSpec, Store, StoreError};
-use crate::dlq;
 
 /// What the admin handlers share.
 #[derive(Clone)]
@@ -78,7 +77,7 @@ pub fn router(state: AdminState) -> Router {
     for (_, path, handler) in routes() {
         api = api.route(path, handler);
     }
-    let api = api.layer(middleware::from_fn_with_state(state.clone(), auth));
+    let api = api.layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/api/openapi.json", get(|| async { Json(openapi()) }))
         .merge(api)
@@ -127,16 +126,16 @@ fn store(state: &AdminState) -> Result<&Store, ApiError> {
     })
 }
 
-async fn auth(State(state): State<AdminState>, req: Request, next: Next) -> Response {
+async fn require_token(State(state): State<AdminState>, req: Request, next: Next) -> Response {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let check = FAILED_ATTEMPTS.check(&state.token, given);
+    let check = auth::FAILED_ATTEMPTS.check(&state.token, given);
     if let TokenCheck::Throttled(wait) = check {
-        return throttled(wait);
+        return auth::throttled(wait);
     }
     if check != TokenCheck::Right {
         let mut resp = ApiError(
@@ -153,131 +152,21 @@ async fn auth(State(state): State<AdminState>, req: Request, next: Next) -> Resp
     next.run(req).await
 }
 
-/// Wrong admin tokens allowed per [`THROTTLE_WINDOW`], over the API and the
-/// console's sign-in together, before every attempt is refused unchecked
-/// until the window ends. A token of 32 or more random characters cannot be
-/// guessed at any rate; this keeps a guessing script from costing CPU and
-/// flooding the log, and an operator waits at most one window.
-const FAILURES_PER_WINDOW: u32 = 20;
-const THROTTLE_WINDOW: Duration = Duration::from_secs(10);
-
-/// Failed token checks in the current window, shared by the API and the
-/// console.
-pub static FAILED_ATTEMPTS: Throttle = Throttle::new();
-
-/// What a token check found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenCheck {
-    Right,
-    Wrong,
-    /// Too many wrong tokens lately: not checked; try again after this.
-    Throttled(Duration),
-}
-
-/// Counts wrong tokens in fixed windows.
-#[derive(Debug)]
-pub struct Throttle {
-    window: Mutex<Option<(Instant, u32)>>,
-}
-
-impl Throttle {
-    pub const fn new() -> Throttle {
-        Throttle {
-            window: Mutex::new(None),
-        }
-    }
-
-    /// Checks `given` against `token`, unless too many were wrong lately.
-    pub fn check(&self, token: &Secret, given: &str) -> TokenCheck {
-        self.check_at(token, given, Instant::now())
-    }
-
-    fn check_at(&self, token: &Secret, given: &str, now: Instant) -> TokenCheck {
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        let (start, failures) = match *window {
-            Some((start, n)) if now.saturating_duration_since(start) < THROTTLE_WINDOW => {
-                (start, n)
-            }
-            _ => (now, 0),
-        };
-        if failures >= FAILURES_PER_WINDOW {
-            *window = Some((start, failures));
-            return TokenCheck::Throttled(THROTTLE_WINDOW - now.saturating_duration_since(start));
-        }
-        if token_matches(token, given) {
-            *window = Some((start, failures));
-            return TokenCheck::Right;
-        }
-        if failures + 1 == FAILURES_PER_WINDOW {
-            tracing::warn!(
-                failures = FAILURES_PER_WINDOW,
-                window = ?THROTTLE_WINDOW,
-                "wrong admin tokens: refusing every attempt until the window ends"
-            );
-        }
-        *window = Some((start, failures + 1));
-        TokenCheck::Wrong
-    }
-}
-
-impl Default for Throttle {
-    fn default() -> Self {
-        Throttle::new()
-    }
-}
-
-/// 429 with `Retry-After` for a throttled token check.
-pub fn throttled(wait: Duration) -> Response {
-    let secs = wait.as_secs().max(1);
-    let mut resp = ApiError(
-        StatusCode::TOO_MANY_REQUESTS,
-        format!("too many wrong admin tokens; try again in {secs} s"),
-    )
-    .into_response();
-    if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
-        resp.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    resp
-}
-
-/// Whether `given` is the admin token: constant time over SHA-256 digests,
-/// so neither the token's bytes nor its length leak through timing. Shared
-/// with the ops console's sign-in.
-pub fn token_matches(token: &Secret, given: &str) -> bool {
-    let want = Sha256::digest(token.expose().as_bytes());
-    let got = Sha256::digest(given.as_bytes());
-    !given.is_empty() && bool::from(want.ct_eq(&got))
-}
-
-/// The filter query parameters; unknown ones are refused so a typo
-/// (`?reasn=...`) cannot silently widen a listing or a replay.
+/// The listing's query: the filters, the page size and the cursor. Unknown
+/// parameters are refused so a typo (`?reasn=...`) cannot silently widen a
+/// listing or a replay.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListParams {
-    reason: Option<String>,
-    #[serde(rename = "type")]
-    intent_type: Option<String>,
-    channel: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    status: Option<String>,
+    #[serde(flatten)]
+    filter: FilterSpec,
     limit: Option<String>,
     cursor: Option<String>,
 }
 
-impl ListParams {
-    fn filter(&self) -> Result<Filter, ApiError> {
-        FilterSpec {
-            reason: self.reason.clone(),
-            intent_type: self.intent_type.clone(),
-            channel: self.channel.clone(),
-            since: self.since.clone(),
-            until: self.until.clone(),
-            status: self.status.clone(),
-        }
-        .parse(SystemTime::now())
+fn parse_filter(spec: &FilterSpec) -> Result<Filter, ApiError> {
+    spec.parse(SystemTime::now())
         .map_err(|e| bad_request(e.to_string()))
-    }
 }
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -295,7 +184,7 @@ async fn list(
     q: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let params = query(q)?;
-    let filter = params.filter()?;
+    let filter = parse_filter(&params.filter)?;
     let limit = match params.limit.as_deref() {
         None | Some("") => DEFAULT_LIMIT,
         Some(s) => s
@@ -317,7 +206,7 @@ async fn list(
         .transpose()
         .map_err(|e| bad_request(e.to_string()))?;
     let page = store(&state)?.list(&filter, cursor, limit).await?;
-    Ok(Json(dlq::page_json(&page)))
+    Ok(Json(json!(PageView::from(&page))))
 }
 
 async fn show(
@@ -326,7 +215,7 @@ async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     match store(&state)?.get(id).await? {
-        Some(dl) => Ok(Json(dlq::detail_json(&dl))),
+        Some(dl) => Ok(Json(json!(Detail::from(&dl)))),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("no dead letter with id {id}"),
@@ -352,9 +241,7 @@ async fn stats(
     State(state): State<AdminState>,
     q: Result<Query<FilterSpec>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let filter = query(q)?
-        .parse(SystemTime::now())
-        .map_err(|e| bad_request(e.to_string()))?;
+    let filter = parse_filter(&query(q)?)?;
     let stats = store(&state)?.stats(&filter).await?;
     Ok(Json(json!(stats)))
 }
@@ -380,9 +267,7 @@ async fn replay_handler(
         (None, None) => return Err(bad_request(
             "give \"ids\": [..] or \"filter\": {..} (an empty filter {} replays every dead letter)",
         )),
-        (_, Some(spec)) => spec
-            .parse(SystemTime::now())
-            .map_err(|e| bad_request(e.to_string()))?,
+        (_, Some(spec)) => parse_filter(spec)?,
         (_, None) => Filter::default(),
     };
     if let Some(ids) = &body.ids {
@@ -425,15 +310,25 @@ async fn replay_handler(
 /// The OpenAPI 3.0 document for the routes above, written by hand (a test
 /// checks that its paths and methods are exactly the routed ones).
 pub fn openapi() -> Value {
-    let filter_params = json!([
-        {"name": "reason", "in": "query", "schema": {"type": "string"}, "description": "Comma-separated: invalid, too_large, rejected, exhausted, expired."},
-        {"name": "type", "in": "query", "schema": {"type": "string"}, "description": "Intent type, exact."},
-        {"name": "channel", "in": "query", "schema": {"type": "string"}, "description": "A channel the intent addressed, exact."},
-        {"name": "since", "in": "query", "schema": {"type": "string"}, "description": "Dead-lettered at or after: RFC 3339, a date, or an age like 2h."},
-        {"name": "until", "in": "query", "schema": {"type": "string"}, "description": "Dead-lettered before: RFC 3339, a date, or an age like 7d."},
-        {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["pending", "replayed"]}}
-    ]);
-    let mut list_params = filter_params.as_array().cloned().unwrap_or_default();
+    let filter_params: Vec<Value> = FILTER_FIELDS
+        .iter()
+        .map(|f| {
+            let mut schema = json!({"type": "string"});
+            if let Some(values) = f.values {
+                schema["enum"] = json!(values);
+            }
+            let mut param = json!({"name": f.name, "in": "query", "schema": schema});
+            if let Some(description) = f.description {
+                param["description"] = json!(description);
+            }
+            param
+        })
+        .collect();
+    let filter_properties: serde_json::Map<String, Value> = FILTER_FIELDS
+        .iter()
+        .map(|f| (f.name.to_owned(), json!({"type": "string"})))
+        .collect();
+    let mut list_params = filter_params.clone();
     list_params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": crate::deadletter::ops::MAX_PAGE, "default": DEFAULT_LIMIT}}));
     list_params.push(json!({"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "next_cursor of the previous page."}));
     let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64"}});
@@ -463,10 +358,7 @@ pub fn openapi() -> Value {
                 }},
                 "ReplayRequest": {"type": "object", "properties": {
                     "ids": {"type": "array", "items": {"type": "integer"}},
-                    "filter": {"type": "object", "properties": {
-                        "reason": {"type": "string"}, "type": {"type": "string"}, "channel": {"type": "string"},
-                        "since": {"type": "string"}, "until": {"type": "string"}, "status": {"type": "string"}
-                    }},
+                    "filter": {"type": "object", "properties": filter_properties},
                     "force": {"type": "boolean", "default": false},
                     "dry_run": {"type": "boolean", "default": false}
                 }},
@@ -527,32 +419,4 @@ pub fn openapi() -> Value {
             }
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wrong_tokens_past_the_limit_refuse_every_attempt_until_the_window_ends() {
-        let t = Throttle::new();
-        let token = Secret::new("a-token-of-thirty-two-characters");
-        let t0 = Instant::now();
-        for _ in 0..FAILURES_PER_WINDOW {
-            assert_eq!(t.check_at(&token, "guess", t0), TokenCheck::Wrong);
-        }
-        assert!(matches!(
-            t.check_at(&token, token.expose(), t0 + Duration::from_secs(1)),
-            TokenCheck::Throttled(wait) if wait == Duration::from_secs(9)
-        ));
-        assert_eq!(
-            t.check_at(&token, token.expose(), t0 + THROTTLE_WINDOW),
-            TokenCheck::Right,
-            "a new window checks again"
-        );
-        assert_eq!(
-            t.check_at(&token, "", t0 + THROTTLE_WINDOW),
-            TokenCheck::Wrong
-        );
-    }
 }

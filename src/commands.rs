@@ -1,5 +1,5 @@
-//! What the one-shot CLI commands do, kept out of `main.rs` so that it only
-//! parses arguments.
+//! What the one-shot CLI commands do, kept out of [`crate::cli`] so that it only
+//! parses arguments and prints.
 
 use std::time::{Duration, Instant};
 

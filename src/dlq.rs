@@ -1,76 +1,13 @@
-//! What the `dlq` commands print and ask, and the JSON views of a dead
-//! letter shared with the admin API. Queries live in [`crate::deadletter`];
-//! this module only presents them.
+//! What the `dlq` commands print and ask, for a person: tables, texts,
+//! confirmations and progress bars. Queries live in [`crate::deadletter`],
+//! and the JSON views shared with the admin API in
+//! [`crate::deadletter::view`]; this module only presents them.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::time::{Duration, UNIX_EPOCH};
 
-use base64::Engine;
-use serde_json::{json, Value};
-
+use crate::clock::rfc3339_ms;
+use crate::deadletter::view::Detail;
 use crate::deadletter::{DeadLetter, Page, ReplayReport, Stats};
-
-/// Milliseconds since 1970 as RFC 3339 UTC (`2024-05-01T12:00:00.123Z`).
-pub fn rfc3339_ms(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// The listing view: what identifies a dead letter and why it is one,
-/// without its body and headers.
-pub fn summary_json(dl: &DeadLetter) -> Value {
-    json!({
-        "id": dl.id,
-        "status": dl.status,
-        "reason": dl.reason,
-        "type": dl.intent_type,
-        "intent_id": dl.intent_id,
-        "channels": dl.channels,
-        "error": dl.error,
-        "pusher_status": dl.pusher_status,
-        "attempts": dl.attempts,
-        "dead_lettered_at": rfc3339_ms(dl.dead_lettered_at_ms),
-        "replay_count": dl.replay_count,
-    })
-}
-
-/// Every stored field. The body is given exactly (`body_base64`) and, when
-/// it is JSON, parsed (`body`) so it reads well.
-pub fn detail_json(dl: &DeadLetter) -> Value {
-    json!({
-        "id": dl.id,
-        "status": dl.status,
-        "reason": dl.reason,
-        "type": dl.intent_type,
-        "intent_id": dl.intent_id,
-        "routing_key": dl.routing_key,
-        "channels": dl.channels,
-        "error": dl.error,
-        "pusher_status": dl.pusher_status,
-        "pusher_body": dl.pusher_body,
-        "attempts": dl.attempts,
-        "first_seen_at": rfc3339_ms(dl.first_seen_at_ms),
-        "first_seen_at_ms": dl.first_seen_at_ms,
-        "dead_lettered_at": rfc3339_ms(dl.dead_lettered_at_ms),
-        "dead_lettered_at_ms": dl.dead_lettered_at_ms,
-        "replay_count": dl.replay_count,
-        "last_replayed_at": dl.last_replayed_at_ms.map(rfc3339_ms),
-        "last_replayed_at_ms": dl.last_replayed_at_ms,
-        "headers": crate::amqp::readable_properties(&dl.headers),
-        "body": serde_json::from_slice::<Value>(&dl.body).ok(),
-        "body_base64": base64::engine::general_purpose::STANDARD.encode(&dl.body),
-    })
-}
-
-/// A page as JSON: `{"items": [...], "unreadable": [{"id", "error"}],
-/// "next_cursor": ...}`.
-pub fn page_json(page: &Page) -> Value {
-    json!({
-        "items": page.items.iter().map(summary_json).collect::<Vec<_>>(),
-        "unreadable": page.unreadable,
-        "next_cursor": page.next_cursor,
-    })
-}
 
 /// Cuts `s` to `width` characters, marking the cut with `…`.
 fn fit(s: &str, width: usize) -> String {
@@ -172,12 +109,12 @@ pub fn show_text(dl: &DeadLetter) -> String {
             None => "never replayed".into(),
         },
     );
-    let headers = serde_json::to_string_pretty(&crate::amqp::readable_properties(&dl.headers))
-        .unwrap_or_default();
+    let view = Detail::from(dl);
+    let headers = serde_json::to_string_pretty(&view.headers).unwrap_or_default();
     out.push_str(&format!("headers\n{headers}\n"));
-    let body = match serde_json::from_slice::<Value>(&dl.body) {
-        Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
-        Err(_) => format!(
+    let body = match &view.body {
+        Some(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+        None => format!(
             "(not JSON, {} bytes) {}",
             dl.body.len(),
             String::from_utf8_lossy(&dl.body)

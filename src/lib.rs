@@ -30,6 +30,8 @@
 pub mod admin;
 pub mod amqp;
 pub mod app;
+pub mod auth;
+pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;

@@ -229,3 +229,38 @@ fn store_commands_need_no_pusher_credentials() {
     assert!(!bad.status.success());
     assert!(text(&bad.stderr).contains("PUSHER_APP_ID"));
 }
+
+/// `webhook` and `webhooks` were two groups (`webhook verify`, `webhooks
+/// tail`) before they became one; both spellings of both commands work.
+#[test]
+fn webhook_and_webhooks_both_spell_the_one_group() {
+    let env = [
+        ("PUSHER_APP_ID", "1"),
+        ("PUSHER_APP_KEY", "123456789"),
+        ("PUSHER_APP_SECRET", "tofu"),
+    ];
+    let body = br#"{"time_ms":1403175510755,"events":[{"channel":"test_channel","name":"channel_vacated"}]}"#;
+    let sig = "c17257e92037cd7de407ebc1ed174ceb7b2e518db127f44411b9ffc4f5b28cc5";
+    for group in ["webhook", "webhooks"] {
+        let ok = run(
+            &[group, "verify", "--key", "123456789", "--signature", sig],
+            &env,
+            Some(body),
+        );
+        assert!(ok.status.success(), "{group}: {}", text(&ok.stderr));
+        assert!(text(&ok.stdout).contains("channel_vacated"), "{group}");
+        // No broker listens on port 1: the command was understood, needs no
+        // Pusher credentials, and fails only to connect.
+        let tail = run(
+            &[group, "tail"],
+            &[("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")],
+            None,
+        );
+        assert_eq!(tail.status.code(), Some(1), "{group}");
+        assert!(
+            text(&tail.stderr).contains("cannot connect to RabbitMQ"),
+            "{group}: {}",
+            text(&tail.stderr)
+        );
+    }
+}

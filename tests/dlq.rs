@@ -149,7 +149,7 @@ async fn filters_and_pagination(db: Db) {
     );
     assert_eq!(count(spec(|s| s.since = Some("150m".into()))).await, 20);
     assert_eq!(count(spec(|s| s.until = Some("150m".into()))).await, 11);
-    let since = pusher_relay::dlq::rfc3339_ms(t0 + 3_600_000);
+    let since = pusher_relay::clock::rfc3339_ms(t0 + 3_600_000);
     assert_eq!(count(spec(|s| s.since = Some(since))).await, 20);
     assert_eq!(count(spec(|s| s.status = Some("pending".into()))).await, 31);
     assert_eq!(count(spec(|s| s.status = Some("replayed".into()))).await, 0);

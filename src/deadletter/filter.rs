@@ -15,22 +15,29 @@ use serde::Deserialize;
 use super::store::{Reason, Status};
 
 /// A filter as an operator writes it (CLI flags or API query parameters),
-/// before parsing. Every field is optional; absent means "any".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// before parsing. Every field is optional; absent means "any". The field
+/// docs are the CLI's `--help` text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct FilterSpec {
-    /// Comma-separated reasons: invalid, too_large, rejected, exhausted, expired.
+    /// Reasons, comma separated: invalid, too_large, rejected, exhausted, expired.
+    #[arg(long)]
     pub reason: Option<String>,
-    /// Intent type (exact), e.g. `chat.message`.
+    /// Intent type, e.g. chat.message.
     #[serde(rename = "type")]
+    #[arg(long = "type")]
     pub intent_type: Option<String>,
-    /// A Pusher channel the intent addressed (exact).
+    /// A channel the intent addressed.
+    #[arg(long)]
     pub channel: Option<String>,
-    /// Dead-lettered at or after: RFC 3339 or a relative age like `2h`.
+    /// Dead-lettered at or after: RFC 3339 (2024-05-01T12:00:00Z), a date, or an age like 2h.
+    #[arg(long)]
     pub since: Option<String>,
-    /// Dead-lettered before: RFC 3339 or a relative age like `7d`.
+    /// Dead-lettered before: RFC 3339, a date, or an age like 7d.
+    #[arg(long)]
     pub until: Option<String>,
-    /// `pending` or `replayed`.
+    /// pending or replayed.
+    #[arg(long)]
     pub status: Option<String>,
 }
 

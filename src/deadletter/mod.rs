@@ -24,6 +24,7 @@ pub mod filter;
 pub mod ops;
 pub mod replay;
 pub mod store;
+pub mod view;
 
 pub use filter::{Cursor, Filter, FilterError, FilterSpec};
 pub use ops::{Count, Page, Stats, Unreadable};

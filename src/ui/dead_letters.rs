@@ -20,28 +20,9 @@ const PAGE_SIZE: u32 = 50;
 /// The listing's query: the CLI's filters and the page cursor.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct ListQuery {
-    reason: Option<String>,
-    #[serde(rename = "type")]
-    intent_type: Option<String>,
-    channel: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    status: Option<String>,
+    #[serde(flatten)]
+    filter: FilterSpec,
     cursor: Option<String>,
-}
-
-impl ListQuery {
-    fn spec(&self) -> FilterSpec {
-        let f = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-        FilterSpec {
-            reason: f(&self.reason),
-            intent_type: f(&self.intent_type),
-            channel: f(&self.channel),
-            since: f(&self.since),
-            until: f(&self.until),
-            status: f(&self.status),
-        }
-    }
 }
 
 pub fn parse_filter(spec: &FilterSpec) -> Result<Filter, PageError> {
@@ -54,7 +35,7 @@ pub async fn dead_letters(
     Extension(signed): Extension<Signed>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, PageError> {
-    let spec = q.spec();
+    let spec = q.filter.without_blanks();
     let filter = parse_filter(&spec)?;
     let cursor = q
         .cursor
@@ -258,4 +239,20 @@ pub async fn replay_json(
     Path(id): Path<u64>,
 ) -> Result<Json<replays::Job>, StatusCode> {
     state.replays.get(id).map(Json).ok_or(StatusCode::NOT_FOUND)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listing_ignores_unknown_parameters_and_blank_filters() {
+        let uri: axum::http::Uri = "/ui/dead-letters?reason=&channel=room&utm_source=x"
+            .parse()
+            .expect("a URI");
+        let Query(q) = Query::<ListQuery>::try_from_uri(&uri).expect("a listing query");
+        let spec = q.filter.without_blanks();
+        assert_eq!(pages::describe(&spec), "channel=room");
+        assert_eq!(q.cursor, None);
+    }
 }

@@ -9,8 +9,9 @@ use serde_json::Value;
 
 use super::replays::Job;
 use super::{Fields, Signed};
+use crate::clock::rfc3339_ms;
+use crate::deadletter::view::Detail;
 use crate::deadletter::{Count, DeadLetter, FilterSpec, Page, ReplayReport, Stats};
-use crate::dlq::rfc3339_ms;
 
 const REASONS: [&str; 5] = ["invalid", "too_large", "rejected", "exhausted", "expired"];
 
@@ -173,17 +174,7 @@ pub fn overview(signed: &Signed, d: &Value) -> Markup {
 
 /// A filter in words, for confirmations ("reason=rejected, type=chat").
 pub fn describe(spec: &FilterSpec) -> String {
-    let parts: Vec<String> = [
-        ("reason", &spec.reason),
-        ("type", &spec.intent_type),
-        ("channel", &spec.channel),
-        ("since", &spec.since),
-        ("until", &spec.until),
-        ("status", &spec.status),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-    .collect();
+    let parts: Vec<String> = spec.pairs().map(|(k, v)| format!("{k}={v}")).collect();
     if parts.is_empty() {
         "no filter (every dead letter)".into()
     } else {
@@ -193,27 +184,15 @@ pub fn describe(spec: &FilterSpec) -> String {
 
 fn filter_hidden(spec: &FilterSpec) -> Markup {
     html! {
-        @for (k, v) in [("reason", &spec.reason), ("type", &spec.intent_type), ("channel", &spec.channel),
-                        ("since", &spec.since), ("until", &spec.until), ("status", &spec.status)] {
-            @if let Some(v) = v { input type="hidden" name=(k) value=(v); }
+        @for (k, v) in spec.pairs() {
+            input type="hidden" name=(k) value=(v);
         }
     }
 }
 
 fn query_string(spec: &FilterSpec, cursor: &str) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in [
-        ("reason", &spec.reason),
-        ("type", &spec.intent_type),
-        ("channel", &spec.channel),
-        ("since", &spec.since),
-        ("until", &spec.until),
-        ("status", &spec.status),
-    ] {
-        if let Some(v) = v {
-            q.append_pair(k, v);
-        }
-    }
+    q.extend_pairs(spec.pairs());
     q.append_pair("cursor", cursor);
     q.finish()
 }
@@ -351,15 +330,14 @@ pub fn dead_letters(
     )
 }
 
-fn pretty(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    serde_json::to_string_pretty(&v).ok()
-}
-
 pub fn dead_letter(signed: &Signed, dl: &DeadLetter) -> Markup {
     let row = |k: &str, v: Markup| html! { div class="stat" { dt { (k) } dd { (v) } } };
-    let headers = serde_json::to_string_pretty(&crate::amqp::readable_properties(&dl.headers))
-        .unwrap_or_default();
+    let view = Detail::from(dl);
+    let headers = serde_json::to_string_pretty(&view.headers).unwrap_or_default();
+    let pretty = view
+        .body
+        .as_ref()
+        .and_then(|v| serde_json::to_string_pretty(v).ok());
     layout(
         &format!("Dead letter {}", dl.id),
         Some(signed),
@@ -374,10 +352,10 @@ pub fn dead_letter(signed: &Signed, dl: &DeadLetter) -> Markup {
                 (row("Channels", html! { (dl.channels.join(", ")) }))
                 (row("Pusher's status", html! { (dl.pusher_status.map(|s| s.to_string()).unwrap_or_else(|| "no answer".into())) }))
                 (row("Attempts", html! { (dl.attempts) }))
-                (row("First seen", html! { (rfc3339_ms(dl.first_seen_at_ms)) }))
-                (row("Dead-lettered", html! { (rfc3339_ms(dl.dead_lettered_at_ms)) }))
+                (row("First seen", html! { (view.first_seen_at) }))
+                (row("Dead-lettered", html! { (view.dead_lettered_at) }))
                 (row("Replays", html! { (dl.replay_count) }))
-                (row("Last replayed", html! { (dl.last_replayed_at_ms.map(rfc3339_ms).unwrap_or_else(|| "never".into())) }))
+                (row("Last replayed", html! { (view.last_replayed_at.as_deref().unwrap_or("never")) }))
             }
             div class="actions" {
                 form method="post" action="/ui/dead-letters/replay" {
@@ -394,7 +372,7 @@ pub fn dead_letter(signed: &Signed, dl: &DeadLetter) -> Markup {
             h2 { "Pusher's answer" }
             pre class="body" tabindex="0" { (dl.pusher_body.as_deref().unwrap_or("(none)")) }
             h2 { "Body" }
-            @if let Some(p) = pretty(&dl.body) {
+            @if let Some(p) = pretty {
                 pre class="body" id="body-pretty" tabindex="0" { (p) }
             }
             details {

@@ -67,12 +67,11 @@ pub async fn login(State(state): State<ConsoleState>, headers: HeaderMap, body: 
         )
             .into_response();
     }
-    let check =
-        crate::admin::FAILED_ATTEMPTS.check(&state.token, fields.get("token").unwrap_or(""));
-    if let crate::admin::TokenCheck::Throttled(wait) = check {
-        return crate::admin::throttled(wait);
+    let check = crate::auth::FAILED_ATTEMPTS.check(&state.token, fields.get("token").unwrap_or(""));
+    if let crate::auth::TokenCheck::Throttled(wait) = check {
+        return crate::auth::throttled(wait);
     }
-    if check != crate::admin::TokenCheck::Right {
+    if check != crate::auth::TokenCheck::Right {
         tracing::warn!("ops console: sign-in with a wrong token");
         return login_form(&headers, StatusCode::UNAUTHORIZED, Some("Wrong token."));
     }
