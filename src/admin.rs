@@ -156,12 +156,34 @@ async fn require_token(State(state): State<AdminState>, req: Request, next: Next
 /// parameters are refused so a typo (`?reasn=...`) cannot silently widen a
 /// listing or a replay.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ListParams {
     #[serde(flatten)]
     filter: FilterSpec,
     limit: Option<String>,
     cursor: Option<String>,
+    // What the fields above left. serde's `deny_unknown_fields` would refuse
+    // it too, but with a flattened field it no longer names the parameters
+    // it expected, which the answer always has.
+    #[serde(flatten)]
+    unknown: std::collections::BTreeMap<String, String>,
+}
+
+impl ListParams {
+    fn refuse_unknown(self) -> Result<ListParams, ApiError> {
+        let Some(name) = self.unknown.keys().next() else {
+            return Ok(self);
+        };
+        let expected: Vec<String> = FILTER_FIELDS
+            .iter()
+            .map(|f| f.name)
+            .chain(["limit", "cursor"])
+            .map(|n| format!("`{n}`"))
+            .collect();
+        Err(bad_request(format!(
+            "bad query string: Failed to deserialize query string: unknown field `{name}`, expected one of {}",
+            expected.join(", ")
+        )))
+    }
 }
 
 fn parse_filter(spec: &FilterSpec) -> Result<Filter, ApiError> {
@@ -183,7 +205,7 @@ async fn list(
     State(state): State<AdminState>,
     q: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let params = query(q)?;
+    let params = query(q)?.refuse_unknown()?;
     let filter = parse_filter(&params.filter)?;
     let limit = match params.limit.as_deref() {
         None | Some("") => DEFAULT_LIMIT,
@@ -419,4 +441,32 @@ pub fn openapi() -> Value {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listing_query_takes_the_filters_and_refuses_a_misspelt_one() {
+        let parse = |q: &str| {
+            let uri: axum::http::Uri = format!("/api/dead-letters?{q}").parse().expect("a URI");
+            query(Query::<ListParams>::try_from_uri(&uri)).and_then(ListParams::refuse_unknown)
+        };
+        let Ok(params) = parse("reason=rejected&type=chat&limit=5") else {
+            panic!("known parameters were refused");
+        };
+        assert_eq!(params.filter.reason.as_deref(), Some("rejected"));
+        assert_eq!(params.filter.intent_type.as_deref(), Some("chat"));
+        assert_eq!(params.limit.as_deref(), Some("5"));
+        let Err(ApiError(status, msg)) = parse("reasn=rejected") else {
+            panic!("a misspelt filter was accepted");
+        };
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            msg,
+            "bad query string: Failed to deserialize query string: unknown field `reasn`, \
+             expected one of `reason`, `type`, `channel`, `since`, `until`, `status`, `limit`, `cursor`"
+        );
+    }
 }
