@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::print_json;
@@ -14,149 +14,40 @@ use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::deadletter::filter::parse_age;
 use crate::deadletter::view::{Detail, PageView};
-use crate::deadletter::{replay, Cursor, Filter, FilterSpec, ReplayOptions, Store};
+use crate::deadletter::{replay, Cursor, Filter, FilterSpec, ReplayOptions, ReplayReport, Store};
 use crate::dlq;
 
+// The variants' docs are the commands' help; the argument structs carry none
+// of their own, so that nothing competes with them.
 #[derive(Subcommand)]
 pub enum DlqCommand {
     /// List dead letters, newest first, one page at a time.
-    List {
-        #[command(flatten)]
-        filter: FilterSpec,
-        /// Rows per page (at most 1000).
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-        /// Start after this cursor (printed under the previous page).
-        #[arg(long)]
-        cursor: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        /// Table width; the terminal's when COLUMNS is exported.
-        #[arg(long, env = "COLUMNS", default_value_t = 100, hide = true)]
-        width: usize,
-    },
+    List(ListArgs),
     /// Show every stored field of one dead letter, its body pretty-printed.
-    Show {
-        id: i64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Show(ShowArgs),
     /// Republish dead letters to the intent exchange (AMQP_EXCHANGE) with
     /// their original body and routing key and a header naming the dead
     /// letter; each is marked replayed once the broker confirms it. Pending
     /// ones only unless --force. Safe to run twice at once.
-    Replay {
-        /// Only these ids (combined with the filters).
-        ids: Vec<i64>,
-        #[command(flatten)]
-        filter: FilterSpec,
-        /// Replay dead letters already replayed too.
-        #[arg(long)]
-        force: bool,
-        /// Only count what would be replayed.
-        #[arg(long)]
-        dry_run: bool,
-        /// Do not ask for confirmation.
-        #[arg(long, short)]
-        yes: bool,
-        /// Rows claimed and published per batch.
-        #[arg(long, default_value_t = 500)]
-        batch_size: u32,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Replay(ReplayArgs),
     /// Delete dead letters by id.
-    Delete {
-        #[arg(required = true)]
-        ids: Vec<i64>,
-    },
+    Delete(DeleteArgs),
     /// Delete every dead letter matching the filters (all of them without
     /// filters), after confirmation.
-    Purge {
-        #[command(flatten)]
-        filter: FilterSpec,
-        /// Only dead letters older than this, like 30d or 12h.
-        #[arg(long)]
-        older_than: Option<String>,
-        /// Only count what would be deleted.
-        #[arg(long)]
-        dry_run: bool,
-        /// Do not ask for confirmation.
-        #[arg(long, short)]
-        yes: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Purge(PurgeArgs),
     /// Counts by reason, type and day, and the oldest pending dead letter.
-    Stats {
-        #[command(flatten)]
-        filter: FilterSpec,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Stats(StatsArgs),
 }
 
 pub async fn run(cfg: &Config, command: DlqCommand) -> anyhow::Result<ExitCode> {
     let store = Store::connect(cfg.database_url.expose()).await?;
     let outcome = match command {
-        DlqCommand::List {
-            filter,
-            limit,
-            cursor,
-            json,
-            width,
-        } => list(&store, &filter, limit, cursor.as_deref(), json, width).await,
-        DlqCommand::Show { id, json } => show(&store, id, json).await,
-        DlqCommand::Replay {
-            ids,
-            filter,
-            force,
-            dry_run,
-            yes,
-            batch_size,
-            json,
-        } => {
-            let mut filter = parse(&filter)?;
-            filter.ids = ids;
-            let opts = ReplayOptions {
-                force,
-                batch_size,
-                ..ReplayOptions::default()
-            };
-            replay(cfg, &store, &filter, &opts, dry_run, yes, json).await
-        }
-        DlqCommand::Delete { ids } => delete(&store, &ids).await,
-        DlqCommand::Purge {
-            filter,
-            older_than,
-            dry_run,
-            yes,
-            json,
-        } => {
-            let mut filter = parse(&filter)?;
-            if let Some(age) = older_than {
-                older_than_cutoff(
-                    &mut filter,
-                    parse_age("older-than", &age)?,
-                    SystemTime::now(),
-                );
-            }
-            purge(&store, &filter, dry_run, yes, json).await
-        }
-        DlqCommand::Stats { filter, json } => {
-            let stats = store.stats(&parse(&filter)?).await?;
-            if json {
-                print_json(&stats)?;
-            } else {
-                print!("{}", dlq::stats_text(&stats));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        DlqCommand::List(args) => list(&store, &args).await,
+        DlqCommand::Show(args) => show(&store, &args).await,
+        DlqCommand::Replay(args) => replay(cfg, &store, args).await,
+        DlqCommand::Delete(args) => delete(&store, &args.ids).await,
+        DlqCommand::Purge(args) => purge(&store, &args).await,
+        DlqCommand::Stats(args) => stats(&store, &args).await,
     };
     store.close().await;
     outcome
@@ -166,29 +57,51 @@ fn parse(spec: &FilterSpec) -> anyhow::Result<Filter> {
     Ok(spec.parse(SystemTime::now())?)
 }
 
-async fn list(
-    store: &Store,
-    filter: &FilterSpec,
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    filter: FilterSpec,
+    /// Rows per page (at most 1000).
+    #[arg(long, default_value_t = 50)]
     limit: u32,
-    cursor: Option<&str>,
+    /// Start after this cursor (printed under the previous page).
+    #[arg(long)]
+    cursor: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
     json: bool,
+    /// Table width; the terminal's when COLUMNS is exported.
+    #[arg(long, env = "COLUMNS", default_value_t = 100, hide = true)]
     width: usize,
-) -> anyhow::Result<ExitCode> {
-    let cursor = cursor.map(Cursor::decode).transpose()?;
-    let page = store.list(&parse(filter)?, cursor, limit).await?;
-    if json {
+}
+
+async fn list(store: &Store, args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let cursor = args.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let page = store
+        .list(&parse(&args.filter)?, cursor, args.limit)
+        .await?;
+    if args.json {
         print_json(&PageView::from(&page))?;
     } else {
-        print!("{}", dlq::page_table(&page, width));
+        print!("{}", dlq::page_table(&page, args.width));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn show(store: &Store, id: i64, json: bool) -> anyhow::Result<ExitCode> {
+#[derive(Args)]
+pub struct ShowArgs {
+    id: i64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn show(store: &Store, args: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let id = args.id;
     let Some(dl) = store.get(id).await? else {
         anyhow::bail!("no dead letter with id {id}");
     };
-    if json {
+    if args.json {
         print_json(&Detail::from(&dl))?;
     } else {
         print!("{}", dlq::show_text(&dl));
@@ -196,37 +109,47 @@ async fn show(store: &Store, id: i64, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn replay(
-    cfg: &Config,
-    store: &Store,
-    filter: &Filter,
-    opts: &ReplayOptions,
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// Only these ids (combined with the filters).
+    ids: Vec<i64>,
+    #[command(flatten)]
+    filter: FilterSpec,
+    /// Replay dead letters already replayed too.
+    #[arg(long)]
+    force: bool,
+    /// Only count what would be replayed.
+    #[arg(long)]
     dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
     yes: bool,
+    /// Rows claimed and published per batch.
+    #[arg(long, default_value_t = 500)]
+    batch_size: u32,
+    /// Print JSON.
+    #[arg(long)]
     json: bool,
-) -> anyhow::Result<ExitCode> {
-    let plan = replay::plan(store, filter, opts.force).await?;
-    let report = if dry_run || plan.eligible == 0 {
+}
+
+async fn replay(cfg: &Config, store: &Store, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let mut filter = parse(&args.filter)?;
+    filter.ids = args.ids;
+    let plan = replay::plan(store, &filter, args.force).await?;
+    let report = if args.dry_run || plan.eligible == 0 {
         plan
     } else {
-        let skipped = if plan.skipped_replayed > 0 {
-            format!(
-                " ({} already replayed, skipped; --force includes them)",
-                plan.skipped_replayed
-            )
-        } else {
-            String::new()
-        };
-        let question = format!(
-            "{} dead letter(s) match; replay {} to exchange {:?}{skipped}?",
-            plan.matched, plan.eligible, cfg.amqp.exchange,
-        );
-        if !dlq::confirm(&question, yes)? {
+        if !dlq::confirm(&replay_question(&plan, &cfg.amqp.exchange), args.yes)? {
             eprintln!("nothing replayed");
             return Ok(ExitCode::FAILURE);
         }
+        let opts = ReplayOptions {
+            force: args.force,
+            batch_size: args.batch_size,
+            ..ReplayOptions::default()
+        };
         let bar = dlq::progress_bar(plan.eligible);
-        let report = replay::replay(store, &cfg.amqp, filter, opts, |done, _| {
+        let report = replay::replay(store, &cfg.amqp, &filter, &opts, |done, _| {
             if let Some(bar) = &bar {
                 bar.set_position(done);
             }
@@ -237,7 +160,7 @@ async fn replay(
         }
         report?
     };
-    if json {
+    if args.json {
         print_json(&report)?;
     } else {
         print!("{}", dlq::replay_text(&report));
@@ -249,6 +172,27 @@ async fn replay(
     })
 }
 
+fn replay_question(plan: &ReplayReport, exchange: &str) -> String {
+    let skipped = if plan.skipped_replayed > 0 {
+        format!(
+            " ({} already replayed, skipped; --force includes them)",
+            plan.skipped_replayed
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{} dead letter(s) match; replay {} to exchange {exchange:?}{skipped}?",
+        plan.matched, plan.eligible,
+    )
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    #[arg(required = true)]
+    ids: Vec<i64>,
+}
+
 async fn delete(store: &Store, ids: &[i64]) -> anyhow::Result<ExitCode> {
     let n = store.delete(ids).await?;
     println!("{n} deleted");
@@ -257,6 +201,43 @@ async fn delete(store: &Store, ids: &[i64]) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    filter: FilterSpec,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn stats(store: &Store, args: &StatsArgs) -> anyhow::Result<ExitCode> {
+    let stats = store.stats(&parse(&args.filter)?).await?;
+    if args.json {
+        print_json(&stats)?;
+    } else {
+        print!("{}", dlq::stats_text(&stats));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    filter: FilterSpec,
+    /// Only dead letters older than this, like 30d or 12h.
+    #[arg(long)]
+    older_than: Option<String>,
+    /// Only count what would be deleted.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    yes: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Narrows `filter` to dead letters older than `age` at `now`: `--until`
@@ -274,42 +255,41 @@ struct PurgeOutcome {
     matched: i64,
 }
 
-async fn purge(
-    store: &Store,
-    filter: &Filter,
-    dry_run: bool,
-    yes: bool,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let matched = store.count_matching(filter).await?;
-    let deleted = if dry_run || matched == 0 {
+async fn purge(store: &Store, args: &PurgeArgs) -> anyhow::Result<ExitCode> {
+    let mut filter = parse(&args.filter)?;
+    if let Some(age) = &args.older_than {
+        let age = parse_age("older-than", age)?;
+        older_than_cutoff(&mut filter, age, SystemTime::now());
+    }
+    let matched = store.count_matching(&filter).await?;
+    let deleted = if args.dry_run || matched == 0 {
         0
     } else {
         let question = format!("delete {matched} dead letter(s) for good?");
-        if !dlq::confirm(&question, yes)? {
+        if !dlq::confirm(&question, args.yes)? {
             eprintln!("nothing deleted");
             return Ok(ExitCode::FAILURE);
         }
         let bar = dlq::progress_bar(u64::try_from(matched).unwrap_or(0));
-        let n = store
-            .purge(filter, |n| {
+        let deleted = store
+            .purge(&filter, |n| {
                 if let Some(bar) = &bar {
                     bar.set_position(n);
                 }
             })
-            .await?;
+            .await;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        n
+        deleted?
     };
-    if json {
+    if args.json {
         print_json(&PurgeOutcome {
             deleted,
-            dry_run,
+            dry_run: args.dry_run,
             matched,
         })?;
-    } else if dry_run {
+    } else if args.dry_run {
         println!("{matched} would be deleted");
     } else {
         println!("{deleted} deleted");
