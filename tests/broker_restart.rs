@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{assert_in_order_once, chat, eventually, relay_config, Broker, Db, FakePusher};
+use common::{assert_in_order_once, chat, eventually, relay_config, rig, Db};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -32,9 +32,7 @@ impl Drop for Restart {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_under_load_loses_nothing_and_keeps_order() {
-    let (fake, server) = FakePusher::start().await;
-    let broker = Broker::new("restart").await;
-    let db = Db::sqlite();
+    let (fake, server, broker, db) = rig("restart", Db::sqlite()).await;
     let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
 
     let first: Vec<Value> = (0..200).map(|seq| chat(seq % 4, seq / 4)).collect();
@@ -66,7 +64,7 @@ async fn a_broker_restart_under_load_loses_nothing_and_keeps_order() {
         fake.received().len() >= 400
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    broker.wait_acked(WAIT).await;
 
     // The quorum queue kept what was not acked; redelivered intents the
     // worker had already sent are dropped by id.
@@ -79,6 +77,4 @@ async fn a_broker_restart_under_load_loses_nothing_and_keeps_order() {
     common::stop(worker).await;
     assert_eq!(broker.ready_settled().await, 0);
     assert_eq!(db.store().await.count().await.expect("count"), 0);
-    broker.cleanup().await;
-    db.cleanup().await;
 }

@@ -146,6 +146,4 @@ async fn the_limit_settles_under_the_servers_cap_and_a_401_still_opens_the_circu
         0,
         "neither a 429 nor a 401 is a dead letter"
     );
-    broker.cleanup().await;
-    db.cleanup().await;
 }

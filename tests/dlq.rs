@@ -10,7 +10,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{eventually, relay_config, Broker, Db, FakePusher};
+use common::{eventually, relay_config, rig, Broker, Db, Process};
 use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
 use pusher_relay::app::Worker;
@@ -211,7 +211,6 @@ async fn filters_and_pagination(db: Db) {
     assert_eq!(store.delete(&[id, 9_999_999]).await.expect("delete"), 1);
     assert_eq!(store.count().await.expect("count"), 25);
     store.close().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,8 +328,6 @@ async fn concurrent_replays(db: Db) {
 
     other.close().await;
     store.close().await;
-    broker.cleanup().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,17 +339,12 @@ async fn replay_republishes_exactly_the_matching_rows_once_even_with_two_concurr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_intent_is_delivered_by_the_worker_and_the_admin_api_serves_dead_letters() {
-    let (fake, server) = FakePusher::start().await;
-    let broker = Broker::new("dlq-worker").await;
-    let db = Db::postgres().await;
+    let (fake, server, broker, db) = rig("dlq-worker", Db::postgres().await).await;
     let token = "s3cret-admin-token-0123456789abcdefghij";
-    let worker = common::start_worker(relay_config(
-        &server.uri(),
-        &broker,
-        &db,
-        &[("RELAY_ADMIN_TOKEN", token)],
-    ))
-    .await;
+    // A worker process of its own: the pending gauge and the replay counter
+    // it exports are then this test's alone, not also those of the other
+    // tests' workers and replays in this process.
+    let worker = Process::start(&server.uri(), &broker, &db, &[("RELAY_ADMIN_TOKEN", token)]).await;
     let store = db.store().await;
     let id = store
         .insert(&dead_chat(42, 1, Reason::Exhausted, now_ms()))
@@ -582,17 +574,13 @@ async fn replayed_intent_is_delivered_by_the_worker_and_the_admin_api_serves_dea
         "replay counter exported"
     );
 
-    common::stop(worker).await;
+    worker.stop().await;
     store.close().await;
-    broker.cleanup().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_and_console_are_absent_without_a_token() {
-    let (_fake, server) = FakePusher::start().await;
-    let broker = Broker::new("dlq-noadmin").await;
-    let db = Db::sqlite();
+    let (_fake, server, broker, db) = rig("dlq-noadmin", Db::sqlite()).await;
     let worker = Worker::start(relay_config(&server.uri(), &broker, &db, &[]))
         .await
         .expect("worker starts");
@@ -608,8 +596,6 @@ async fn admin_api_and_console_are_absent_without_a_token() {
         assert_eq!(resp.status(), 404, "{path}");
     }
     common::stop(worker).await;
-    broker.cleanup().await;
-    db.cleanup().await;
 }
 
 // ---------------------------------------------------------------------------
@@ -720,12 +706,6 @@ async fn replay_of_100_000_dead_letters_streams_in_bounded_memory() {
     assert!(growth_mib < 200.0, "peak RSS grew {growth_mib:.1} MiB");
 
     store.close().await;
-    let _ = broker
-        .channel
-        .queue_delete(&broker.queue, Default::default())
-        .await;
-    broker.cleanup().await;
-    db.cleanup().await;
 }
 
 /// One corrupt row must not break the listings: a body that is not JSON
@@ -734,9 +714,7 @@ async fn replay_of_100_000_dead_letters_streams_in_bounded_memory() {
 /// answers 422 on its own) while the other rows are listed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_dead_letter_is_flagged_and_the_listings_still_answer() {
-    let (_fake, server) = FakePusher::start().await;
-    let broker = Broker::new("dlq-corrupt").await;
-    let db = Db::sqlite();
+    let (_fake, server, broker, db) = rig("dlq-corrupt", Db::sqlite()).await;
     let token = "corrupt-rows-admin-token-0123456789abcdef";
     let worker = common::start_worker(relay_config(
         &server.uri(),
@@ -831,6 +809,4 @@ async fn a_corrupt_dead_letter_is_flagged_and_the_listings_still_answer() {
 
     common::stop(worker).await;
     store.close().await;
-    broker.cleanup().await;
-    db.cleanup().await;
 }

@@ -10,7 +10,7 @@ mod raw_amqp;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_in_order_once, chat, eventually, relay_config, Broker, Db, FakePusher};
+use common::{assert_in_order_once, chat, eventually, relay_config, rig, Db};
 use pusher_relay::deadletter::{DeadLetter, Reason, Store};
 use raw_amqp::{nested_table, table, RawMessage, RawPublisher, HEADERS};
 
@@ -38,14 +38,12 @@ async fn poison_between_good(
     poison: Vec<RawMessage>,
     extra: &[(&str, &str)],
 ) -> Vec<DeadLetter> {
-    let (fake, server) = FakePusher::start().await;
-    let broker = Broker::new(name).await;
+    let (fake, server, broker, db) = rig(name, Db::sqlite()).await;
     let mut topology = broker.amqp_config();
     topology.single_active = extra.contains(&("RELAY_SINGLE_ACTIVE", "true"));
     pusher_relay::amqp::declare_topology(&broker.channel, &topology)
         .await
         .expect("topology");
-    let db = Db::sqlite();
     let expected = poison.len();
 
     broker.publish(&[chat(1, 0), chat(1, 1)]).await;
@@ -96,8 +94,6 @@ async fn poison_between_good(
         "the poison was acked once stored"
     );
     store.close().await;
-    broker.cleanup().await;
-    db.cleanup().await;
     dls
 }
 

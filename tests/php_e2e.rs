@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{eventually, relay_config, Broker, Db, FakePusher};
+use common::{eventually, relay_config, rig, Db};
 use serde_json::Value;
 
 const PHP: &str = r#"
@@ -23,9 +23,7 @@ echo json_encode(['results' => $results, 'error' => $s->getLastError()]);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intents_enqueued_by_the_php_service_are_delivered_by_the_worker() {
-    let (fake, server) = FakePusher::start().await;
-    let broker = Broker::new("php").await;
-    let db = Db::sqlite();
+    let (fake, server, broker, db) = rig("php", Db::sqlite()).await;
     let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
 
     let autoload = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/php/autoload.php");
@@ -83,6 +81,4 @@ async fn intents_enqueued_by_the_php_service_are_delivered_by_the_worker() {
 
     common::stop(worker).await;
     assert_eq!(db.store().await.count().await.expect("count"), 0);
-    broker.cleanup().await;
-    db.cleanup().await;
 }

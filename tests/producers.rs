@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, relay_config, Broker, Db, FakePusher};
+use common::{eventually, relay_config, rig, Broker, Db, FakePusher};
 use lapin::options::{
     BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
@@ -183,9 +183,7 @@ async fn a_python_publisher_whose_connection_the_broker_closed_publishes_on_a_ne
 }
 
 async fn delivered_by_the_worker(producer: &Producer) {
-    let (fake, server) = FakePusher::start().await;
-    let broker = Broker::new(producer.name).await;
-    let db = Db::sqlite();
+    let (fake, server, broker, db) = rig(producer.name, Db::sqlite()).await;
     let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
     let unbound = format!("{}.unbound", broker.exchange);
     let tap = tap_queue(&broker, &unbound).await;
@@ -210,7 +208,7 @@ async fn delivered_by_the_worker(producer: &Producer) {
         serde_json::from_value(answer["ids"].clone()).expect("an id per helper");
     let app_id = format!("{}-e2e", producer.name);
     let published = check_published(&broker, &tap, &ids, &app_id).await;
-    check_delivered(&fake, &ids, &published).await;
+    check_delivered(&fake, &broker, &ids, &published).await;
 
     common::stop(worker).await;
     assert_eq!(
@@ -218,13 +216,6 @@ async fn delivered_by_the_worker(producer: &Producer) {
         0,
         "no dead letters"
     );
-    let _ = broker.channel.queue_delete(&tap, Default::default()).await;
-    let _ = broker
-        .channel
-        .exchange_delete(&unbound, Default::default())
-        .await;
-    broker.cleanup().await;
-    db.cleanup().await;
 }
 
 async fn publishes_across_a_closed_connection(producer: &Producer) {
@@ -240,7 +231,6 @@ async fn publishes_across_a_closed_connection(producer: &Producer) {
         .spawn()
         .unwrap_or_else(|e| panic!("{} runs: {e}", producer.program));
     publish_across_a_closed_connection(child, &broker, &app_id).await;
-    broker.cleanup().await;
 }
 
 /// Declares the exchange no queue is bound to, and a queue that receives a
@@ -258,6 +248,7 @@ async fn tap_queue(broker: &Broker, unbound: &str) -> String {
         .await
         .expect("declare the unbound exchange");
     let tap = format!("{}.tap", broker.queue);
+    broker.delete_on_drop(&[&tap], &[unbound]);
     broker
         .channel
         .queue_declare(&tap, QueueDeclareOptions::default(), FieldTable::default())
@@ -364,6 +355,7 @@ async fn check_published(
 /// Waits for the 13 events the 11 intents make and checks each one exactly.
 async fn check_delivered(
     fake: &FakePusher,
+    broker: &Broker,
     ids: &HashMap<String, String>,
     bodies: &HashMap<String, Value>,
 ) {
@@ -371,8 +363,9 @@ async fn check_delivered(
         fake.received().len() >= 13
     })
     .await;
-    // Anything more (a duplicate, a stray event) would arrive soon after.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Anything more (a duplicate, a stray event) is sent before the worker
+    // acks what it came from.
+    broker.wait_acked(Duration::from_secs(30)).await;
     let got = fake.received();
     let seconds = |helper: &str| {
         bodies[&ids[helper]]["created_at"]

@@ -79,5 +79,4 @@ async fn a_file_is_published_whole_and_in_order_and_bad_lines_are_named() {
     }
     let expected: Vec<String> = (0..count).map(|seq| seq.to_string()).collect();
     assert_eq!(messages, expected, "every line once, in the file's order");
-    broker.cleanup().await;
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_in_order_once, chat, eventually, relay_config, Broker, Db, FakePusher};
+use common::{assert_in_order_once, chat, eventually, relay_config, rig, Db, Process};
 use pusher_relay::app::Worker;
 use pusher_relay::deadletter::{DeadLetter, Reason, Store};
 use serde_json::{json, Value};
@@ -40,27 +40,11 @@ async fn wait_for_dead_letters(store: &Store, n: usize) -> Vec<DeadLetter> {
     dls
 }
 
-async fn readyz(worker: &Worker) -> (u16, Value) {
-    let resp = reqwest::get(format!("http://{}/readyz", worker.http_addr))
-        .await
-        .expect("readyz answers");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.expect("readyz JSON"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_intent_arrives_once_in_order_per_channel_under_concurrency_and_injected_503s() {
-    let (fake, server) = FakePusher::start().await;
+    let (fake, server, broker, db) = rig("order", Db::sqlite()).await;
     fake.plan().fail_one_in = Some(3);
-    let broker = Broker::new("order").await;
-    let db = Db::sqlite();
-    let worker = common::start_worker(relay_config(
-        &server.uri(),
-        &broker,
-        &db,
-        &[("RELAY_MAX_IN_FLIGHT", "8")],
-    ))
-    .await;
+    let worker = Process::start(&server.uri(), &broker, &db, &[("RELAY_MAX_IN_FLIGHT", "8")]).await;
 
     let (rooms, per_room) = (20, 40);
     let intents: Vec<Value> = (0..per_room)
@@ -73,8 +57,8 @@ async fn every_intent_arrives_once_in_order_per_channel_under_concurrency_and_in
     .await;
 
     assert_in_order_once(&fake.received(), rooms, per_room);
-    // The registry is shared by every test in this process: counts are at least ours.
-    let metrics = common::metrics_text(&worker).await;
+    // A worker process of its own: no other test moves these counters.
+    let metrics = worker.metrics_text().await;
     let value = |series: &str| -> f64 {
         metrics
             .lines()
@@ -95,20 +79,17 @@ async fn every_intent_arrives_once_in_order_per_channel_under_concurrency_and_in
         .batch_sizes
         .iter()
         .all(|&n| (1..=10).contains(&n)));
-    common::stop(worker).await;
+    worker.stop().await;
     assert_eq!(broker.ready_settled().await, 0, "everything was acked");
     assert_eq!(
         db.store().await.count().await.expect("count"),
         0,
         "a 503 is retried, never dead-lettered"
     );
-    broker.cleanup().await;
-    db.cleanup().await;
 }
 
 async fn poison_in_a_stream_of_good_ones(db: Db) {
-    let (fake, server) = FakePusher::start().await;
-    let broker = Broker::new("poison").await;
+    let (fake, server, broker, db) = rig("poison", db).await;
     let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
 
     broker.publish(&[chat(1, 0)]).await;
@@ -167,8 +148,6 @@ async fn poison_in_a_stream_of_good_ones(db: Db) {
         "dead letters are acked once stored"
     );
     store.close().await;
-    broker.cleanup().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,11 +162,9 @@ async fn poison_messages_are_dead_lettered_and_neighbours_delivered_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_event_in_a_batch_of_ten_is_dead_lettered_and_the_other_nine_delivered() {
-    let (fake, server) = FakePusher::start().await;
+    let (fake, server, broker, db) = rig("split", Db::postgres().await).await;
     fake.plan().reject_containing = Some("poison-pill".into());
-    let broker = Broker::new("split").await;
     broker.declare().await;
-    let db = Db::postgres().await;
     let mut intents: Vec<Value> = (0..10).map(|room| chat(room, 0)).collect();
     intents[6]["message"] = json!("poison-pill");
     broker.publish(&intents).await;
@@ -231,31 +208,28 @@ async fn rejected_event_in_a_batch_of_ten_is_dead_lettered_and_the_other_nine_de
     common::stop(worker).await;
     assert_eq!(broker.ready_settled().await, 0);
     store.close().await;
-    broker.cleanup().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pusher_down_for_a_while_then_back_delivers_everything_with_zero_dead_letters() {
-    let (fake, server) = FakePusher::start().await;
+    let (fake, server, broker, db) = rig("outage", Db::sqlite()).await;
     fake.plan().down = true;
-    let broker = Broker::new("outage").await;
-    let db = Db::sqlite();
     // A budget far shorter than the outage: were the outage counted
     // against it, everything would be dead-lettered as exhausted.
     let extra = [
         ("RELAY_MAX_ATTEMPTS", "2"),
         ("RELAY_MAX_RETRY_DURATION", "200ms"),
     ];
-    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &extra)).await;
+    // A worker process of its own, so that the circuit it opens is the only
+    // one its counter counts (the 401 test opens one too).
+    let worker = Process::start(&server.uri(), &broker, &db, &extra).await;
     let intents: Vec<Value> = (0..30).map(|seq| chat(seq % 3, seq / 3)).collect();
     broker.publish(&intents).await;
 
-    eventually(WAIT, "circuit open", || {
-        worker.health.readiness().circuit != "closed"
-    })
-    .await;
-    let (status, body) = readyz(&worker).await;
+    worker
+        .wait_readyz(|_, body| body["circuit"].as_str().is_some_and(|c| c != "closed"))
+        .await;
+    let (status, body) = worker.readyz().await.expect("readyz answers");
     assert_eq!(status, 503, "{body}");
     assert!(
         body["circuit"]
@@ -273,29 +247,25 @@ async fn pusher_down_for_a_while_then_back_delivers_everything_with_zero_dead_le
     })
     .await;
     assert_in_order_once(&fake.received(), 3, 10);
-    eventually(WAIT, "ready again", || worker.health.readiness().ready).await;
-    let metrics = common::metrics_text(&worker).await;
+    worker.wait_ready().await;
+    let metrics = worker.metrics_text().await;
     assert!(
-        metrics.contains("pusher_relay_circuit_opens_total"),
+        common::metric_sum(&metrics, "pusher_relay_circuit_opens_total") >= 1.0,
         "{metrics}"
     );
-    common::stop(worker).await;
+    worker.stop().await;
     assert_eq!(
         db.store().await.count().await.expect("count"),
         0,
         "an outage is not a dead letter"
     );
     assert_eq!(broker.ready_settled().await, 0);
-    broker.cleanup().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthorized_pauses_delivery_instead_of_dead_lettering() {
-    let (fake, server) = FakePusher::start().await;
+    let (fake, server, broker, db) = rig("auth", Db::sqlite()).await;
     fake.plan().status_override = Some(401);
-    let broker = Broker::new("auth").await;
-    let db = Db::sqlite();
     let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
     broker.publish(&[chat(1, 0), chat(1, 1)]).await;
     eventually(WAIT, "circuit open on 401", || {
@@ -311,15 +281,11 @@ async fn unauthorized_pauses_delivery_instead_of_dead_lettering() {
     assert_in_order_once(&fake.received(), 1, 2);
     common::stop(worker).await;
     assert_eq!(db.store().await.count().await.expect("count"), 0);
-    broker.cleanup().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_channel_intents_use_the_events_endpoint_and_redelivered_ids_are_sent_once() {
-    let (fake, server) = FakePusher::start().await;
-    let broker = Broker::new("multi").await;
-    let db = Db::sqlite();
+    let (fake, server, broker, db) = rig("multi", Db::sqlite()).await;
     let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
     let order = json!({"type": "order.status", "id": "o-1", "order_id": 7, "status": "shipped", "customer_id": 9});
     broker.publish(std::slice::from_ref(&order)).await;
@@ -327,7 +293,8 @@ async fn multi_channel_intents_use_the_events_endpoint_and_redelivered_ids_are_s
     broker.publish(&[order]).await;
     broker.publish(&[chat(1, 0)]).await;
     eventually(WAIT, "chat delivered", || fake.received().len() >= 3).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Acked means sent or dropped: were the duplicate sent, it is here now.
+    broker.wait_acked(WAIT).await;
     let got = fake.received();
     assert_eq!(got.len(), 3, "the duplicate id was not sent again: {got:?}");
     let channels: Vec<&str> = got[..2].iter().map(|e| e.channel.as_str()).collect();
@@ -335,15 +302,11 @@ async fn multi_channel_intents_use_the_events_endpoint_and_redelivered_ids_are_s
     assert!(got[..2].iter().all(|e| e.event == "order-status-changed"));
     common::stop(worker).await;
     assert_eq!(broker.ready_settled().await, 0, "the duplicate was acked");
-    broker.cleanup().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intents_older_than_the_max_age_are_dead_lettered_as_expired() {
-    let (fake, server) = FakePusher::start().await;
-    let broker = Broker::new("expiry").await;
-    let db = Db::sqlite();
+    let (fake, server, broker, db) = rig("expiry", Db::sqlite()).await;
     let worker = common::start_worker(relay_config(
         &server.uri(),
         &broker,
@@ -366,16 +329,12 @@ async fn intents_older_than_the_max_age_are_dead_lettered_as_expired() {
     assert_eq!(fake.received()[0].channel, "chat-room-2");
     common::stop(worker).await;
     store.close().await;
-    broker.cleanup().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_flushes_in_flight_work_and_leaves_the_rest_unacked() {
-    let (fake, server) = FakePusher::start().await;
-    let broker = Broker::new("shutdown").await;
+    let (fake, server, broker, db) = rig("shutdown", Db::sqlite()).await;
     broker.declare().await;
-    let db = Db::sqlite();
     let total = 2000;
     let intents: Vec<Value> = (0..total).map(|seq| chat(seq % 10, seq / 10)).collect();
     broker.publish(&intents).await;
@@ -392,6 +351,4 @@ async fn graceful_shutdown_flushes_in_flight_work_and_leaves_the_rest_unacked() 
     let delivered = fake.received().len();
     let left = broker.ready_settled().await as usize;
     assert_eq!(delivered + left, total, "every intent is either delivered and acked, or back in the queue: delivered {delivered}, left {left}");
-    broker.cleanup().await;
-    db.cleanup().await;
 }

@@ -3,23 +3,24 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    assert_in_order_once, chat, close_broker_connection, eventually, relay_config, Broker, Db,
-    FakePusher, Proxy, Received,
+    assert_in_order_once, chat, close_broker_connection, eventually, relay_config, rig, Db,
+    Process, Proxy, Received,
 };
 use pusher_relay::app::Worker;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The worker binary's prefetch in the kill and SIGTERM tests: enough
+/// deliveries in flight for a signal to land mid-drain.
+const PREFETCH: &[(&str, &str)] = &[("RELAY_PREFETCH", "300")];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_connection_loss_reconnects_and_delivers_everything_once_in_order() {
-    let (fake, server) = FakePusher::start().await;
-    let broker = Broker::new("reconnect").await;
-    let db = Db::sqlite();
+    let (fake, server, broker, db) = rig("reconnect", Db::sqlite()).await;
     let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
 
     let first: Vec<Value> = (0..100).map(|seq| chat(seq % 4, seq / 4)).collect();
@@ -44,19 +45,17 @@ async fn broker_connection_loss_reconnects_and_delivers_everything_once_in_order
         fake.received().len() >= 200
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Redeliveries of what the lost connection left unacked are sent or
+    // dropped before they are acked.
+    broker.wait_acked(WAIT).await;
     assert_in_order_once(&fake.received(), 4, 50);
     common::stop(worker).await;
     assert_eq!(broker.ready_settled().await, 0);
-    broker.cleanup().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unavailable_store_holds_the_ack_until_the_dead_letter_is_written() {
-    let (_fake, server) = FakePusher::start().await;
-    let broker = Broker::new("store-down").await;
-    let db = Db::postgres().await;
+    let (_fake, server, broker, db) = rig("store-down", Db::postgres().await).await;
     let proxy = Proxy::start("127.0.0.1:5432").await;
     let schema = match &db {
         Db::Postgres(schema) => schema.clone(),
@@ -110,34 +109,6 @@ async fn an_unavailable_store_holds_the_ack_until_the_dead_letter_is_written() {
     common::stop(worker).await;
     assert_eq!(broker.ready_settled().await, 0, "acked once stored");
     store.close().await;
-    broker.cleanup().await;
-    db.cleanup().await;
-}
-
-fn spawn_worker(pusher_uri: &str, broker: &Broker, db: &Db) -> Child {
-    let url = url::Url::parse(pusher_uri).expect("uri");
-    let dir = std::env::temp_dir();
-    Command::new(env!("CARGO_BIN_EXE_pusher-relay"))
-        .arg("run")
-        // Outside the repository, so no developer .env is picked up.
-        .current_dir(dir)
-        .env("PUSHER_APP_ID", common::APP_ID)
-        .env("PUSHER_APP_KEY", common::KEY)
-        .env("PUSHER_APP_SECRET", common::SECRET)
-        .env("PUSHER_HOST", url.host_str().unwrap_or("127.0.0.1"))
-        .env("PUSHER_PORT", url.port().unwrap_or(80).to_string())
-        .env("PUSHER_SCHEME", "http")
-        .env("AMQP_EXCHANGE", &broker.exchange)
-        .env("AMQP_QUEUE", &broker.queue)
-        .env("AMQP_WEBHOOK_EXCHANGE", &broker.webhooks)
-        .env("DATABASE_URL", db.url())
-        .env("HTTP_ADDR", "127.0.0.1:0")
-        .env("RELAY_PREFETCH", "300")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the pusher-relay binary starts")
 }
 
 /// First deliveries of each (channel, seq), in arrival order.
@@ -152,70 +123,47 @@ fn first_occurrences(received: &[Received]) -> Vec<Received> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_worker_mid_drain_loses_nothing_and_reorders_nothing() {
-    let (fake, server) = FakePusher::start().await;
-    let broker = Broker::new("kill").await;
+    let (fake, server, broker, db) = rig("kill", Db::sqlite()).await;
     broker.declare().await;
-    let db = Db::sqlite();
     let (rooms, per_room) = (10, 300);
     let intents: Vec<Value> = (0..per_room)
         .flat_map(|seq| (0..rooms).map(move |room| chat(room, seq)))
         .collect();
     broker.publish(&intents).await;
 
-    let mut child = spawn_worker(&server.uri(), &broker, &db);
+    let mut child = Process::spawn_for(&server.uri(), &broker, &db, PREFETCH);
     eventually(WAIT, "some delivered", || fake.received().len() >= 500).await;
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    child.kill();
     let at_kill = fake.received().len();
     assert!(
         at_kill < rooms * per_room,
         "killed mid-drain ({at_kill} delivered)"
     );
 
-    let mut child = spawn_worker(&server.uri(), &broker, &db);
+    let mut child = Process::spawn_for(&server.uri(), &broker, &db, PREFETCH);
     eventually(WAIT, "everything delivered after the restart", || {
         first_occurrences(&fake.received()).len() >= rooms * per_room
     })
     .await;
-    child.kill().expect("stop");
-    child.wait().expect("reaped");
+    child.kill();
 
     // At-least-once: a kill may repeat what was sent but not yet acked;
     // nothing is lost and first deliveries are in order on every channel.
     assert_in_order_once(&first_occurrences(&fake.received()), rooms, per_room);
     assert_eq!(db.store().await.count().await.expect("count"), 0);
-    broker.cleanup().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero_leaving_nothing_delivered_unacked() {
-    let (fake, server) = FakePusher::start().await;
-    let broker = Broker::new("sigterm").await;
+    let (fake, server, broker, db) = rig("sigterm", Db::sqlite()).await;
     broker.declare().await;
-    let db = Db::sqlite();
     let total = 3000;
     let intents: Vec<Value> = (0..total).map(|seq| chat(seq % 10, seq / 10)).collect();
     broker.publish(&intents).await;
 
-    let mut child = spawn_worker(&server.uri(), &broker, &db);
+    let child = Process::spawn_for(&server.uri(), &broker, &db, PREFETCH);
     eventually(WAIT, "some delivered", || fake.received().len() >= 300).await;
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().expect("wait") {
-            break exit;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the worker did not stop within 30 s of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = child.terminate().await;
     assert!(exit.success(), "exit status {exit:?}");
     let delivered = fake.received().len();
     let left = broker.ready_settled().await as usize;
@@ -224,6 +172,4 @@ async fn sigterm_drains_and_exits_zero_leaving_nothing_delivered_unacked() {
         total,
         "delivered {delivered} + requeued {left}: nothing delivered was left unacked, nothing lost"
     );
-    broker.cleanup().await;
-    db.cleanup().await;
 }

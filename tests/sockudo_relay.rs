@@ -155,6 +155,4 @@ async fn intents_reach_websocket_subscribers_through_a_rate_limited_pusher() {
         "a 429 is never a dead letter"
     );
     assert_eq!(broker.ready_settled().await, 0);
-    broker.cleanup().await;
-    db.cleanup().await;
 }

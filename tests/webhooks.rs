@@ -1,16 +1,17 @@
 //! Webhook ingress: real signed webhooks (bodies as Pusher sends them) into
-//! the worker's HTTP listener, read back from RabbitMQ.
+//! the worker's HTTP listener, read back from RabbitMQ. Each test runs the
+//! worker binary in a process of its own, so the webhook counters it checks
+//! are moved by that test alone.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{relay_config, Broker, Db, FakePusher, Proxy, KEY, SECRET};
+use common::{rig, Broker, Db, Process, Proxy, KEY, SECRET};
 use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use pusher_relay::app::Worker;
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -23,7 +24,7 @@ fn signature(body: &str) -> String {
 }
 
 async fn post(
-    worker: &Worker,
+    worker: &Process,
     body: &str,
     key: Option<&str>,
     sig: Option<String>,
@@ -119,10 +120,8 @@ async fn next(consumer: &mut lapin::Consumer) -> (String, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verified_webhook_events_are_published_by_name_with_time_ms() {
-    let (_fake, server) = FakePusher::start().await;
-    let broker = Broker::new("webhooks").await;
-    let db = Db::sqlite();
-    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
+    let (_fake, server, broker, db) = rig("webhooks", Db::sqlite()).await;
+    let worker = Process::start(&server.uri(), &broker, &db, &[]).await;
     let mut events = webhook_queue(&broker).await;
 
     // A fresh time_ms: webhooks outside the replay window are refused.
@@ -144,22 +143,18 @@ async fn verified_webhook_events_are_published_by_name_with_time_ms() {
     assert_eq!(got[1].1["user_id"], "42");
     assert_eq!(got[2].1["event"], "client-typing");
 
-    let metrics = common::metrics_text(&worker).await;
+    let metrics = worker.metrics_text().await;
     assert!(
         metrics.contains("pusher_relay_webhook_events_published_total{name=\"member_added\"} 1"),
         "{metrics}"
     );
-    common::stop(worker).await;
-    broker.cleanup().await;
-    db.cleanup().await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unverifiable_webhooks_are_refused_and_nothing_is_published() {
-    let (_fake, server) = FakePusher::start().await;
-    let broker = Broker::new("webhooks-bad").await;
-    let db = Db::sqlite();
-    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
+    let (_fake, server, broker, db) = rig("webhooks-bad", Db::sqlite()).await;
+    let worker = Process::start(&server.uri(), &broker, &db, &[]).await;
     let mut events = webhook_queue(&broker).await;
 
     let body = r#"{"time_ms":1,"events":[{"channel":"a","name":"channel_vacated"}]}"#;
@@ -219,25 +214,15 @@ async fn unverifiable_webhooks_are_refused_and_nothing_is_published() {
             .is_err(),
         "nothing was published"
     );
-    common::stop(worker).await;
-    broker.cleanup().await;
-    db.cleanup().await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_is_answered_503_while_the_broker_is_unreachable() {
-    let (_fake, server) = FakePusher::start().await;
-    let broker = Broker::new("webhooks-down").await;
-    let db = Db::sqlite();
+    let (_fake, server, broker, db) = rig("webhooks-down", Db::sqlite()).await;
     let proxy = Proxy::start("127.0.0.1:5672").await;
     let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port);
-    let worker = common::start_worker(relay_config(
-        &server.uri(),
-        &broker,
-        &db,
-        &[("AMQP_URL", url.as_str())],
-    ))
-    .await;
+    let worker = Process::start(&server.uri(), &broker, &db, &[("AMQP_URL", url.as_str())]).await;
     proxy.cut();
     let body = format!(
         r#"{{"time_ms":{},"events":[{{"channel":"a","name":"channel_vacated"}}]}}"#,
@@ -258,19 +243,15 @@ async fn a_webhook_is_answered_503_while_the_broker_is_unreachable() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(answered, 200, "accepted again once the broker is back");
-    common::stop(worker).await;
-    broker.cleanup().await;
-    db.cleanup().await;
+    worker.stop().await;
 }
 
 /// The report: a correctly signed webhook from 2023 was accepted every time
 /// it was posted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correctly_signed_webhook_from_2023_is_refused_and_nothing_is_published() {
-    let (_fake, server) = FakePusher::start().await;
-    let broker = Broker::new("webhooks-2023").await;
-    let db = Db::sqlite();
-    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
+    let (_fake, server, broker, db) = rig("webhooks-2023", Db::sqlite()).await;
+    let worker = Process::start(&server.uri(), &broker, &db, &[]).await;
     let mut events = webhook_queue(&broker).await;
 
     let body = r#"{"time_ms":1700000000123,"events":[{"channel":"presence-room-1","name":"channel_occupied"},{"channel":"presence-room-1","name":"member_added","user_id":"42"},{"channel":"private-x","name":"client_event","event":"client-typing","data":"{}","socket_id":"1.2"}]}"#;
@@ -282,27 +263,24 @@ async fn a_correctly_signed_webhook_from_2023_is_refused_and_nothing_is_publishe
         assert!(answer.contains("possible replay"), "{answer}");
     }
     assert!(quiet(&mut events).await, "nothing was published");
-    // At least: the tests share one recorder, and the extreme time_ms
-    // test's refusals are stale too.
-    let metrics = common::metrics_text(&worker).await;
-    assert!(
+    // Exactly ours: the worker is a process of its own, so the extreme
+    // time_ms test's stale refusals are counted elsewhere.
+    let metrics = worker.metrics_text().await;
+    assert_eq!(
         counter(
             &metrics,
             "pusher_relay_webhooks_rejected_total{reason=\"stale\"}"
-        ) >= 3,
+        ),
+        3,
         "{metrics}"
     );
-    common::stop(worker).await;
-    broker.cleanup().await;
-    db.cleanup().await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_fresh_signed_webhook_posted_three_times_is_published_once() {
-    let (_fake, server) = FakePusher::start().await;
-    let broker = Broker::new("webhooks-replay").await;
-    let db = Db::sqlite();
-    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
+    let (_fake, server, broker, db) = rig("webhooks-replay", Db::sqlite()).await;
+    let worker = Process::start(&server.uri(), &broker, &db, &[]).await;
     let mut events = webhook_queue(&broker).await;
 
     let at = |time_ms: i64| {
@@ -335,7 +313,7 @@ async fn the_same_fresh_signed_webhook_posted_three_times_is_published_once() {
     assert_eq!(key, "member_removed");
     assert_eq!(event["user_id"], "7");
     assert!(quiet(&mut events).await, "published once only");
-    let metrics = common::metrics_text(&worker).await;
+    let metrics = worker.metrics_text().await;
     assert!(
         metrics.contains("pusher_relay_webhook_events_published_total{name=\"member_removed\"} 1"),
         "{metrics}"
@@ -350,17 +328,13 @@ async fn the_same_fresh_signed_webhook_posted_three_times_is_published_once() {
     let (status, answer) = post(&worker, &later, Some(KEY), Some(signature(&later))).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(next(&mut events).await.0, "member_removed");
-    common::stop(worker).await;
-    broker.cleanup().await;
-    db.cleanup().await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extreme_time_ms_is_refused_without_a_panic() {
-    let (_fake, server) = FakePusher::start().await;
-    let broker = Broker::new("webhooks-extreme").await;
-    let db = Db::sqlite();
-    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
+    let (_fake, server, broker, db) = rig("webhooks-extreme", Db::sqlite()).await;
+    let worker = Process::start(&server.uri(), &broker, &db, &[]).await;
     let mut events = webhook_queue(&broker).await;
 
     let cases = [
@@ -384,7 +358,5 @@ async fn extreme_time_ms_is_refused_without_a_panic() {
     let (status, answer) = post(&worker, &body, Some(KEY), Some(signature(&body))).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(next(&mut events).await.0, "cache_miss");
-    common::stop(worker).await;
-    broker.cleanup().await;
-    db.cleanup().await;
+    worker.stop().await;
 }
