@@ -7,20 +7,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")"
+source ../../scripts/lib/need.sh
 
-missing=()
-command -v node >/dev/null || missing+=(nodejs)
-command -v npm >/dev/null || missing+=(npm)
-if ((${#missing[@]} > 0)); then
-    echo "Installing missing Debian packages: ${missing[*]}" >&2
-    sudo_cmd=()
-    if [[ $(id -u) -ne 0 ]]; then
-        sudo_cmd=(sudo)
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo_cmd[@]}" apt-get update -q
-    "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+need node:nodejs npm:npm
 
 if [[ ! -d node_modules || package-lock.json -nt node_modules ]]; then
     echo "npm ci in clients/node" >&2

@@ -5,24 +5,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")"
+source ../../scripts/lib/need.sh
 
-packages=(php-cli php-amqplib php-curl php-mbstring php-xml phpunit)
-missing=()
-for package in "${packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
-        missing+=("$package")
-    fi
-done
-
-if ((${#missing[@]} > 0)); then
-    echo "Installing missing Debian packages: ${missing[*]}" >&2
-    sudo_cmd=()
-    if [[ $(id -u) -ne 0 ]]; then
-        sudo_cmd=(sudo)
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo_cmd[@]}" apt-get update -q
-    "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+need php-cli php-amqplib php-curl php-mbstring php-xml phpunit
 
 exec phpunit --configuration phpunit.xml.dist "$@"
