@@ -11,14 +11,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
 use common::distant::{now_ms, Distant};
-use common::{free_port, unique, KEY, SECRET};
+use common::{unique, Process, KEY, SECRET};
 use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use pusher_relay::config::AmqpConfig;
@@ -57,92 +56,50 @@ impl Names {
     }
 }
 
-/// A worker process; killed (SIGKILL) when dropped.
-struct Worker {
-    child: Child,
-    http: u16,
-    log: PathBuf,
+/// Starts the worker binary on the test's names, every node in `urls`, and
+/// the distant fake; its log goes to a file named after `label`.
+fn spawn_worker(
+    names: &Names,
+    urls: &[String],
+    fake: &Distant,
+    label: &str,
+    extra: &[(&str, &str)],
+) -> Process {
+    let log = std::env::temp_dir().join(format!("{}-{label}.log", names.queue));
+    let mut vars: Vec<(String, String)> = [
+        ("PUSHER_APP_ID", "1".to_string()),
+        ("PUSHER_APP_KEY", KEY.to_string()),
+        ("PUSHER_APP_SECRET", SECRET.to_string()),
+        ("PUSHER_HOST", "127.0.0.1".to_string()),
+        ("PUSHER_PORT", fake.port.to_string()),
+        ("PUSHER_SCHEME", "http".to_string()),
+        ("AMQP_URL", urls.join(",")),
+        ("AMQP_EXCHANGE", format!("{}.x", names.queue)),
+        ("AMQP_WEBHOOK_EXCHANGE", format!("{}.w", names.queue)),
+        ("AMQP_QUEUE", names.queue.clone()),
+        ("DATABASE_URL", format!("sqlite://{}", names.db.display())),
+        ("RELAY_CONCURRENCY", "fixed".to_string()),
+        ("RELAY_MAX_IN_FLIGHT", IN_FLIGHT.to_string()),
+        ("RUST_LOG", "info".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Process::spawn(&vars, Some(log))
 }
 
-impl Worker {
-    fn spawn(
-        names: &Names,
-        urls: &[String],
-        fake: &Distant,
-        label: &str,
-        extra: &[(&str, &str)],
-    ) -> Worker {
-        let http = free_port();
-        let log = std::env::temp_dir().join(format!("{}-{label}.log", names.queue));
-        let mut cmd = Command::new(BIN);
-        cmd.arg("run")
-            .current_dir(std::env::temp_dir())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PUSHER_APP_ID", "1")
-            .env("PUSHER_APP_KEY", KEY)
-            .env("PUSHER_APP_SECRET", SECRET)
-            .env("PUSHER_HOST", "127.0.0.1")
-            .env("PUSHER_PORT", fake.port.to_string())
-            .env("PUSHER_SCHEME", "http")
-            .env("AMQP_URL", urls.join(","))
-            .env("AMQP_EXCHANGE", format!("{}.x", names.queue))
-            .env("AMQP_WEBHOOK_EXCHANGE", format!("{}.w", names.queue))
-            .env("AMQP_QUEUE", &names.queue)
-            .env("DATABASE_URL", format!("sqlite://{}", names.db.display()))
-            .env("HTTP_ADDR", format!("127.0.0.1:{http}"))
-            .env("RELAY_CONCURRENCY", "fixed")
-            .env("RELAY_MAX_IN_FLIGHT", IN_FLIGHT)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("log file"));
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("worker binary starts");
-        Worker { child, http, log }
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let url = format!("http://127.0.0.1:{}{path}", self.http);
-        let resp = reqwest::get(url).await.ok()?;
-        let status = resp.status().as_u16();
-        Some((status, resp.text().await.ok()?))
-    }
-
-    /// Waits until `/readyz` answers 200 (its consumers are registered).
-    async fn ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some((200, _)) = self.get("/readyz").await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("worker not ready in 60 s; log: {}", self.log.display());
-    }
-
-    /// A gauge or counter without labels from `/metrics`.
-    async fn metric(&self, name: &str) -> Option<f64> {
-        let (_, text) = self.get("/metrics").await?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Where a worker of [`spawn_worker`] logs.
+fn log_of(worker: &Process) -> std::path::Display<'_> {
+    worker
+        .log
+        .as_deref()
+        .unwrap_or(std::path::Path::new("(stderr)"))
+        .display()
 }
 
 /// Each worker's `pusher_relay_shards_active`, 0 for one not answering.
-async fn shards_active(workers: &[Worker]) -> Vec<usize> {
+async fn shards_active(workers: &[Process]) -> Vec<usize> {
     let mut active = Vec::with_capacity(workers.len());
     for w in workers {
         active.push(w.metric("pusher_relay_shards_active").await.unwrap_or(0.0) as usize);
@@ -370,14 +327,14 @@ async fn drain_through_a_node_failure(prefix: &str, pick: Pick) -> Counts {
             .collect(),
     };
     let prefetch = PREFETCH.to_string();
-    let worker = Worker::spawn(
+    let worker = spawn_worker(
         &names,
         &worker_urls,
         &fake,
         "w",
         &[("RELAY_PREFETCH", prefetch.as_str())],
     );
-    worker.ready().await;
+    worker.wait_ready().await;
     delivered_at_least(&fake, TOTAL / 4).await;
     let victim = match pick {
         Pick::WorkersNode => {
@@ -396,7 +353,7 @@ async fn drain_through_a_node_failure(prefix: &str, pick: Pick) -> Counts {
     )
     .await;
     blocking(move || Cluster::ensure().start_node(victim)).await;
-    let c = result.unwrap_or_else(|_| panic!("not drained; log {}", worker.log.display()));
+    let c = result.unwrap_or_else(|_| panic!("not drained; log {}", log_of(&worker)));
     println!(
         "{prefix}: stopped node {victim} (leader was {leader}) after {before} of {TOTAL} delivered: {c:?}"
     );
@@ -464,10 +421,10 @@ async fn standby_takes_over(stop: Stop) -> Counts {
 
     let fake = Distant::start(KEY, SECRET, LATENCY, Duration::ZERO).await;
     let single = [("RELAY_SINGLE_ACTIVE", "true")];
-    let mut active = Worker::spawn(&names, &urls, &fake, "active", &single);
-    active.ready().await;
-    let standby = Worker::spawn(&names, &urls, &fake, "standby", &single);
-    standby.ready().await;
+    let mut active = spawn_worker(&names, &urls, &fake, "active", &single);
+    active.wait_ready().await;
+    let standby = spawn_worker(&names, &urls, &fake, "standby", &single);
+    standby.wait_ready().await;
     delivered_at_least(&fake, TOTAL / 4).await;
     let delivered = "pusher_relay_events_delivered_total";
     assert!(
@@ -530,8 +487,8 @@ async fn shards_spread_over_three_workers_keep_order_and_survive_a_kill() {
     let env = [("RELAY_SHARDS", shards.as_str())];
     let mut workers = Vec::new();
     for label in ["a", "b", "c"] {
-        let w = Worker::spawn(&names, &urls, &fake, label, &env);
-        w.ready().await;
+        let w = spawn_worker(&names, &urls, &fake, label, &env);
+        w.wait_ready().await;
         workers.push(w);
     }
 
@@ -568,7 +525,7 @@ async fn shards_spread_over_three_workers_keep_order_and_survive_a_kill() {
         assert!(
             Instant::now() < deadline,
             "shards not spread in 90 s: {active:?}; logs in {}",
-            workers[0].log.display()
+            log_of(&workers[0])
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
@@ -610,8 +567,8 @@ async fn producers_publish_through_the_nodes_that_are_up() {
     let urls = cluster.urls();
     declare(&urls[0], &names.amqp(&urls, false, 0)).await;
     let fake = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
-    let worker = Worker::spawn(&names, &urls, &fake, "w", &[]);
-    worker.ready().await;
+    let worker = spawn_worker(&names, &urls, &fake, "w", &[]);
+    worker.wait_ready().await;
     blocking(|| Cluster::ensure().stop_node(2)).await;
 
     // The stopped node is listed first: every producer must pass it over
@@ -715,7 +672,7 @@ async fn a_queue_declared_otherwise_stops_the_worker_with_the_way_out() {
     let urls = [common::AMQP_URL.to_string()];
     declare(&urls[0], &names.amqp(&urls, false, 0)).await;
     let fake = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
-    let mut worker = Worker::spawn(
+    let mut worker = spawn_worker(
         &names,
         &urls,
         &fake,
@@ -733,7 +690,8 @@ async fn a_queue_declared_otherwise_stops_the_worker_with_the_way_out() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let log = std::fs::read_to_string(&worker.log).unwrap_or_default();
+    let log = std::fs::read_to_string(worker.log.as_deref().unwrap_or(std::path::Path::new("")))
+        .unwrap_or_default();
     cleanup(&urls[0], &names, 0).await;
     assert!(!status.success(), "{log}");
     for needed in [
