@@ -356,9 +356,9 @@ async fn insert_many_is_one_transaction(t: &Target) {
 }
 both!(insert_many_is_one_transaction);
 
-async fn count_by_reason(t: &Target) {
+async fn pending_by_reason(t: &Target) {
     let store = t.open().await;
-    let empty = store.count_by_reason().await.expect("empty stats");
+    let empty = store.pending_by_reason().await.expect("empty stats");
     assert_eq!(
         empty,
         Reason::ALL.iter().map(|&r| (r, 0)).collect::<Vec<_>>()
@@ -375,7 +375,7 @@ async fn count_by_reason(t: &Target) {
         }
     }
     store.insert_many(&batch).await.expect("insert");
-    let stats = store.count_by_reason().await.expect("stats");
+    let stats = store.pending_by_reason().await.expect("stats");
     assert_eq!(
         stats,
         vec![
@@ -389,7 +389,7 @@ async fn count_by_reason(t: &Target) {
     assert_eq!(store.count().await.expect("count"), 6);
     store.close().await;
 }
-both!(count_by_reason);
+both!(pending_by_reason);
 
 async fn migrations_are_idempotent(t: &Target) {
     let first = t.open().await;
@@ -443,7 +443,7 @@ async fn corrupt_row_is_reported(t: &Target) {
         other => panic!("expected Corrupt, got {other:?}"),
     }
     // Stats skip the unknown reason instead of failing.
-    let stats = store.count_by_reason().await.expect("stats");
+    let stats = store.pending_by_reason().await.expect("stats");
     assert!(stats.iter().all(|(_, n)| *n == 0), "{stats:?}");
     store.close().await;
 }

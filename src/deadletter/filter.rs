@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use serde::Deserialize;
 
-use super::store::{Reason, Status};
+use super::backend::{Args, Bind, Dialect};
+use super::record::{Reason, Status};
 
 /// A filter as an operator writes it (CLI flags or API query parameters),
 /// before parsing. Every field is optional; absent means "any". The field
@@ -202,65 +203,29 @@ impl Cursor {
     }
 }
 
-/// One value bound to a placeholder of a generated `WHERE` clause.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Bind {
-    Int(i64),
-    Text(String),
-    /// A list of ids: a JSON array on SQLite (`json_each`), `BIGINT[]` on PostgreSQL.
-    Ids(Vec<i64>),
-    /// A list of texts: a JSON array on SQLite, `TEXT[]` on PostgreSQL.
-    Texts(Vec<String>),
-}
-
-/// The two SQL dialects the store speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-impl Dialect {
-    /// `id` is one of the ids bound at placeholder `p` (see [`Bind::Ids`]).
-    pub fn ids_condition(self, p: &str) -> String {
-        match self {
-            Dialect::Sqlite => format!("id IN (SELECT value FROM json_each({p}))"),
-            Dialect::Postgres => format!("id = ANY({p})"),
-        }
-    }
-}
-
-/// A `WHERE` clause under construction with numbered placeholders (`?N` on
-/// SQLite, `$N` on PostgreSQL), so the same numbering works on both and
-/// extra binds (limits, claim ids) can follow.
+/// A `WHERE` clause under construction. Its placeholders are numbered (see
+/// [`Args`]), so a statement can bind more (limits, claim ids) after it.
 #[derive(Debug, Clone)]
-pub(super) struct Where {
-    pub dialect: Dialect,
-    pub clauses: Vec<String>,
-    pub binds: Vec<Bind>,
+pub(super) struct Where<'a> {
+    pub args: Args<'a>,
+    clauses: Vec<String>,
 }
 
-impl Where {
-    pub fn new(dialect: Dialect) -> Where {
+impl<'a> Where<'a> {
+    pub fn new(dialect: Dialect) -> Where<'a> {
         Where {
-            dialect,
+            args: Args::new(dialect),
             clauses: Vec::new(),
-            binds: Vec::new(),
         }
     }
 
     /// Adds a bind and returns its placeholder.
-    pub fn bind(&mut self, b: Bind) -> String {
-        self.binds.push(b);
-        let n = self.binds.len();
-        match self.dialect {
-            Dialect::Sqlite => format!("?{n}"),
-            Dialect::Postgres => format!("${n}"),
-        }
+    pub fn bind(&mut self, b: Bind<'a>) -> String {
+        self.args.bind(b)
     }
 
     /// Adds a condition built around a fresh placeholder.
-    pub fn push(&mut self, b: Bind, clause: impl FnOnce(&str) -> String) {
+    pub fn push(&mut self, b: Bind<'a>, clause: impl FnOnce(&str) -> String) {
         let p = self.bind(b);
         self.clauses.push(clause(&p));
     }
@@ -280,45 +245,29 @@ impl Where {
     }
 
     /// The filter's conditions.
-    pub fn filter(dialect: Dialect, f: &Filter) -> Where {
+    pub fn filter(dialect: Dialect, f: &'a Filter) -> Where<'a> {
         let mut w = Where::new(dialect);
-        let sqlite = dialect == Dialect::Sqlite;
         if !f.reasons.is_empty() {
-            let names = f.reasons.iter().map(|r| r.as_str().to_owned()).collect();
-            w.push(Bind::Texts(names), |p| {
-                if sqlite {
-                    format!("reason IN (SELECT value FROM json_each({p}))")
-                } else {
-                    format!("reason = ANY({p})")
-                }
-            });
+            let names = f.reasons.iter().map(|r| r.as_str()).collect();
+            w.push(Bind::Texts(names), |p| dialect.in_list("reason", p));
         }
         if let Some(t) = &f.intent_type {
-            w.push(Bind::Text(t.clone()), |p| format!("intent_type = {p}"));
+            w.push(Bind::text(t), |p| format!("intent_type = {p}"));
         }
         if let Some(c) = &f.channel {
-            w.push(Bind::Text(c.clone()), |p| {
-                if sqlite {
-                    format!("EXISTS (SELECT 1 FROM json_each(channels) WHERE value = {p})")
-                } else {
-                    // @> is the form the GIN index on channels serves.
-                    format!("channels @> ARRAY[{p}]::text[]")
-                }
-            });
+            w.push(Bind::text(c), |p| dialect.has_channel(p));
         }
         if let Some(ms) = f.since_ms {
-            w.push(Bind::Int(ms), |p| format!("dead_lettered_at_ms >= {p}"));
+            w.push(Bind::int(ms), |p| format!("dead_lettered_at_ms >= {p}"));
         }
         if let Some(ms) = f.until_ms {
-            w.push(Bind::Int(ms), |p| format!("dead_lettered_at_ms < {p}"));
+            w.push(Bind::int(ms), |p| format!("dead_lettered_at_ms < {p}"));
         }
         if let Some(s) = f.status {
-            w.push(Bind::Text(s.as_str().to_owned()), |p| {
-                format!("status = {p}")
-            });
+            w.push(Bind::text(s.as_str()), |p| format!("status = {p}"));
         }
         if !f.ids.is_empty() {
-            w.push(Bind::Ids(f.ids.clone()), |p| dialect.ids_condition(p));
+            w.push(Bind::Ids(&f.ids), |p| dialect.in_list("id", p));
         }
         w
     }

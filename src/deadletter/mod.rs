@@ -13,20 +13,38 @@
 //! store). Their schemas live in `migrations/sqlite` and `migrations/postgres`
 //! and are applied by [`Store::connect`].
 //!
-//! Operations for operators (the `dlq` CLI and the admin API) are split by
-//! concern:
+//! The store, by concept:
+//! - `record`: what is stored ([`NewDeadLetter`], [`DeadLetter`], [`Reason`],
+//!   [`Status`]);
+//! - `error`: [`StoreError`], and which failures are outages;
+//! - `connect`: URLs, connection settings and migrations;
+//! - `backend`: the seam to SQLite or PostgreSQL, where every difference
+//!   between the two lives, so each operation below is written once;
+//! - `row`: reading rows back, checked;
+//! - `store`: the [`Store`] handle and what the worker needs (insert, get,
+//!   count, ping).
+//!
+//! Operations for operators (the `dlq` CLI and the admin API):
 //! - [`filter`]: which rows (reason, type, channel, time, status, ids), the
-//!   page cursor, and the SQL they become;
+//!   page cursor, and the `WHERE` clause they become;
 //! - [`ops`]: list, count, stats, delete, purge and replay claims on [`Store`];
-//! - [`replay`]: republishing to the intent exchange, safe under concurrency.
+//! - [`replay`]: republishing to the intent exchange, safe under concurrency;
+//! - [`view`]: the shapes the CLI's `--json`, the API and the console show.
 
+mod backend;
+mod connect;
+mod error;
 pub mod filter;
 pub mod ops;
+mod record;
 pub mod replay;
-pub mod store;
+mod row;
+mod store;
 pub mod view;
 
+pub use error::StoreError;
 pub use filter::{Cursor, Filter, FilterError, FilterSpec};
 pub use ops::{Count, Page, Stats, Unreadable};
+pub use record::{DeadLetter, NewDeadLetter, ParseReasonError, Reason, Status};
 pub use replay::{ReplayError, ReplayOptions, ReplayReport};
-pub use store::{DeadLetter, NewDeadLetter, ParseReasonError, Reason, Status, Store, StoreError};
+pub use store::Store;

@@ -4,14 +4,13 @@
 //! page or batch, purge deletes in batches.
 
 use serde::Serialize;
-use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::query::Query;
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{Postgres, Row, Sqlite};
 
-use super::filter::{Bind, Cursor, Dialect, Filter, Where};
-use super::store::{query_err, DeadLetter, Inner, RawRow, Reason, Store, StoreError};
-use super::store::{PG_LIST_COLUMNS, SQLITE_LIST_COLUMNS};
+use super::backend::Bind;
+use super::error::StoreError;
+use super::filter::{Cursor, Filter, Where};
+use super::record::{DeadLetter, Reason};
+use super::row::{columns, RawRow};
+use super::store::Store;
 
 /// Largest page a listing returns, whatever the caller asks: a page is held
 /// in memory whole (bodies included).
@@ -124,78 +123,7 @@ pub struct ClaimRequest<'a> {
     pub limit: u32,
 }
 
-enum Rows {
-    Sqlite(Vec<SqliteRow>),
-    Postgres(Vec<PgRow>),
-}
-
-fn sqlite_query<'q>(sql: &'q str, binds: &'q [Bind]) -> Query<'q, Sqlite, SqliteArguments<'q>> {
-    let mut q = sqlx::query(sql);
-    for b in binds {
-        q = match b {
-            Bind::Int(v) => q.bind(*v),
-            Bind::Text(v) => q.bind(v.as_str()),
-            Bind::Ids(v) => q.bind(serde_json::Value::from(v.as_slice()).to_string()),
-            Bind::Texts(v) => q.bind(serde_json::Value::from(v.as_slice()).to_string()),
-        };
-    }
-    q
-}
-
-fn pg_query<'q>(sql: &'q str, binds: &'q [Bind]) -> Query<'q, Postgres, PgArguments> {
-    let mut q = sqlx::query(sql);
-    for b in binds {
-        q = match b {
-            Bind::Int(v) => q.bind(*v),
-            Bind::Text(v) => q.bind(v.as_str()),
-            Bind::Ids(v) => q.bind(v.as_slice()),
-            Bind::Texts(v) => q.bind(v.as_slice()),
-        };
-    }
-    q
-}
-
 impl Store {
-    fn dialect(&self) -> Dialect {
-        match self.inner {
-            Inner::Sqlite(_) => Dialect::Sqlite,
-            Inner::Postgres(_) => Dialect::Postgres,
-        }
-    }
-
-    async fn fetch(&self, op: &'static str, sql: &str, binds: &[Bind]) -> Result<Rows, StoreError> {
-        match &self.inner {
-            Inner::Sqlite(pool) => sqlite_query(sql, binds)
-                .fetch_all(pool)
-                .await
-                .map(Rows::Sqlite),
-            Inner::Postgres(pool) => pg_query(sql, binds)
-                .fetch_all(pool)
-                .await
-                .map(Rows::Postgres),
-        }
-        .map_err(query_err(op))
-    }
-
-    async fn execute(
-        &self,
-        op: &'static str,
-        sql: &str,
-        binds: &[Bind],
-    ) -> Result<u64, StoreError> {
-        match &self.inner {
-            Inner::Sqlite(pool) => sqlite_query(sql, binds)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()),
-            Inner::Postgres(pool) => pg_query(sql, binds)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()),
-        }
-        .map_err(query_err(op))
-    }
-
     /// One page of matching dead letters, newest (highest id) first, at most
     /// `limit` (capped at [`MAX_PAGE`]) rows after `cursor`.
     pub async fn list(
@@ -204,31 +132,20 @@ impl Store {
         cursor: Option<Cursor>,
         limit: u32,
     ) -> Result<Page, StoreError> {
-        let op = "list";
         let limit = limit.clamp(1, MAX_PAGE);
-        let dialect = self.dialect();
+        let dialect = self.pool.dialect();
         let mut w = Where::filter(dialect, filter);
         if let Some(c) = cursor {
-            w.push(Bind::Int(c.before_id), |p| format!("id < {p}"));
+            w.push(Bind::int(c.before_id), |p| format!("id < {p}"));
         }
         // One extra row tells whether another page exists.
-        let lim = w.bind(Bind::Int(i64::from(limit) + 1));
-        let columns = match dialect {
-            Dialect::Sqlite => SQLITE_LIST_COLUMNS,
-            Dialect::Postgres => PG_LIST_COLUMNS,
-        };
+        let lim = w.bind(Bind::int(i64::from(limit) + 1));
         let sql = format!(
-            "SELECT {columns} FROM dead_letters {} ORDER BY id DESC LIMIT {lim}",
+            "SELECT {} FROM dead_letters {} ORDER BY id DESC LIMIT {lim}",
+            columns(dialect, false),
             w.sql()
         );
-        let raws = match self.fetch(op, &sql, &w.binds).await? {
-            Rows::Sqlite(rows) => rows
-                .iter()
-                .map(RawRow::from_sqlite)
-                .collect::<Result<Vec<_>, _>>(),
-            Rows::Postgres(rows) => rows.iter().map(RawRow::from_pg).collect(),
-        }
-        .map_err(query_err(op))?;
+        let raws: Vec<RawRow> = self.pool.fetch("list", &sql, &w.args.binds).await?;
         let more = raws.len() > limit as usize;
         let mut items = Vec::new();
         let mut unreadable = Vec::new();
@@ -255,38 +172,42 @@ impl Store {
 
     /// How many dead letters match.
     pub async fn count_matching(&self, filter: &Filter) -> Result<i64, StoreError> {
-        let op = "count_matching";
-        let w = Where::filter(self.dialect(), filter);
-        let sql = format!("SELECT COUNT(*) AS n FROM dead_letters {}", w.sql());
-        single_i64(op, self.fetch(op, &sql, &w.binds).await?)
+        let w = Where::filter(self.pool.dialect(), filter);
+        self.count_where("count_matching", &w).await
     }
 
     /// How many matching dead letters a replay would take: pending ones, or
     /// all with `force`.
     pub async fn count_replayable(&self, filter: &Filter, force: bool) -> Result<i64, StoreError> {
-        let op = "count_replayable";
-        let mut w = Where::filter(self.dialect(), filter);
+        let mut w = Where::filter(self.pool.dialect(), filter);
         if !force {
             w.push_raw("status = 'pending'");
         }
-        let sql = format!("SELECT COUNT(*) AS n FROM dead_letters {}", w.sql());
-        single_i64(op, self.fetch(op, &sql, &w.binds).await?)
+        self.count_where("count_replayable", &w).await
     }
 
-    /// Pending dead letters per reason, every reason included (for the
-    /// `pusher_relay_dead_letters_pending` gauge, which must drop to 0).
+    async fn count_where(&self, op: &'static str, w: &Where<'_>) -> Result<i64, StoreError> {
+        let sql = format!("SELECT COUNT(*) FROM dead_letters {}", w.sql());
+        let rows: Vec<(i64,)> = self.pool.fetch(op, &sql, &w.args.binds).await?;
+        Ok(rows.first().map_or(0, |&(n,)| n))
+    }
+
+    /// Pending dead letters per reason, one entry for every reason in
+    /// [`Reason::ALL`] order (zero included, so the
+    /// `pusher_relay_dead_letters_pending` gauge drops to 0 after a purge or
+    /// a replay). A reason this build does not know (written by a newer
+    /// worker sharing the store) is left out rather than failing the count.
     pub async fn pending_by_reason(&self) -> Result<Vec<(Reason, i64)>, StoreError> {
-        let op = "pending_by_reason";
-        let sql = "SELECT reason AS k, COUNT(*) AS n FROM dead_letters \
+        let sql = "SELECT reason, COUNT(*) FROM dead_letters \
                    WHERE status = 'pending' GROUP BY reason";
-        let rows = key_counts(op, self.fetch(op, sql, &[]).await?)?;
+        let rows: Vec<(String, i64)> = self.pool.fetch("pending_by_reason", sql, &[]).await?;
         Ok(Reason::ALL
             .iter()
             .map(|&r| {
                 let n = rows
                     .iter()
-                    .filter(|(k, _, _)| k == r.as_str())
-                    .map(|(_, n, _)| *n)
+                    .filter(|(k, _)| k == r.as_str())
+                    .map(|(_, n)| n)
                     .sum();
                 (r, n)
             })
@@ -298,46 +219,41 @@ impl Store {
     /// size does not matter to memory.
     pub async fn stats(&self, filter: &Filter) -> Result<Stats, StoreError> {
         let op = "stats";
-        let dialect = self.dialect();
+        let dialect = self.pool.dialect();
         let w = Where::filter(dialect, filter);
+        let binds = &w.args.binds;
         let wsql = w.sql();
         let pending = "SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END)";
+        // `(key, total, pending)` rows.
         let grouped = |key: &str, order: &str, limit: Option<u32>| {
             let limit = limit.map(|n| format!("LIMIT {n}")).unwrap_or_default();
             format!(
-                "SELECT {key} AS k, COUNT(*) AS n, {pending} AS p FROM dead_letters {wsql} \
+                "SELECT {key}, COUNT(*), {pending} FROM dead_letters {wsql} \
                  GROUP BY 1 ORDER BY {order} {limit}"
             )
         };
-        let day = match dialect {
-            Dialect::Sqlite => "date(dead_lettered_at_ms / 1000, 'unixepoch')",
-            Dialect::Postgres => {
-                "to_char(to_timestamp(dead_lettered_at_ms / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-            }
-        };
-        let reasons = key_counts(
-            op,
-            self.fetch(op, &grouped("reason", "1", None), &w.binds)
-                .await?,
-        )?;
-        let by_type = key_counts(
-            op,
-            self.fetch(
+        type KeyCounts = Vec<(String, i64, Option<i64>)>;
+        let reasons: KeyCounts = self
+            .pool
+            .fetch(op, &grouped("reason", "1", None), binds)
+            .await?;
+        let by_type: KeyCounts = self
+            .pool
+            .fetch(
                 op,
                 &grouped(
                     "COALESCE(intent_type, '(unknown)')",
                     "2 DESC, 1",
                     Some(STATS_TOP_TYPES),
                 ),
-                &w.binds,
+                binds,
             )
-            .await?,
-        )?;
-        let by_day = key_counts(
-            op,
-            self.fetch(op, &grouped(day, "1 DESC", Some(STATS_DAYS)), &w.binds)
-                .await?,
-        )?;
+            .await?;
+        let day = dialect.dead_lettered_day();
+        let by_day: KeyCounts = self
+            .pool
+            .fetch(op, &grouped(day, "1 DESC", Some(STATS_DAYS)), binds)
+            .await?;
         let mut ow = w.clone();
         ow.push_raw("status = 'pending'");
         let sql = format!(
@@ -345,32 +261,16 @@ impl Store {
              ORDER BY dead_lettered_at_ms, id LIMIT 1",
             ow.sql()
         );
-        let oldest_pending = match self.fetch(op, &sql, &ow.binds).await? {
-            Rows::Sqlite(rows) => rows
-                .first()
-                .map(|r| -> Result<Oldest, sqlx::Error> {
-                    Ok(Oldest {
-                        id: r.try_get(0)?,
-                        dead_lettered_at_ms: r.try_get(1)?,
-                    })
-                })
-                .transpose(),
-            Rows::Postgres(rows) => rows
-                .first()
-                .map(|r| -> Result<Oldest, sqlx::Error> {
-                    Ok(Oldest {
-                        id: r.try_get(0)?,
-                        dead_lettered_at_ms: r.try_get(1)?,
-                    })
-                })
-                .transpose(),
-        }
-        .map_err(query_err(op))?;
+        let oldest: Vec<(i64, i64)> = self.pool.fetch(op, &sql, &ow.args.binds).await?;
+        let oldest_pending = oldest.first().map(|&(id, dead_lettered_at_ms)| Oldest {
+            id,
+            dead_lettered_at_ms,
+        });
 
-        let to_count = |(key, total, pending): (String, i64, i64)| Count {
+        let to_count = |(key, total, pending): (String, i64, Option<i64>)| Count {
             key,
             total,
-            pending,
+            pending: pending.unwrap_or(0),
         };
         let by_reason: Vec<Count> = Reason::ALL
             .iter()
@@ -378,7 +278,7 @@ impl Store {
                 let (total, pending) = reasons
                     .iter()
                     .filter(|(k, _, _)| k == r.as_str())
-                    .fold((0, 0), |(t, p), (_, n, q)| (t + n, p + q));
+                    .fold((0, 0), |(t, p), (_, n, q)| (t + n, p + q.unwrap_or(0)));
                 Count {
                     key: r.as_str().to_owned(),
                     total,
@@ -387,7 +287,7 @@ impl Store {
             })
             .collect();
         let total = reasons.iter().map(|(_, n, _)| n).sum();
-        let pending = reasons.iter().map(|(_, _, p)| p).sum();
+        let pending = reasons.iter().map(|(_, _, p)| p.unwrap_or(0)).sum();
         Ok(Stats {
             total,
             pending,
@@ -403,13 +303,11 @@ impl Store {
         if ids.is_empty() {
             return Ok(0);
         }
-        let filter = Filter {
-            ids: ids.to_vec(),
-            ..Filter::default()
-        };
-        let w = Where::filter(self.dialect(), &filter);
+        let dialect = self.pool.dialect();
+        let mut w = Where::new(dialect);
+        w.push(Bind::Ids(ids), |p| dialect.in_list("id", p));
         let sql = format!("DELETE FROM dead_letters {}", w.sql());
-        self.execute("delete", &sql, &w.binds).await
+        self.pool.execute("delete", &sql, &w.args.binds).await
     }
 
     /// Deletes every matching dead letter, [`PURGE_BATCH`] rows per
@@ -420,8 +318,8 @@ impl Store {
         filter: &Filter,
         mut progress: impl FnMut(u64),
     ) -> Result<u64, StoreError> {
-        let mut w = Where::filter(self.dialect(), filter);
-        let lim = w.bind(Bind::Int(i64::from(PURGE_BATCH)));
+        let mut w = Where::filter(self.pool.dialect(), filter);
+        let lim = w.bind(Bind::int(i64::from(PURGE_BATCH)));
         // A subquery because SQLite's DELETE ... LIMIT is a compile-time
         // option that the bundled build does not enable.
         let sql = format!(
@@ -431,7 +329,7 @@ impl Store {
         );
         let mut deleted = 0;
         loop {
-            let n = self.execute("purge", &sql, &w.binds).await?;
+            let n = self.pool.execute("purge", &sql, &w.args.binds).await?;
             if n == 0 {
                 return Ok(deleted);
             }
@@ -452,12 +350,11 @@ impl Store {
     /// LOCKED`, so a concurrent run skips them instead of waiting, and the
     /// row's conditions are rechecked after the lock.
     pub async fn claim(&self, req: &ClaimRequest<'_>) -> Result<Vec<Claimed>, StoreError> {
-        let op = "claim";
-        let dialect = self.dialect();
+        let dialect = self.pool.dialect();
         let mut w = Where::filter(dialect, req.filter);
-        w.push(Bind::Int(req.after_id), |p| format!("id > {p}"));
+        w.push(Bind::int(req.after_id), |p| format!("id > {p}"));
         if req.force {
-            w.push(Bind::Int(req.started_ms), |p| {
+            w.push(Bind::int(req.started_ms), |p| {
                 format!(
                     "(status = 'pending' OR last_replayed_at_ms IS NULL OR last_replayed_at_ms < {p})"
                 )
@@ -465,47 +362,37 @@ impl Store {
         } else {
             w.push_raw("status = 'pending'");
         }
-        w.push(Bind::Int(req.stale_before_ms), |p| {
+        w.push(Bind::int(req.stale_before_ms), |p| {
             format!("(claimed_by IS NULL OR claimed_at_ms < {p})")
         });
-        let lim = w.bind(Bind::Int(i64::from(req.limit)));
-        let by = w.bind(Bind::Text(req.claim_id.to_owned()));
-        let at = w.bind(Bind::Int(req.now_ms));
-        let (lock, headers) = match dialect {
-            Dialect::Sqlite => ("", "headers"),
-            Dialect::Postgres => ("FOR UPDATE SKIP LOCKED", "headers::text AS headers"),
-        };
+        let lim = w.bind(Bind::int(i64::from(req.limit)));
+        let by = w.bind(Bind::text(req.claim_id));
+        let at = w.bind(Bind::int(req.now_ms));
         let sql = format!(
             "UPDATE dead_letters SET claimed_by = {by}, claimed_at_ms = {at} WHERE id IN \
-             (SELECT id FROM dead_letters {} ORDER BY id LIMIT {lim} {lock}) \
-             RETURNING id, body, routing_key, {headers}",
-            w.sql()
+             (SELECT id FROM dead_letters {} ORDER BY id LIMIT {lim} {}) \
+             RETURNING id, body, routing_key, {}",
+            w.sql(),
+            dialect.skip_locked(),
+            dialect.headers_text()
         );
-        fn claimed<R: Row>(r: &R) -> Result<Claimed, sqlx::Error>
-        where
-            usize: sqlx::ColumnIndex<R>,
-            for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-            for<'a> Vec<u8>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-            for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-        {
-            let id: i64 = r.try_get(0)?;
-            let headers: String = r.try_get(3)?;
-            let headers = serde_json::from_str(&headers).unwrap_or_else(|e| {
-                tracing::warn!(id, error = %e, "dead letter headers are not JSON; replaying without them");
-                serde_json::json!({})
-            });
-            Ok(Claimed {
-                id,
-                body: r.try_get(1)?,
-                routing_key: r.try_get(2)?,
-                headers,
+        let rows: Vec<(i64, Vec<u8>, String, String)> =
+            self.pool.fetch("claim", &sql, &w.args.binds).await?;
+        let mut out: Vec<Claimed> = rows
+            .into_iter()
+            .map(|(id, body, routing_key, headers)| {
+                let headers = serde_json::from_str(&headers).unwrap_or_else(|e| {
+                    tracing::warn!(id, error = %e, "dead letter headers are not JSON; replaying without them");
+                    serde_json::json!({})
+                });
+                Claimed {
+                    id,
+                    body,
+                    routing_key,
+                    headers,
+                }
             })
-        }
-        let mut out = match self.fetch(op, &sql, &w.binds).await? {
-            Rows::Sqlite(rows) => rows.iter().map(claimed).collect::<Result<Vec<_>, _>>(),
-            Rows::Postgres(rows) => rows.iter().map(claimed).collect(),
-        }
-        .map_err(query_err(op))?;
+            .collect();
         // RETURNING order is unspecified on both backends.
         out.sort_by_key(|c| c.id);
         Ok(out)
@@ -523,19 +410,19 @@ impl Store {
         if ids.is_empty() {
             return Ok(0);
         }
-        let dialect = self.dialect();
+        let dialect = self.pool.dialect();
         let mut w = Where::new(dialect);
-        let set_at = w.bind(Bind::Int(now_ms));
-        w.push(Bind::Ids(ids.to_vec()), |p| dialect.ids_condition(p));
-        w.push(Bind::Text(claim_id.to_owned()), |p| {
-            format!("claimed_by = {p}")
-        });
+        let set_at = w.bind(Bind::int(now_ms));
+        w.push(Bind::Ids(ids), |p| dialect.in_list("id", p));
+        w.push(Bind::text(claim_id), |p| format!("claimed_by = {p}"));
         let sql = format!(
             "UPDATE dead_letters SET status = 'replayed', replay_count = replay_count + 1, \
              last_replayed_at_ms = {set_at}, claimed_by = NULL, claimed_at_ms = NULL {}",
             w.sql()
         );
-        self.execute("mark_replayed", &sql, &w.binds).await
+        self.pool
+            .execute("mark_replayed", &sql, &w.args.binds)
+            .await
     }
 
     /// Releases this run's claims on rows it could not republish, so a later
@@ -544,49 +431,16 @@ impl Store {
         if ids.is_empty() {
             return Ok(0);
         }
-        let filter = Filter {
-            ids: ids.to_vec(),
-            ..Filter::default()
-        };
-        let mut w = Where::filter(self.dialect(), &filter);
-        w.push(Bind::Text(claim_id.to_owned()), |p| {
-            format!("claimed_by = {p}")
-        });
+        let dialect = self.pool.dialect();
+        let mut w = Where::new(dialect);
+        w.push(Bind::Ids(ids), |p| dialect.in_list("id", p));
+        w.push(Bind::text(claim_id), |p| format!("claimed_by = {p}"));
         let sql = format!(
             "UPDATE dead_letters SET claimed_by = NULL, claimed_at_ms = NULL {}",
             w.sql()
         );
-        self.execute("release_claims", &sql, &w.binds).await
+        self.pool
+            .execute("release_claims", &sql, &w.args.binds)
+            .await
     }
-}
-
-fn single_i64(op: &'static str, rows: Rows) -> Result<i64, StoreError> {
-    match rows {
-        Rows::Sqlite(rows) => rows.first().map(|r| r.try_get::<i64, _>(0)),
-        Rows::Postgres(rows) => rows.first().map(|r| r.try_get::<i64, _>(0)),
-    }
-    .unwrap_or(Ok(0))
-    .map_err(query_err(op))
-}
-
-/// `(key, count, pending)` rows; `p` is absent from some queries (then 0).
-fn key_counts(op: &'static str, rows: Rows) -> Result<Vec<(String, i64, i64)>, StoreError> {
-    fn one<R: Row>(r: &R) -> Result<(String, i64, i64), sqlx::Error>
-    where
-        for<'a> &'a str: sqlx::ColumnIndex<R>,
-        for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-        for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    {
-        let pending = match r.try_get::<Option<i64>, _>("p") {
-            Ok(p) => p.unwrap_or(0),
-            Err(sqlx::Error::ColumnNotFound(_)) => 0,
-            Err(e) => return Err(e),
-        };
-        Ok((r.try_get("k")?, r.try_get("n")?, pending))
-    }
-    match rows {
-        Rows::Sqlite(rows) => rows.iter().map(one).collect::<Result<Vec<_>, _>>(),
-        Rows::Postgres(rows) => rows.iter().map(one).collect(),
-    }
-    .map_err(query_err(op))
 }

@@ -30,9 +30,10 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 use serde::Serialize;
 
+use super::error::StoreError;
 use super::filter::{unix_ms, Filter};
 use super::ops::{ClaimRequest, Claimed};
-use super::store::{Store, StoreError};
+use super::store::Store;
 use crate::amqp::AmqpError;
 use crate::config::AmqpConfig;
 use crate::metrics;

@@ -1,0 +1,276 @@
+//! Opening a store: which backend a URL names, the connection settings that
+//! make an acked dead letter durable, and the schema migrations, applied
+//! before the first operation.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, Executor};
+
+use super::backend::Pool;
+use super::error::StoreError;
+use super::store::Store;
+use crate::config::redact_url;
+
+/// How long a writer waits on SQLite's lock before giving up with `SQLITE_BUSY`.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an operation waits for a pooled connection. Bounded so that a
+/// readiness probe or an insert fails (and is retried by the caller) instead
+/// of hanging while the database is away.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn sqlite_migrator() -> Migrator {
+    let mut m = sqlx::migrate!("./migrations/sqlite");
+    // A newer worker may have applied a later, additive migration to a shared
+    // store; older workers must still start during a rolling upgrade.
+    m.set_ignore_missing(true);
+    m
+}
+
+fn postgres_migrator() -> Migrator {
+    let mut m = sqlx::migrate!("./migrations/postgres");
+    m.set_ignore_missing(true);
+    m
+}
+
+impl Store {
+    /// Opens the store named by `url` and applies pending migrations.
+    ///
+    /// * `sqlite://PATH` or `sqlite:PATH` (`sqlite:///abs/path.db` for an
+    ///   absolute path; `?`, `#` and `%` in a path must be percent-encoded;
+    ///   `sqlite::memory:` for a throwaway store). The file is created if
+    ///   missing and opened in WAL mode with `synchronous=FULL`, so a row is
+    ///   on disk once `insert` returns.
+    /// * `postgres://...` or `postgresql://...`: tables go in the first schema
+    ///   of the role's search_path; see [`Store::connect_postgres_schema`] to
+    ///   pick one.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let scheme = url_scheme(url);
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => connect_sqlite(url).await,
+            "postgres" | "postgresql" => {
+                let opts = pg_options(url)?;
+                connect_postgres(url, opts, None).await
+            }
+            _ => Err(StoreError::UnsupportedUrl {
+                scheme: scheme.to_owned(),
+            }),
+        }
+    }
+
+    /// Opens a PostgreSQL store whose tables live in `schema` (created if it
+    /// does not exist), so several stores or test runs can share one database.
+    ///
+    /// `schema` must be a plain identifier (`[A-Za-z_][A-Za-z0-9_]*`, at most
+    /// 63 bytes); it is used case-sensitively.
+    pub async fn connect_postgres_schema(url: &str, schema: &str) -> Result<Store, StoreError> {
+        let scheme = url_scheme(url);
+        if !matches!(
+            scheme.to_ascii_lowercase().as_str(),
+            "postgres" | "postgresql"
+        ) {
+            return Err(StoreError::UnsupportedUrl {
+                scheme: scheme.to_owned(),
+            });
+        }
+        if !valid_schema_name(schema) {
+            return Err(StoreError::Connect {
+                url: redact_url(url),
+                source: sqlx::Error::Configuration(
+                    format!(
+                        "invalid schema name {schema:?}: expected [A-Za-z_][A-Za-z0-9_]*, at most 63 bytes"
+                    )
+                    .into(),
+                ),
+            });
+        }
+        // Quoted so the name is taken as written in both places; the
+        // validation above keeps quotes and spaces out of the startup options,
+        // which sqlx does not escape.
+        let quoted = format!("\"{schema}\"");
+        let opts = pg_options(url)?.options([("search_path", quoted.as_str())]);
+        connect_postgres(url, opts, Some(&quoted)).await
+    }
+}
+
+async fn connect_sqlite(url: &str) -> Result<Store, StoreError> {
+    let connect_err = |source| StoreError::Connect {
+        url: redact_url(url),
+        source,
+    };
+    let opts = SqliteConnectOptions::from_str(url)
+        .map_err(connect_err)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL syncs the WAL on every commit; NORMAL (the usual WAL pairing)
+        // could lose the last commits on power loss after we acked.
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT);
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let mut pool_opts = SqlitePoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+    if in_memory {
+        // A shared in-memory database lives only while a connection is open,
+        // so keep exactly one for the life of the pool.
+        pool_opts = pool_opts
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None);
+    } else {
+        // One writer at a time anyway; a few connections let readers
+        // (stats, readiness) proceed while a write waits on the disk.
+        pool_opts = pool_opts.max_connections(4);
+    }
+    let pool = pool_opts.connect_with(opts).await.map_err(connect_err)?;
+    let migrated = match pool.acquire().await {
+        Ok(mut conn) => migrate_sqlite(&mut conn).await.map_err(StoreError::Migrate),
+        Err(source) => Err(connect_err(source)),
+    };
+    if let Err(e) = migrated {
+        pool.close().await;
+        return Err(e);
+    }
+    Ok(Store {
+        pool: Pool::Sqlite(pool),
+    })
+}
+
+fn pg_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    // sqlx would misread the rest of such a password as host, database or
+    // parameters, and repeat them in its errors and log lines.
+    if crate::config::userinfo_is_ambiguous(url) {
+        return Err(StoreError::Connect {
+            url: redact_url(url),
+            source: sqlx::Error::Configuration(
+                format!("the URL {}", crate::config::AMBIGUOUS_USERINFO).into(),
+            ),
+        });
+    }
+    PgConnectOptions::from_str(url).map_err(|source| StoreError::Connect {
+        url: redact_url(url),
+        source,
+    })
+}
+
+/// Connects once directly, then hands out a lazy pool. The direct connection
+/// reports the real cause (e.g. connection refused) at once, where a pool
+/// would retry refused connections until its acquire timeout and report only
+/// "pool timed out"; the caller owns the retry policy.
+async fn connect_postgres(
+    url: &str,
+    opts: PgConnectOptions,
+    create_schema: Option<&str>,
+) -> Result<Store, StoreError> {
+    let connect_err = |source| StoreError::Connect {
+        url: redact_url(url),
+        source,
+    };
+    let mut conn = opts.connect().await.map_err(connect_err)?;
+    let prepared = async {
+        if let Some(quoted) = create_schema {
+            let sql = format!("CREATE SCHEMA IF NOT EXISTS {quoted}");
+            if let Err(e) = conn.execute(sql.as_str()).await {
+                // Two workers starting together can both pass IF NOT EXISTS;
+                // the loser sees unique_violation although the schema exists.
+                let raced =
+                    matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505"));
+                if !raced {
+                    return Err(connect_err(e));
+                }
+            }
+        }
+        migrate_postgres(&mut conn)
+            .await
+            .map_err(StoreError::Migrate)
+    }
+    .await;
+    // Best effort: the result that matters is `prepared`.
+    let _ = conn.close().await;
+    prepared?;
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(opts);
+    Ok(Store {
+        pool: Pool::Postgres(pool),
+    })
+}
+
+/// Migrates on a connection with `run_direct`: `Migrator::run` goes through
+/// sqlx's per-lifetime `Acquire`, which makes the caller's future not `Send`
+/// for every lifetime, so the worker could not connect the store inside a
+/// spawned task.
+async fn migrate_sqlite(conn: &mut sqlx::SqliteConnection) -> Result<(), MigrateError> {
+    // SQLite has no migration lock: workers starting at once on a new file
+    // both apply a migration, and the later one's record of it fails (its
+    // transaction rolls back). Run again, it finds the migration applied.
+    let mut retries = 0;
+    loop {
+        match sqlite_migrator().run_direct(&mut *conn).await {
+            Err(e) if retries < 3 => {
+                retries += 1;
+                tracing::debug!(error = %e, "SQLite migration raced another worker; running it again");
+                tokio::time::sleep(Duration::from_millis(100 * retries)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// See [`migrate_sqlite`].
+async fn migrate_postgres(conn: &mut sqlx::PgConnection) -> Result<(), MigrateError> {
+    postgres_migrator().run_direct(conn).await
+}
+
+fn valid_schema_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && s.len() <= 63
+}
+
+/// The text before the first `:` if it looks like a URL scheme, else "".
+/// Only that much is echoed in errors, so a mistyped URL cannot leak a
+/// password through `UnsupportedUrl`.
+fn url_scheme(url: &str) -> &str {
+    match url.split_once(':') {
+        Some((s, _))
+            if s.starts_with(|c: char| c.is_ascii_alphabetic())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) =>
+        {
+            s
+        }
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:hunter2@db:5432/x"),
+            "postgres://u:***@db:5432/x"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@ss/w@rd@db/x?sslmode=require&password=hunter2"),
+            "postgres://u:***@db/x?sslmode=require&password=***"
+        );
+        assert_eq!(redact_url("postgres://db/x"), "postgres://db/x");
+        assert_eq!(redact_url("postgres://u@db/x"), "postgres://u@db/x");
+        assert_eq!(redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+    }
+
+    #[test]
+    fn schemes() {
+        assert_eq!(url_scheme("mysql://x"), "mysql");
+        assert_eq!(url_scheme("/tmp/a.db"), "");
+        assert_eq!(url_scheme("sqlite:a.db"), "sqlite");
+    }
+}
