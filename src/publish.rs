@@ -45,7 +45,8 @@ pub enum Id {
     Str(String),
 }
 
-/// An intent to publish, one variant per wire-contract type (DESIGN.md).
+/// An intent to publish, one variant per wire-contract type (the README's
+/// "Wire contract v1").
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type")]
 pub enum NewIntent {

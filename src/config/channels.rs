@@ -67,29 +67,29 @@ impl ChannelTemplates {
     /// valid channel name; loading calls it so a bad setting fails at
     /// start, not as a dead letter per message.
     pub fn validate(&self) -> Result<(), TemplateError> {
-        for slot in Slot::ALL {
-            let template = self.get(slot);
-            let sample: Vec<(&str, &str)> = slot.placeholders().iter().map(|&p| (p, "0")).collect();
-            let channel = render(template, slot, &sample)?;
+        for kind in TemplateKind::ALL {
+            let template = self.get(kind);
+            let sample: Vec<(&str, &str)> = kind.placeholders().iter().map(|&p| (p, "0")).collect();
+            let channel = render(template, kind, &sample)?;
             validate_channel(&channel).map_err(|err| TemplateError {
                 template: template.to_owned(),
-                detail: format!("{} template: {err}", slot.name()),
+                detail: format!("{} template: {err}", kind.name()),
             })?;
         }
         Ok(())
     }
 
-    /// The template for one slot.
-    pub(crate) fn get(&self, slot: Slot) -> &str {
-        match slot {
-            Slot::Notification => &self.notification,
-            Slot::Announcement => &self.announcement,
-            Slot::Chat => &self.chat,
-            Slot::Order => &self.order,
-            Slot::Customer => &self.customer,
-            Slot::Dashboard => &self.dashboard,
-            Slot::Inventory => &self.inventory,
-            Slot::PresenceActivity => &self.presence_activity,
+    /// The template of one kind of channel.
+    pub(crate) fn get(&self, kind: TemplateKind) -> &str {
+        match kind {
+            TemplateKind::Notification => &self.notification,
+            TemplateKind::Announcement => &self.announcement,
+            TemplateKind::Chat => &self.chat,
+            TemplateKind::Order => &self.order,
+            TemplateKind::Customer => &self.customer,
+            TemplateKind::Dashboard => &self.dashboard,
+            TemplateKind::Inventory => &self.inventory,
+            TemplateKind::PresenceActivity => &self.presence_activity,
         }
     }
 }
@@ -107,7 +107,7 @@ pub struct TemplateError {
 
 /// Which template a channel comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Slot {
+pub(crate) enum TemplateKind {
     Notification,
     Announcement,
     Chat,
@@ -118,29 +118,29 @@ pub(crate) enum Slot {
     PresenceActivity,
 }
 
-impl Slot {
-    const ALL: [Slot; 8] = [
-        Slot::Notification,
-        Slot::Announcement,
-        Slot::Chat,
-        Slot::Order,
-        Slot::Customer,
-        Slot::Dashboard,
-        Slot::Inventory,
-        Slot::PresenceActivity,
+impl TemplateKind {
+    const ALL: [TemplateKind; 8] = [
+        TemplateKind::Notification,
+        TemplateKind::Announcement,
+        TemplateKind::Chat,
+        TemplateKind::Order,
+        TemplateKind::Customer,
+        TemplateKind::Dashboard,
+        TemplateKind::Inventory,
+        TemplateKind::PresenceActivity,
     ];
 
     /// The template's name, for error messages.
     fn name(self) -> &'static str {
         match self {
-            Slot::Notification => "notification",
-            Slot::Announcement => "announcement",
-            Slot::Chat => "chat",
-            Slot::Order => "order",
-            Slot::Customer => "customer",
-            Slot::Dashboard => "dashboard",
-            Slot::Inventory => "inventory",
-            Slot::PresenceActivity => "presence_activity",
+            TemplateKind::Notification => "notification",
+            TemplateKind::Announcement => "announcement",
+            TemplateKind::Chat => "chat",
+            TemplateKind::Order => "order",
+            TemplateKind::Customer => "customer",
+            TemplateKind::Dashboard => "dashboard",
+            TemplateKind::Inventory => "inventory",
+            TemplateKind::PresenceActivity => "presence_activity",
         }
     }
 
@@ -149,12 +149,12 @@ impl Slot {
     /// channel charset.
     fn placeholders(self) -> &'static [&'static str] {
         match self {
-            Slot::Notification | Slot::PresenceActivity => &["user_id"],
-            Slot::Chat => &["room_id", "user_id"],
-            Slot::Order => &["order_id"],
-            Slot::Customer => &["customer_id", "order_id"],
-            Slot::Inventory => &["product_id"],
-            Slot::Announcement | Slot::Dashboard => &[],
+            TemplateKind::Notification | TemplateKind::PresenceActivity => &["user_id"],
+            TemplateKind::Chat => &["room_id", "user_id"],
+            TemplateKind::Order => &["order_id"],
+            TemplateKind::Customer => &["customer_id", "order_id"],
+            TemplateKind::Inventory => &["product_id"],
+            TemplateKind::Announcement | TemplateKind::Dashboard => &[],
         }
     }
 }
@@ -163,12 +163,12 @@ impl Slot {
 /// are outside the channel charset anyway.
 pub(crate) fn render(
     template: &str,
-    slot: Slot,
+    kind: TemplateKind,
     values: &[(&str, &str)],
 ) -> Result<String, TemplateError> {
     let error = |detail: String| TemplateError {
         template: template.to_owned(),
-        detail: format!("{} template: {detail}", slot.name()),
+        detail: format!("{} template: {detail}", kind.name()),
     };
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
@@ -183,7 +183,7 @@ pub(crate) fn render(
         };
         let name = &tail[1..close];
         let Some((_, value)) = values.iter().find(|(n, _)| *n == name) else {
-            let known: Vec<String> = slot
+            let known: Vec<String> = kind
                 .placeholders()
                 .iter()
                 .map(|p| format!("{{{p}}}"))

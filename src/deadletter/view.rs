@@ -203,6 +203,15 @@ impl FilterSpec {
             .filter_map(move |f| (f.get)(self).as_deref().map(|v| (f.name, v)))
     }
 
+    /// The spec that `value` gives field by field (by [`FilterField::name`]).
+    pub fn from_fields<'v>(value: impl Fn(&str) -> Option<&'v str>) -> FilterSpec {
+        let mut spec = FilterSpec::default();
+        for f in &FILTER_FIELDS {
+            *(f.get_mut)(&mut spec) = value(f.name).map(String::from);
+        }
+        spec.without_blanks()
+    }
+
     /// A form's empty fields as absent: a blank filter box means "any", and
     /// links and confirmations then leave it out.
     pub fn without_blanks(mut self) -> FilterSpec {
@@ -242,5 +251,22 @@ mod tests {
         }
         .without_blanks();
         assert_eq!(spec.pairs().collect::<Vec<_>>(), [("channel", "room")]);
+    }
+
+    #[test]
+    fn a_form_gives_a_spec_by_the_table_s_names() {
+        let form = [
+            ("type", "chat.message"),
+            ("reason", ""),
+            ("status", "pending"),
+        ];
+        let spec =
+            FilterSpec::from_fields(|name| form.iter().find(|(n, _)| *n == name).map(|(_, v)| *v));
+        assert_eq!(spec.intent_type.as_deref(), Some("chat.message"));
+        assert_eq!(spec.reason, None, "a blank box means any reason");
+        assert_eq!(
+            spec.pairs().collect::<Vec<_>>(),
+            [("type", "chat.message"), ("status", "pending")]
+        );
     }
 }

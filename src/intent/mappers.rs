@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::fields::{Common, Fields};
 use super::templates::render_channel;
 use super::IntentError;
-use crate::config::channels::Slot;
+use crate::config::channels::TemplateKind;
 use crate::config::ChannelTemplates;
 
 /// The mapping of a `type`, `None` when the contract has no such type.
@@ -79,7 +79,7 @@ fn notification(f: &Fields<'_>, c: &Common, t: &ChannelTemplates) -> Result<Mapp
         level: f.optional_str("level")?.unwrap_or("info"),
         timestamp: c.timestamp,
     };
-    let channel = render_channel(t, Slot::Notification, &[("user_id", &user_id)])?;
+    let channel = render_channel(t, TemplateKind::Notification, &[("user_id", &user_id)])?;
     Ok(Mapped::new(vec![channel], "notification", &data))
 }
 
@@ -97,7 +97,7 @@ fn announcement(f: &Fields<'_>, c: &Common, t: &ChannelTemplates) -> Result<Mapp
         priority: f.optional_str("priority")?.unwrap_or("normal"),
         timestamp: c.timestamp,
     };
-    let channel = render_channel(t, Slot::Announcement, &[])?;
+    let channel = render_channel(t, TemplateKind::Announcement, &[])?;
     Ok(Mapped::new(vec![channel], "announcement", &data))
 }
 
@@ -123,7 +123,7 @@ fn chat_message(f: &Fields<'_>, c: &Common, t: &ChannelTemplates) -> Result<Mapp
     };
     let channel = render_channel(
         t,
-        Slot::Chat,
+        TemplateKind::Chat,
         &[("room_id", &room_id), ("user_id", &user_id)],
     )?;
     Ok(Mapped::new(vec![channel], "new-message", &data))
@@ -151,7 +151,7 @@ fn chat_presence(
     };
     let channel = render_channel(
         t,
-        Slot::Chat,
+        TemplateKind::Chat,
         &[("room_id", &room_id), ("user_id", &user_id)],
     )?;
     Ok(Mapped::new(vec![channel], event, &data))
@@ -170,11 +170,15 @@ fn order_status(f: &Fields<'_>, c: &Common, t: &ChannelTemplates) -> Result<Mapp
         status: f.required_str("status")?,
         timestamp: c.timestamp,
     };
-    let mut channels = vec![render_channel(t, Slot::Order, &[("order_id", &order_id)])?];
+    let mut channels = vec![render_channel(
+        t,
+        TemplateKind::Order,
+        &[("order_id", &order_id)],
+    )?];
     if let Some(customer_id) = f.optional_ident("customer_id")? {
         channels.push(render_channel(
             t,
-            Slot::Customer,
+            TemplateKind::Customer,
             &[("customer_id", &customer_id), ("order_id", &order_id)],
         )?);
     }
@@ -199,7 +203,7 @@ fn dashboard_metrics(
         metrics,
         timestamp: c.timestamp,
     };
-    let channel = render_channel(t, Slot::Dashboard, &[])?;
+    let channel = render_channel(t, TemplateKind::Dashboard, &[])?;
     Ok(Mapped::new(vec![channel], "metrics-update", &data))
 }
 
@@ -224,7 +228,7 @@ fn inventory_stock(
         quantity,
         timestamp: c.timestamp,
     };
-    let channel = render_channel(t, Slot::Inventory, &[("product_id", &product_id)])?;
+    let channel = render_channel(t, TemplateKind::Inventory, &[("product_id", &product_id)])?;
     Ok(Mapped::new(vec![channel], "stock-update", &data))
 }
 
@@ -245,7 +249,7 @@ fn presence_activity(
         activity: f.required_str("activity")?,
         timestamp: c.timestamp,
     };
-    let channel = render_channel(t, Slot::PresenceActivity, &[("user_id", &user_id)])?;
+    let channel = render_channel(t, TemplateKind::PresenceActivity, &[("user_id", &user_id)])?;
     Ok(Mapped::new(vec![channel], "user-activity", &data))
 }
 

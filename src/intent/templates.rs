@@ -5,7 +5,7 @@
 
 use super::fields::Ident;
 use super::IntentError;
-use crate::config::channels::{render, Slot, TemplateError};
+use crate::config::channels::{render, TemplateError, TemplateKind};
 use crate::config::ChannelTemplates;
 
 impl From<TemplateError> for IntentError {
@@ -17,12 +17,12 @@ impl From<TemplateError> for IntentError {
     }
 }
 
-/// Renders one slot's channel from the given identifiers.
+/// Renders one kind's channel from the given identifiers.
 pub(super) fn render_channel(
     templates: &ChannelTemplates,
-    slot: Slot,
+    kind: TemplateKind,
     idents: &[(&str, &Ident<'_>)],
 ) -> Result<String, IntentError> {
     let values: Vec<(&str, &str)> = idents.iter().map(|(n, i)| (*n, i.text.as_str())).collect();
-    Ok(render(templates.get(slot), slot, &values)?)
+    Ok(render(templates.get(kind), kind, &values)?)
 }

@@ -121,15 +121,7 @@ impl Fields {
 
     /// The filter fields as the CLI's filter words.
     fn filter_spec(&self) -> FilterSpec {
-        let f = |name| self.get(name).filter(|v| !v.is_empty()).map(String::from);
-        FilterSpec {
-            reason: f("reason"),
-            intent_type: f("type"),
-            channel: f("channel"),
-            since: f("since"),
-            until: f("until"),
-            status: f("status"),
-        }
+        FilterSpec::from_fields(|name| self.get(name))
     }
 }
 
