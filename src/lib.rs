@@ -3,29 +3,31 @@
 //! Applications publish small JSON *intents* to RabbitMQ; the worker turns
 //! them into Pusher events, batches them into as few signed requests as the
 //! API allows, retries what fails transiently, and keeps what can never be
-//! delivered as a dead letter. The modules, in the order data flows:
+//! delivered as a dead letter. Dependencies point one way, down this list
+//! (docs/architecture.md draws the map and gives the reasons):
 //!
-//! - [`config`]: every setting, read once from the environment and validated.
-//! - [`intent`]: wire contract v1: decode an AMQP body into a Pusher trigger.
-//! - [`pusher`]: the Pusher Channels HTTP API: signing, REST client, channel
-//!   and user auth, webhooks, end-to-end encryption, typed errors.
-//! - [`deadletter`]: the store of intents that can never be delivered
-//!   (SQLite embedded, PostgreSQL shared), written before the ack.
-//! - [`amqp`]: RabbitMQ connection, topology, acking in runs, and the frame
-//!   guard that makes hostile messages readable before lapin parses them.
-//! - [`relay`]: lanes, batcher, dispatcher (retry, circuit, split), the
-//!   event loop, and the [`relay::Worker`] that runs it.
-//! - [`http`], [`health`], [`metrics`]: `/metrics`, `/healthz`, `/readyz`
-//!   and every metric's name and help text.
-//! - [`webhooks`]: Pusher webhook ingress into RabbitMQ, and `webhooks tail`.
-//! - [`admin`]: the dead-letter admin API under `/api` (on with
-//!   `RELAY_ADMIN_TOKEN`); [`dlq`]: what the `dlq` CLI commands print.
-//! - [`ui`]: the ops console under `/ui` (on with `RELAY_ADMIN_TOKEN`): live
-//!   delivery, the circuit, the backlog, and dead letters to replay.
-//! - [`shutdown`]: the signal every task listens to.
-//! - [`publish`]: typed intents and a confirmed, reconnecting publisher.
-//! - [`listen`]: a WebSocket subscriber that prints arriving events.
-//! - [`commands`]: the one-shot CLI commands (`check`, `trigger`, ...).
+//! - Settings: [`config`], every setting from one table, read once from
+//!   the environment (or `_FILE`s), validated and redacted.
+//! - Domain: [`intent`] (wire contract v1: an AMQP body into a Pusher
+//!   trigger), [`pusher`] (signing, REST client, auth, webhooks, end-to-end
+//!   encryption, typed errors), [`deadletter`] (the store of what can never
+//!   be delivered, SQLite or PostgreSQL, and its views), [`amqp`]
+//!   (connections, the frame guard, topology, acks in runs), [`clock`],
+//!   [`metrics`] (every metric's name and help text), [`shutdown`] (the
+//!   signal every task listens to).
+//! - Engine: [`relay`]: lanes, batcher, dispatch (retry, circuit, split),
+//!   adaptive concurrency, the session's event loop, and the read-only
+//!   [`relay::Status`] and [`relay::health`] it reports.
+//! - Interfaces: [`http`] (one listener: `/metrics`, `/healthz`, `/readyz`
+//!   and the routes below), [`webhooks`] (Pusher webhooks into RabbitMQ),
+//!   [`admin`] (the dead-letter API under `/api`), [`ui`] (the ops console
+//!   under `/ui`), [`auth`] (the admin token check both use), [`cli`] (every
+//!   command, one file per group), [`dlq`] (what the `dlq` commands print),
+//!   [`commands`] (the one-shot Pusher commands), [`publish`] (typed intents
+//!   and a confirmed, reconnecting publisher), [`listen`] (a WebSocket
+//!   subscriber).
+//! - Root: [`app`] builds the relay and the interfaces around it and awaits
+//!   every task it started; `main.rs` parses arguments and calls [`cli`].
 
 pub mod admin;
 pub mod amqp;
