@@ -1,54 +1,10 @@
-//! Adaptive request concurrency: how many requests may be on the wire to
-//! Pusher at once, found by watching Pusher's answers rather than set by
-//! hand.
-//!
-//! The algorithm is Vector's adaptive request concurrency (its RFC 1858,
-//! itself after Netflix's concurrency-limits and TCP congestion control),
-//! with TCP's slow start in front:
-//!
-//! - Time is cut into *intervals* of one smoothed round trip. In each, the
-//!   controller notes the fastest answer, whether any answer was a
-//!   congestion signal, and whether the limit was reached (a limit nobody
-//!   reaches says nothing about what Pusher can take).
-//! - The *baseline* is a moving mean of the intervals' fastest round trips
-//!   with a moving mean deviation (EWMA, weight [`EWMA_ALPHA`]). The
-//!   fastest, not the mean as in Vector: a queue building at Pusher slows
-//!   every answer, the fastest too, while one answer delayed by a busy host
-//!   (a garbage-collecting broker next to us, a 2-core machine) moves the
-//!   mean and not the minimum. Measured with the mean, the limit fell
-//!   about once a second for nothing on such a machine (TCP Vegas and BBR
-//!   watch the minimum for the same reason).
-//! - At the end of an interval: a congestion signal (429, 5xx, timeout,
-//!   connection error), or a fastest round trip above the baseline by more
-//!   than [`RTT_DEVIATION_SCALE`] deviations (and at least 25% and 2 ms),
-//!   shrinks the limit multiplicatively; a fastest round trip within one
-//!   deviation of the baseline, with the limit reached, grows it.
-//! - Growth doubles the limit per interval (slow start, from
-//!   [`INITIAL_LIMIT`]) until Pusher first pushes back (429 or an error),
-//!   which halves it back to the last limit that was fine; from then on it
-//!   grows by one per interval and shrinks by [`DECREASE_RATIO`]. A rising
-//!   round trip during slow start halves the limit without ending slow
-//!   start: a longer round trip may be a longer path (a route change, a
-//!   failover to a farther region) that needs more requests in flight, not
-//!   fewer; only Pusher's own pushback says the limit is too high. (With a
-//!   rise ending slow start, a step from 20 to 200 ms left the limit
-//!   regrowing by one per 200 ms and a backlog waiting seconds.) Slow
-//!   start starts over when the circuit closes after an outage, which will
-//!   have pushed the limit to the floor.
-//! - A congestion signal from a request sent before the last decrease is
-//!   ignored: it tells of a limit already corrected (TCP's recovery).
-//!
-//! [`Controller`] is the arithmetic, on a clock passed in, so that it is
-//! tested on simulated time; [`Limiter`] shares it between requests and
-//! makes them wait for a slot.
+//! The decision of adaptive concurrency: the limit, and how each answer
+//! moves it (see the parent module for the algorithm). Pure arithmetic on a
+//! clock passed in, so the tests below drive it on simulated time.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
-
 use crate::config::ConcurrencyMode;
-use crate::metrics;
 
 /// Where slow start begins: as TCP's initial window of 10 segments, a few
 /// requests are safe to send blind, and each doubling skipped saves a
@@ -216,7 +172,7 @@ impl Controller {
         self.mode == ConcurrencyMode::Adaptive && self.slow_start
     }
 
-    /// Takes a slot if one is free; returns the ticket to hand back to
+    /// Takes a permit if one is free; returns the ticket to hand back to
     /// [`Controller::finish`].
     pub fn try_start(&mut self, now: Instant) -> Option<Ticket> {
         if self.in_flight >= self.limit {
@@ -230,12 +186,12 @@ impl Controller {
         })
     }
 
-    /// Gives back a slot without a sample (the request was abandoned).
+    /// Gives back a permit without a sample (the request was abandoned).
     pub fn cancel(&mut self) {
         self.in_flight = self.in_flight.saturating_sub(1);
     }
 
-    /// Gives back a slot with how the request went, and adjusts the limit
+    /// Gives back a permit with how the request went, and adjusts the limit
     /// when the interval is over (`None` while it is not).
     pub fn finish(
         &mut self,
@@ -244,9 +200,9 @@ impl Controller {
         ticket: Ticket,
         response: Response,
     ) -> Option<Change> {
-        // Every slot taken when an answer comes back: the limit is what
-        // holds the work back. (Noted here and not when a slot is taken,
-        // because a slot may be taken and given back unused.)
+        // Every permit taken when an answer comes back: the limit is what
+        // holds the work back. (Noted here and not when a permit is taken,
+        // because a permit may be taken and given back unused.)
         if self.in_flight >= self.limit {
             self.interval.reached_limit = true;
         }
@@ -358,151 +314,6 @@ impl Controller {
     }
 }
 
-/// The controller shared by every request of a worker; requests wait here
-/// for a slot.
-pub struct Limiter {
-    state: Mutex<Controller>,
-    /// Wakes requests waiting in [`Limiter::acquire`].
-    freed: Notify,
-    /// Wakes the event loop, which takes slots with [`Limiter::try_acquire`]
-    /// and must hear of a slot freed by a request that goes on retrying.
-    room: Notify,
-    metrics: metrics::ConcurrencyMetrics,
-}
-
-impl Limiter {
-    pub fn new(mode: ConcurrencyMode, ceiling: usize) -> Arc<Limiter> {
-        let controller = Controller::new(mode, ceiling);
-        let metrics = metrics::ConcurrencyMetrics::new();
-        metrics.limit.set(controller.limit() as f64);
-        Arc::new(Limiter {
-            state: Mutex::new(controller),
-            freed: Notify::new(),
-            room: Notify::new(),
-            metrics,
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Controller> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Requests allowed on the wire now.
-    pub fn limit(&self) -> usize {
-        self.lock().limit()
-    }
-
-    /// The round trip new ones are compared with, once one was measured.
-    pub fn baseline(&self) -> Option<Baseline> {
-        self.lock().baseline()
-    }
-
-    /// Requests holding a slot now.
-    pub fn in_flight(&self) -> usize {
-        self.lock().in_flight()
-    }
-
-    /// A slot if one is free now.
-    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
-        let now = tokio::time::Instant::now().into_std();
-        let ticket = self.lock().try_start(now)?;
-        Some(Permit {
-            limiter: Some(self.clone()),
-            ticket,
-        })
-    }
-
-    /// Resolves when a request has given its slot back (perhaps at once,
-    /// for one given back before the call).
-    pub async fn room(&self) {
-        self.room.notified().await;
-    }
-
-    /// Waits for a slot. The permit gives it back when finished or dropped.
-    pub async fn acquire(self: &Arc<Self>) -> Permit {
-        loop {
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            // Registered before looking, so a slot freed in between wakes us.
-            freed.as_mut().enable();
-            let now = tokio::time::Instant::now().into_std();
-            if let Some(ticket) = self.lock().try_start(now) {
-                return Permit {
-                    limiter: Some(self.clone()),
-                    ticket,
-                };
-            }
-            freed.await;
-        }
-    }
-
-    /// See [`Controller::restart`].
-    pub fn restart(&self) {
-        self.lock().restart();
-    }
-
-    fn finish(&self, rtt: Duration, ticket: Ticket, response: Response) {
-        let now = tokio::time::Instant::now().into_std();
-        let (change, baseline, in_flight) = {
-            let mut c = self.lock();
-            let change = c.finish(now, rtt, ticket, response);
-            (change, c.baseline(), c.in_flight())
-        };
-        if let Some(change) = change {
-            match change {
-                Change::Grew { to, .. } => self.metrics.limit.set(to as f64),
-                Change::Shrank { from, to, cause } => {
-                    self.metrics.limit.set(to as f64);
-                    metrics::concurrency_decrease(cause.as_str());
-                    tracing::debug!(
-                        from,
-                        to,
-                        cause = cause.as_str(),
-                        in_flight,
-                        "Pusher concurrency limit lowered"
-                    );
-                }
-                Change::Held => {}
-            }
-            if let Some(b) = baseline {
-                self.metrics.rtt_baseline.set(b.mean);
-            }
-        }
-        self.freed.notify_waiters();
-        // Every event loop waiting hears of it (with shards there is one per
-        // queue, and any of them may have work); the stored permit covers a
-        // loop that looked just before this and has not yet waited.
-        self.room.notify_waiters();
-        self.room.notify_one();
-    }
-}
-
-/// One request's slot.
-pub struct Permit {
-    limiter: Option<Arc<Limiter>>,
-    ticket: Ticket,
-}
-
-impl Permit {
-    /// Gives the slot back with how the request went and its round trip,
-    /// timed by the caller around the send itself (a slot may be taken
-    /// well before the request goes, while the circuit is checked).
-    pub fn finish(mut self, rtt: Duration, response: Response) {
-        if let Some(limiter) = self.limiter.take() {
-            limiter.finish(rtt, self.ticket, response);
-        }
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if let Some(limiter) = self.limiter.take() {
-            limiter.lock().cancel();
-            limiter.freed.notify_waiters();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,7 +321,7 @@ mod tests {
     const RTT: Duration = Duration::from_millis(50);
 
     /// A closed loop on simulated time: `offered` requests want to be in
-    /// flight at once (as many lanes with work), each slot is refilled the
+    /// flight at once (as many lanes with work), each permit is refilled the
     /// moment its answer comes back, and the server answers after the round
     /// trip `rtt(now)`: 429 at once beyond `cap` requests, `failing` turns
     /// every answer into an error.
@@ -744,21 +555,5 @@ mod tests {
             "{:?}",
             s.limits
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_limiter_makes_requests_wait_for_a_slot() {
-        let limiter = Limiter::new(ConcurrencyMode::Fixed, 2);
-        let a = limiter.acquire().await;
-        let _b = limiter.acquire().await;
-        let waiting = tokio::spawn({
-            let limiter = limiter.clone();
-            async move { limiter.acquire().await }
-        });
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert!(!waiting.is_finished(), "both slots are taken");
-        a.finish(Duration::from_millis(1), Response::Answered);
-        let c = tokio::time::timeout(Duration::from_secs(1), waiting).await;
-        assert!(c.is_ok(), "a freed slot wakes the waiter");
     }
 }
