@@ -54,7 +54,7 @@ impl AckTracker {
     }
 
     /// Finished deliveries not yet acked.
-    pub fn pending(&self) -> usize {
+    pub fn unacked(&self) -> usize {
         self.finished.len()
     }
 
@@ -140,7 +140,7 @@ mod tests {
             acks(&mut t, later, STRAGGLER_DELAY),
             [(2, false), (3, false)]
         );
-        assert_eq!(t.pending(), 0);
+        assert_eq!(t.unacked(), 0);
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! (Pusher's `batch_events` limit). It goes when full, or when its oldest
 //! event has lingered long enough. A multi-channel unit (one `events`
 //! request to several channels) waits until it heads every one of its lanes
-//! and all of them are idle, then goes alone.
+//! and all of them are idle, then goes alone. Which of the two a unit is
+//! follows from its channels alone, and the scheduler holds each unit's
+//! event until it hands it out as [`Work`], so the kind of request and
+//! what it carries cannot disagree.
 //!
 //! This is pure bookkeeping with no I/O, so it is tested on its own.
 
@@ -18,24 +21,45 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::pusher::validate::MAX_BATCH_EVENTS;
+use crate::pusher::{BatchEvent, Trigger};
 
 /// Identifies one unit (one event) inside the worker.
 pub type UnitId = u64;
 
-/// What to send next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Batch {
-    /// Single-channel units for one `batch_events` request, in lane order.
-    Events(Vec<UnitId>),
-    /// One multi-channel unit for one `events` request.
-    Multi(UnitId),
+/// One request's worth of work, in the order it is to be sent.
+#[derive(Debug)]
+pub enum Work {
+    /// Up to 10 single-channel events for `batch_events`, in lane order.
+    Events(Vec<(UnitId, BatchEvent)>),
+    /// One event to several channels for `events`.
+    Multi(UnitId, Trigger),
 }
 
 #[derive(Debug)]
 struct Unit {
+    /// Its lanes: one, or several for a multi-channel unit.
     channels: Vec<String>,
-    multi: bool,
     arrived: Instant,
+    /// The event, until its request is handed out.
+    trigger: Option<Trigger>,
+}
+
+impl Unit {
+    fn multi(&self) -> bool {
+        self.channels.len() > 1
+    }
+
+    /// As one item of a `batch_events` request.
+    fn batch_event(&mut self) -> Option<BatchEvent> {
+        let t = self.trigger.take()?;
+        Some(BatchEvent {
+            channel: t.channels.into_iter().next().unwrap_or_default(),
+            event: t.event,
+            data: t.data,
+            socket_id: t.socket_id,
+            info: t.info,
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -46,7 +70,7 @@ struct Lane {
     listed: bool,
 }
 
-/// The lanes of every channel with pending work.
+/// The lanes of every channel with work waiting or in flight.
 #[derive(Debug, Default)]
 pub struct Scheduler {
     units: HashMap<UnitId, Unit>,
@@ -71,9 +95,11 @@ impl Scheduler {
         self.units.is_empty()
     }
 
-    /// Adds a unit for `channels` (one channel, or several for an `events`
-    /// request) behind everything already queued on those channels.
-    pub fn push(&mut self, id: UnitId, channels: Vec<String>, multi: bool, now: Instant) {
+    /// Adds a unit for `trigger`'s channels (one, or several for an
+    /// `events` request) behind everything already queued on them.
+    pub fn push(&mut self, id: UnitId, trigger: Trigger, now: Instant) {
+        let channels = trigger.channels.clone();
+        let multi = channels.len() > 1;
         for channel in &channels {
             // Look up before inserting: the common case is an existing lane,
             // and `entry` would copy the channel name every time.
@@ -96,8 +122,8 @@ impl Scheduler {
             id,
             Unit {
                 channels,
-                multi,
                 arrived: now,
+                trigger: Some(trigger),
             },
         );
     }
@@ -105,9 +131,9 @@ impl Scheduler {
     /// The next request to send, if one is due: a ready multi-channel unit;
     /// else a full batch; else a partial batch whose oldest event has waited
     /// `linger` (or any partial batch when `flush`, as at shutdown).
-    pub fn next(&mut self, now: Instant, linger: Duration, flush: bool) -> Option<Batch> {
+    pub fn next(&mut self, now: Instant, linger: Duration, flush: bool) -> Option<Work> {
         // A stale deadline would wake the event loop for nothing (or spin it
-        // while every request slot is taken and `next` is not called).
+        // while every permit is taken and `next` is not called).
         self.deadline = None;
         if let Some(id) = self.ready_multi() {
             let channels = self.units[&id].channels.clone();
@@ -121,7 +147,8 @@ impl Scheduler {
                 }
             }
             self.multi_heads.remove(&id);
-            return Some(Batch::Multi(id));
+            let trigger = self.units.get_mut(&id)?.trigger.take()?;
+            return Some(Work::Multi(id, trigger));
         }
 
         // Walk idle lanes, dropping stale entries, until the batch is full.
@@ -137,7 +164,7 @@ impl Scheduler {
             } else {
                 lane.queue
                     .iter()
-                    .take_while(|id| !self.units[id].multi)
+                    .take_while(|id| !self.units[id].multi())
                     .take(MAX_BATCH_EVENTS - count)
                     .count()
             };
@@ -165,15 +192,19 @@ impl Scheduler {
 
         // The walk left exactly the picked lanes at the front of `idle`.
         self.idle.drain(..picked.len());
-        let mut ids = Vec::with_capacity(count);
+        let mut events = Vec::with_capacity(count);
         for (channel, take) in picked {
             if let Some(lane) = self.lanes.get_mut(&channel) {
-                ids.extend(lane.queue.iter().take(take).copied());
+                for id in lane.queue.iter().take(take) {
+                    if let Some(event) = self.units.get_mut(id).and_then(Unit::batch_event) {
+                        events.push((*id, event));
+                    }
+                }
                 lane.busy = true;
                 lane.listed = false;
             }
         }
-        Some(Batch::Events(ids))
+        Some(Work::Events(events))
     }
 
     /// When the oldest waiting event's linger ends, as found by the last
@@ -209,7 +240,7 @@ impl Scheduler {
                         self.lanes.remove(&channel);
                     }
                     Some(head) => {
-                        if self.units.get(head).is_some_and(|u| u.multi) {
+                        if self.units.get(head).is_some_and(Unit::multi) {
                             self.multi_heads.insert(*head);
                         }
                         if !lane.listed {
@@ -241,8 +272,32 @@ mod tests {
 
     const LINGER: Duration = Duration::from_millis(10);
 
+    /// A request handed out, by the units it carries.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Batch {
+        Events(Vec<UnitId>),
+        Multi(UnitId),
+    }
+
+    fn trigger(channels: &[&str]) -> Trigger {
+        Trigger {
+            event: "e".into(),
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+            data: "{}".into(),
+            socket_id: None,
+            info: None,
+        }
+    }
+
     fn single(s: &mut Scheduler, id: UnitId, channel: &str, at: Instant) {
-        s.push(id, vec![channel.to_string()], false, at);
+        s.push(id, trigger(&[channel]), at);
+    }
+
+    fn next(s: &mut Scheduler, now: Instant, flush: bool) -> Option<Batch> {
+        Some(match s.next(now, LINGER, flush)? {
+            Work::Events(events) => Batch::Events(events.into_iter().map(|(id, _)| id).collect()),
+            Work::Multi(id, _) => Batch::Multi(id),
+        })
     }
 
     #[test]
@@ -251,10 +306,10 @@ mod tests {
         let mut s = Scheduler::default();
         single(&mut s, 1, "a", t0);
         single(&mut s, 2, "b", t0);
-        assert_eq!(s.next(t0, LINGER, false), None);
+        assert_eq!(next(&mut s, t0, false), None);
         assert_eq!(s.next_deadline(), Some(t0 + LINGER));
         assert_eq!(
-            s.next(t0 + LINGER, LINGER, false),
+            next(&mut s, t0 + LINGER, false),
             Some(Batch::Events(vec![1, 2]))
         );
     }
@@ -266,7 +321,7 @@ mod tests {
         for id in 0..25 {
             single(&mut s, id, &format!("c{}", id % 3), t0);
         }
-        let Some(Batch::Events(ids)) = s.next(t0, LINGER, false) else {
+        let Some(Batch::Events(ids)) = next(&mut s, t0, false) else {
             panic!("a full batch is due");
         };
         assert_eq!(ids.len(), 10);
@@ -277,17 +332,17 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Scheduler::default();
         single(&mut s, 1, "a", t0);
-        assert_eq!(s.next(t0, LINGER, true), Some(Batch::Events(vec![1])));
+        assert_eq!(next(&mut s, t0, true), Some(Batch::Events(vec![1])));
         single(&mut s, 2, "a", t0);
         single(&mut s, 3, "b", t0);
         assert_eq!(
-            s.next(t0, LINGER, true),
+            next(&mut s, t0, true),
             Some(Batch::Events(vec![3])),
             "b is free, a is busy"
         );
-        assert_eq!(s.next(t0, LINGER, true), None);
+        assert_eq!(next(&mut s, t0, true), None);
         s.complete(&[1]);
-        assert_eq!(s.next(t0, LINGER, true), Some(Batch::Events(vec![2])));
+        assert_eq!(next(&mut s, t0, true), Some(Batch::Events(vec![2])));
     }
 
     #[test]
@@ -297,7 +352,7 @@ mod tests {
         for id in [5, 6, 7] {
             single(&mut s, id, "a", t0);
         }
-        assert_eq!(s.next(t0, LINGER, true), Some(Batch::Events(vec![5, 6, 7])));
+        assert_eq!(next(&mut s, t0, true), Some(Batch::Events(vec![5, 6, 7])));
     }
 
     #[test]
@@ -305,17 +360,17 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Scheduler::default();
         single(&mut s, 1, "a", t0);
-        s.push(2, vec!["a".into(), "b".into()], true, t0);
+        s.push(2, trigger(&["a", "b"]), t0);
         single(&mut s, 3, "b", t0);
         single(&mut s, 4, "a", t0);
         // Only 1 can go: the multi waits behind it on a, and 3 waits behind the multi on b.
-        assert_eq!(s.next(t0, LINGER, true), Some(Batch::Events(vec![1])));
-        assert_eq!(s.next(t0, LINGER, true), None);
+        assert_eq!(next(&mut s, t0, true), Some(Batch::Events(vec![1])));
+        assert_eq!(next(&mut s, t0, true), None);
         s.complete(&[1]);
-        assert_eq!(s.next(t0, LINGER, true), Some(Batch::Multi(2)));
-        assert_eq!(s.next(t0, LINGER, true), None);
+        assert_eq!(next(&mut s, t0, true), Some(Batch::Multi(2)));
+        assert_eq!(next(&mut s, t0, true), None);
         s.complete(&[2]);
-        let Some(Batch::Events(mut rest)) = s.next(t0, LINGER, true) else {
+        let Some(Batch::Events(mut rest)) = next(&mut s, t0, true) else {
             panic!("3 and 4 are free");
         };
         rest.sort();
@@ -328,16 +383,34 @@ mod tests {
     fn a_lane_emptied_by_a_multi_unit_leaves_no_stale_listing() {
         let t0 = Instant::now();
         let mut s = Scheduler::default();
-        s.push(1, vec!["a".into(), "b".into()], true, t0);
-        assert_eq!(s.next(t0, LINGER, true), Some(Batch::Multi(1)));
+        s.push(1, trigger(&["a", "b"]), t0);
+        assert_eq!(next(&mut s, t0, true), Some(Batch::Multi(1)));
         s.complete(&[1]);
         single(&mut s, 2, "a", t0);
         single(&mut s, 3, "a", t0);
         assert_eq!(
-            s.next(t0, LINGER, true),
+            next(&mut s, t0, true),
             Some(Batch::Events(vec![2, 3])),
             "each unit once"
         );
-        assert_eq!(s.next(t0, LINGER, true), None);
+        assert_eq!(next(&mut s, t0, true), None);
+    }
+
+    #[test]
+    fn each_unit_goes_with_its_own_event() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::default();
+        single(&mut s, 1, "a", t0);
+        s.push(2, trigger(&["a", "b"]), t0);
+        let Some(Work::Events(events)) = s.next(t0, LINGER, true) else {
+            panic!("1 goes first, alone");
+        };
+        assert_eq!(events.len(), 1);
+        assert_eq!((events[0].0, events[0].1.channel.as_str()), (1, "a"));
+        s.complete(&[1]);
+        let Some(Work::Multi(2, multi)) = s.next(t0, LINGER, true) else {
+            panic!("then the multi-channel unit");
+        };
+        assert_eq!(multi.channels, ["a", "b"]);
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! The parts, each replaceable alone (as Vector's sinks are built):
 //! - [`lanes`]: per-channel queues and the batcher that packs them;
-//! - [`dispatch`]: sends one request with retry, backoff and batch splitting;
+//! - [`dispatch`]: delivers one request's work, splitting rejected batches;
+//! - [`retry`]: what a failed attempt means, and the retries, backoff and
+//!   budget that follow;
 //! - [`circuit`]: pauses everything while Pusher is down or refusing us;
 //! - [`concurrency`]: how many requests may be in flight, found from
 //!   Pusher's round trips and pushback;
@@ -26,6 +28,7 @@ pub mod dispatch;
 pub mod health;
 pub mod lanes;
 pub mod rebalance;
+pub mod retry;
 pub mod session;
 pub mod status;
 pub mod writer;
@@ -169,7 +172,7 @@ async fn run_sessions(
         circuit,
     } = relay;
     let pinger = tokio::spawn(ping_store(store.clone(), health.clone(), shutdown.clone()));
-    let policy = dispatch::RetryPolicy {
+    let policy = retry::RetryPolicy {
         max_attempts: cfg.relay.max_attempts,
         max_duration: cfg.relay.max_retry_duration,
         min_delay: Duration::from_millis(100),
@@ -179,10 +182,10 @@ async fn run_sessions(
     // The window is shared out so that a worker holding every shard holds
     // no more than RELAY_PREFETCH intents.
     let prefetch = cfg.relay.prefetch.div_ceil(names.len() as u16);
-    let queues: Vec<Arc<session::QueueSlot>> = names
+    let queues: Vec<Arc<session::ConsumedQueue>> = names
         .into_iter()
         .enumerate()
-        .map(|(i, name)| Arc::new(session::QueueSlot::new(i, name, prefetch)))
+        .map(|(i, name)| Arc::new(session::ConsumedQueue::new(i, name, prefetch)))
         .collect();
     health.set_queues(queues.len());
     let sharded = cfg.amqp.shards > 0;
@@ -234,7 +237,7 @@ async fn run_sessions(
 /// with backoff (to another node when `AMQP_URL` lists several).
 async fn consume(
     shared: Arc<session::Shared>,
-    slot: Arc<session::QueueSlot>,
+    slot: Arc<session::ConsumedQueue>,
     mut shutdown: Shutdown,
 ) -> Result<(), RelayError> {
     let health = &shared.health;

@@ -1,10 +1,14 @@
 //! One connection's worth of relaying: the event loop that takes deliveries,
 //! feeds the lanes, starts requests, collects outcomes and acks.
 //!
-//! Everything mutable lives in this one task, so there are no locks on the
-//! hot path; requests and dead-letter writes run in their own tasks and
-//! report back through channels. A session ends on shutdown (after
-//! draining) or when the connection is lost (the caller reconnects).
+//! What a session changes lives in its one task; the only lock it takes
+//! per delivery is the dedup cache's, which the sessions of every queue
+//! share (one capacity for the worker) and which is held for one hash
+//! lookup or insert. Requests and dead-letter writes run in their own tasks
+//! and report back through channels. Where the session is in its life (its
+//! [`Phase`]) is one value, changed only by `Phase`'s methods. A session
+//! ends on shutdown (after draining), on a handoff, or when the connection
+//! is lost (the caller reconnects).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
@@ -23,8 +27,9 @@ use tokio::time::Instant;
 use super::circuit::Circuit;
 use super::concurrency::Limiter;
 use super::dedup::DedupCache;
-use super::dispatch::{self, Failure, Outcome, RetryPolicy, Work};
-use super::lanes::{Batch, Scheduler, UnitId};
+use super::dispatch::{self, Failure, Outcome};
+use super::lanes::{Scheduler, UnitId};
+use super::retry::RetryPolicy;
 use super::writer::{self, ToStore};
 use crate::amqp::acker::{AckTracker, STRAGGLER_DELAY};
 use crate::amqp::{self, AmqpError};
@@ -33,7 +38,7 @@ use crate::deadletter::{replay, NewDeadLetter, Reason, Store};
 use crate::health::Health;
 use crate::intent::{self, DecodeContext};
 use crate::metrics;
-use crate::pusher::{BatchEvent, Client, Trigger};
+use crate::pusher::Client;
 use crate::shutdown::Shutdown;
 
 /// How often the queue depth is sampled for the lag gauge.
@@ -46,7 +51,7 @@ const LOST_DRAIN: Duration = Duration::from_secs(5);
 /// One queue the worker consumes (the intent queue, or one shard), and what
 /// its sessions tell the rebalancer.
 #[derive(Debug)]
-pub struct QueueSlot {
+pub struct ConsumedQueue {
     /// Its position in [`Shared::queues`], for health.
     pub index: usize,
     pub name: String,
@@ -62,9 +67,9 @@ pub struct QueueSlot {
     wake: Notify,
 }
 
-impl QueueSlot {
-    pub fn new(index: usize, name: String, prefetch: u16) -> QueueSlot {
-        QueueSlot {
+impl ConsumedQueue {
+    pub fn new(index: usize, name: String, prefetch: u16) -> ConsumedQueue {
+        ConsumedQueue {
             index,
             name,
             prefetch,
@@ -103,7 +108,7 @@ pub struct Shared {
     pub dedup: Arc<Mutex<DedupCache>>,
     pub store: Store,
     pub policy: RetryPolicy,
-    pub queues: Vec<Arc<QueueSlot>>,
+    pub queues: Vec<Arc<ConsumedQueue>>,
 }
 
 /// How a session ended.
@@ -117,25 +122,136 @@ pub enum End {
     HandedOff,
 }
 
-/// The Pusher work of one delivery.
-enum Payload {
-    Single(BatchEvent),
-    Multi(Trigger),
+/// Where a session is in its life. The event loop asks it what to do and
+/// changes it only through the methods below, so the transitions are all
+/// in one place.
+#[derive(Debug)]
+enum Phase {
+    /// Taking deliveries and starting requests, unless `paused` while the
+    /// circuit is open (the backlog then waits in RabbitMQ).
+    Consuming { paused: bool },
+    /// Shutting down on a queue this worker consumes alone: nothing more is
+    /// taken; what was taken is sent, partial batches at once, and acked,
+    /// until `deadline`. Still nothing is started while `paused`.
+    Draining { deadline: Instant, paused: bool },
+    /// Handing the queue to the next worker: nothing more is started, and
+    /// once in-flight requests and dead-letter writes are done, what is left
+    /// goes back to the queue in order. `shutdown` is the deadline when this
+    /// is how the worker stops (single-active queues), `None` when the
+    /// rebalancer asked.
+    HandingOff { shutdown: Option<Instant> },
+    /// The connection failed: nothing is acked, and requests in flight may
+    /// finish until `since` + [`LOST_DRAIN`] so that what they delivered is
+    /// remembered.
+    Lost { reason: String, since: Instant },
 }
 
-/// A delivery taken from the queue and not yet acked.
-struct Pending {
+impl Phase {
+    fn takes_deliveries(&self) -> bool {
+        matches!(self, Phase::Consuming { paused: false })
+    }
+
+    /// Whether requests may start, and if so whether partial batches go at
+    /// once rather than after their linger.
+    fn starts_requests(&self) -> Option<bool> {
+        match self {
+            Phase::Consuming { paused: false } => Some(false),
+            Phase::Draining { paused: false, .. } => Some(true),
+            _ => None,
+        }
+    }
+
+    fn is_lost(&self) -> bool {
+        matches!(self, Phase::Lost { .. })
+    }
+
+    /// Whether the session is leaving the queue, so that every finished
+    /// delivery is acked at once, stragglers included.
+    fn is_leaving(&self) -> bool {
+        matches!(self, Phase::Draining { .. } | Phase::HandingOff { .. })
+    }
+
+    fn awaits_shutdown(&self) -> bool {
+        matches!(
+            self,
+            Phase::Consuming { .. } | Phase::HandingOff { shutdown: None }
+        )
+    }
+
+    fn hands_off_on_request(&self) -> bool {
+        matches!(self, Phase::Consuming { .. })
+    }
+
+    /// When shutting down gives up on what is unfinished.
+    fn deadline(&self) -> Option<Instant> {
+        match self {
+            Phase::Draining { deadline, .. } => Some(*deadline),
+            Phase::HandingOff { shutdown } => *shutdown,
+            Phase::Consuming { .. } | Phase::Lost { .. } => None,
+        }
+    }
+
+    /// The rebalancer asked for the queue: returns whether the session
+    /// starts handing it off now (a session already leaving, or lost, goes
+    /// its way).
+    fn hand_off(&mut self) -> bool {
+        if !self.hands_off_on_request() {
+            return false;
+        }
+        *self = Phase::HandingOff { shutdown: None };
+        true
+    }
+
+    /// Shutdown was asked for. On a single-active queue it is a handoff:
+    /// the next worker starts where this one stops.
+    fn shut_down(&mut self, deadline: Instant, single_active: bool) {
+        *self = match self {
+            Phase::Consuming { .. } | Phase::HandingOff { .. } if single_active => {
+                Phase::HandingOff {
+                    shutdown: Some(deadline),
+                }
+            }
+            Phase::HandingOff { .. } => Phase::HandingOff {
+                shutdown: Some(deadline),
+            },
+            Phase::Consuming { paused } => Phase::Draining {
+                deadline,
+                paused: *paused,
+            },
+            Phase::Draining { .. } | Phase::Lost { .. } => return,
+        };
+    }
+
+    /// The circuit opened (`true`) or closed.
+    fn pause(&mut self, open: bool) {
+        if let Phase::Consuming { paused } | Phase::Draining { paused, .. } = self {
+            *paused = open;
+        }
+    }
+
+    /// The connection failed; the first reason is the one reported.
+    fn lose(&mut self, reason: String) {
+        if !self.is_lost() {
+            *self = Phase::Lost {
+                reason,
+                since: Instant::now(),
+            };
+        }
+    }
+}
+
+/// A delivery taken from the queue and not yet finished (delivered, or
+/// stored as a dead letter); its event waits in the lanes meanwhile.
+struct Taken {
     body: Vec<u8>,
     routing_key: String,
     /// Kept as received; turned into JSON only if it is dead-lettered.
     /// Boxed: it is most of this struct's size and rarely read, and the
-    /// pending map holds a prefetch window of these (10,000 by default).
+    /// session holds a prefetch window of these (10,000 by default).
     properties: Box<lapin::BasicProperties>,
     intent_id: String,
     kind: String,
     channels: Vec<String>,
-    /// Taken when the request starts.
-    payload: Option<Payload>,
     /// Enqueue time (created_at, else AMQP timestamp), for latency.
     enqueued_at_ms: Option<i64>,
     first_seen_ms: i64,
@@ -148,20 +264,20 @@ enum Msg {
 
 use crate::clock::now_ms;
 
-/// Runs one session on `slot`'s queue, on a fresh connection, until
-/// shutdown, connection loss or handoff.
+/// Runs one session on `queue`, on a fresh connection, until shutdown,
+/// connection loss or handoff.
 pub async fn run(
     shared: Arc<Shared>,
-    slot: Arc<QueueSlot>,
+    queue: Arc<ConsumedQueue>,
     mut shutdown: Shutdown,
 ) -> Result<End, AmqpError> {
     // The queue in the connection name tells operators (and tests) which
     // worker a connection in the management UI belongs to.
-    let conn = amqp::connect(&shared.cfg.amqp, &format!("pusher-relay {}", slot.name)).await?;
+    let conn = amqp::connect(&shared.cfg.amqp, &format!("pusher-relay {}", queue.name)).await?;
     let channel = amqp::open_channel(&conn).await?;
     amqp::declare_topology(&channel, &shared.cfg.amqp).await?;
     channel
-        .basic_qos(slot.prefetch, BasicQosOptions::default())
+        .basic_qos(queue.prefetch, BasicQosOptions::default())
         .await
         .map_err(|source| AmqpError::Channel {
             doing: "setting prefetch",
@@ -169,7 +285,7 @@ pub async fn run(
         })?;
     let mut consumer = channel
         .basic_consume(
-            &slot.name,
+            &queue.name,
             CONSUMER_TAG,
             BasicConsumeOptions::default(),
             FieldTable::default(),
@@ -179,16 +295,16 @@ pub async fn run(
             doing: "starting the consumer",
             source,
         })?;
-    shared.health.set_broker(slot.index, true);
-    shared.health.set_consumer(slot.index, true);
-    slot.handoff.store(false, Ordering::Relaxed);
-    tracing::info!(queue = %slot.name, prefetch = slot.prefetch, "consuming intents");
+    shared.health.set_broker(queue.index, true);
+    shared.health.set_consumer(queue.index, true);
+    queue.handoff.store(false, Ordering::Relaxed);
+    tracing::info!(queue = %queue.name, prefetch = queue.prefetch, "consuming intents");
 
-    let mut session = Session::new(shared.clone(), slot.clone(), channel.clone());
+    let mut session = Session::new(shared.clone(), queue.clone(), channel.clone());
     let end = session.run(&mut consumer, &mut shutdown).await;
-    shared.health.set_consumer(slot.index, false);
-    slot.last_delivery_ms.store(0, Ordering::Relaxed);
-    close(conn, channel, &slot.name).await;
+    shared.health.set_consumer(queue.index, false);
+    queue.last_delivery_ms.store(0, Ordering::Relaxed);
+    close(conn, channel, &queue.name).await;
     // Dropped only now: lapin cancels a consumer dropped while its channel is
     // open. On a single-active queue a cancel makes RabbitMQ activate the
     // next worker at once, while the deliveries this one holds go back only
@@ -230,9 +346,10 @@ async fn close(conn: Connection, channel: Channel, queue: &str) {
 
 struct Session {
     shared: Arc<Shared>,
-    slot: Arc<QueueSlot>,
+    queue: Arc<ConsumedQueue>,
     channel: Channel,
-    pending: HashMap<u64, Pending>,
+    /// Deliveries taken and not yet finished, by delivery tag.
+    taken: HashMap<u64, Taken>,
     scheduler: Scheduler,
     acks: AckTracker,
     in_flight: usize,
@@ -248,7 +365,7 @@ struct Session {
 }
 
 impl Session {
-    fn new(shared: Arc<Shared>, slot: Arc<QueueSlot>, channel: Channel) -> Session {
+    fn new(shared: Arc<Shared>, queue: Arc<ConsumedQueue>, channel: Channel) -> Session {
         let (tx, rx) = mpsc::unbounded_channel();
         let (to_store, rows) = mpsc::unbounded_channel();
         let (stored_tx, mut stored_rx) = mpsc::unbounded_channel();
@@ -268,9 +385,9 @@ impl Session {
         });
         Session {
             shared,
-            slot,
+            queue,
             channel,
-            pending: HashMap::new(),
+            taken: HashMap::new(),
             scheduler: Scheduler::default(),
             acks: AckTracker::default(),
             in_flight: 0,
@@ -286,144 +403,146 @@ impl Session {
     async fn run(&mut self, consumer: &mut lapin::Consumer, shutdown: &mut Shutdown) -> End {
         let single_active = self.shared.cfg.amqp.single_active_queues();
         let mut circuit_changes = self.shared.circuit.subscribe();
-        let mut paused = self.shared.circuit.open_cause().is_some();
-        let mut draining: Option<Instant> = None;
-        let mut lost: Option<(String, Instant)> = None;
-        let mut handing_off = false;
+        let mut phase = Phase::Consuming {
+            paused: self.shared.circuit.open_cause().is_some(),
+        };
         let mut ack_tick = tokio::time::interval(STRAGGLER_DELAY / 2);
         ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut check_stragglers = false;
         let mut lag_tick = tokio::time::interval(LAG_SAMPLE_INTERVAL);
         lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         loop {
-            // 1. Start every request that is due and allowed.
-            if !handing_off && self.slot.handoff.load(Ordering::Relaxed) && draining.is_none() {
-                tracing::info!(queue = %self.slot.name, in_flight = self.in_flight, "handing this queue to another worker: finishing what is in flight, leaving the rest for them");
-                handing_off = true;
+            if self.queue.handoff.load(Ordering::Relaxed) && phase.hand_off() {
+                tracing::info!(queue = %self.queue.name, in_flight = self.in_flight, "handing this queue to another worker: finishing what is in flight, leaving the rest for them");
             }
-            if lost.is_none() && !paused && !handing_off {
-                self.dispatch_due(draining.is_some());
+            // 1. Start every request that is due and allowed.
+            let flush = phase.starts_requests();
+            if let Some(flush) = flush {
+                self.dispatch_due(flush);
             }
             // 2. Ack what is finished: runs at once, stragglers on the tick
-            //    (looking for them costs a scan of every finished delivery).
-            if lost.is_none() {
-                let stragglers = if draining.is_some() || handing_off {
-                    Some(Duration::ZERO)
-                } else {
-                    std::mem::take(&mut check_stragglers).then_some(STRAGGLER_DELAY)
-                };
+            //    (looking for them costs a scan of every finished delivery),
+            //    everything when leaving the queue.
+            if !phase.is_lost() {
+                let stragglers = phase.is_leaving().then_some(Duration::ZERO);
                 if let Err(e) = self.send_acks(stragglers).await {
-                    lost = Some((e, Instant::now()));
+                    phase.lose(e);
                 }
             }
             // 3. Done?
-            if let Some((reason, since)) = &lost {
-                if self.in_flight == 0 || since.elapsed() >= LOST_DRAIN {
-                    return End::ConnectionLost(reason.clone());
-                }
-            } else if handing_off && self.in_flight == 0 && self.storing == 0 {
-                // What was taken and not started goes back to the queue, in
-                // its order, for the worker that takes over: nothing it
-                // sends can overtake what this one sent.
-                return if draining.is_some() {
-                    End::Shutdown
-                } else {
-                    End::HandedOff
-                };
-            } else if let Some(deadline) = draining {
-                if self.pending.is_empty() && self.storing == 0 {
-                    tracing::info!(
-                        "drained: every taken intent is delivered or dead-lettered and acked"
-                    );
-                    return End::Shutdown;
-                }
-                if Instant::now() >= deadline {
-                    tracing::warn!(
-                        unfinished = self.pending.len() + self.storing,
-                        "shutdown timeout: leaving unfinished intents unacked for redelivery"
-                    );
-                    return End::Shutdown;
-                }
+            if let Some(end) = self.end(&phase) {
+                return end;
             }
 
-            let linger_deadline = if draining.is_none() {
-                self.scheduler.next_deadline().map(Instant::from_std)
-            } else {
-                None
+            // A linger ends only where partial batches wait for it; a stale
+            // deadline elsewhere would spin the loop.
+            let linger_deadline = match flush {
+                Some(false) => self.scheduler.next_deadline().map(Instant::from_std),
+                _ => None,
             };
-            let consuming = lost.is_none() && draining.is_none() && !paused && !handing_off;
+            let deadline = phase.deadline();
             tokio::select! {
-                _ = shutdown.recv(), if draining.is_none() && lost.is_none() => {
-                    self.shared.health.set_shutting_down();
-                    draining = Some(Instant::now() + self.shared.cfg.relay.shutdown_timeout);
-                    if single_active {
-                        // As a handoff: the next worker starts where this
-                        // one stops. Flushing everything taken after a
-                        // cancel would race the next worker's first sends.
-                        tracing::info!(unstarted = self.pending.len(), in_flight = self.in_flight, "shutting down: finishing in-flight requests; what is not started goes back to the queue, in order, for the next worker");
-                        handing_off = true;
-                    } else {
-                        tracing::info!(unfinished = self.pending.len(), timeout = ?self.shared.cfg.relay.shutdown_timeout, "shutting down: no new intents, flushing in-flight work");
-                        let _ = self.channel.basic_cancel(CONSUMER_TAG, BasicCancelOptions::default()).await;
-                    }
+                _ = shutdown.recv(), if phase.awaits_shutdown() => {
+                    self.begin_shutdown(&mut phase, single_active).await;
                 }
-                Some(msg) = self.rx.recv() => self.on_message(msg, lost.is_some()),
-                delivery = consumer.next(), if consuming => match delivery {
+                Some(msg) = self.rx.recv() => self.on_message(msg, phase.is_lost()),
+                delivery = consumer.next(), if phase.takes_deliveries() => match delivery {
                     Some(Ok(delivery)) => self.on_delivery(delivery),
-                    Some(Err(e)) => lost = Some((e.to_string(), Instant::now())),
-                    None => lost = Some(("the broker cancelled the consumer".into(), Instant::now())),
+                    Some(Err(e)) => phase.lose(e.to_string()),
+                    None => phase.lose("the broker cancelled the consumer".into()),
                 },
                 _ = circuit_changes.changed() => {
+                    // A change to closed means it was open since the last
+                    // look: the failures that opened it drove the limit
+                    // down, and they say nothing of the Pusher that is back.
                     let cause = self.shared.circuit.open_cause();
-                    if paused && cause.is_none() {
-                        // The failures that opened it drove the limit down;
-                        // they say nothing of the Pusher that is back.
+                    if cause.is_none() {
                         self.shared.limiter.restart();
                     }
-                    paused = cause.is_some();
+                    phase.pause(cause.is_some());
                     self.shared.health.set_circuit(cause.map(|c| c.describe()));
                 }
                 _ = sleep_until(linger_deadline), if linger_deadline.is_some() => {}
                 _ = self.shared.limiter.room(), if !self.scheduler.is_empty() => {}
-                _ = ack_tick.tick(), if self.acks.pending() > 0 => check_stragglers = true,
-                _ = lag_tick.tick(), if lost.is_none() => self.sample_lag().await,
-                _ = sleep_until(draining), if draining.is_some() => {}
-                _ = self.slot.wake.notified(), if !handing_off => {}
+                _ = ack_tick.tick(), if !phase.is_lost() && self.acks.unacked() > 0 => {
+                    if let Err(e) = self.send_acks(Some(STRAGGLER_DELAY)).await {
+                        phase.lose(e);
+                    }
+                }
+                _ = lag_tick.tick(), if !phase.is_lost() => self.sample_lag().await,
+                _ = sleep_until(deadline), if deadline.is_some() => {}
+                _ = self.queue.wake.notified(), if phase.hands_off_on_request() => {}
             }
         }
     }
 
+    /// Whether the session is over, and how.
+    fn end(&self, phase: &Phase) -> Option<End> {
+        match phase {
+            Phase::Consuming { .. } => None,
+            Phase::Lost { reason, since } => (self.in_flight == 0 || since.elapsed() >= LOST_DRAIN)
+                .then(|| End::ConnectionLost(reason.clone())),
+            // What was taken and not started goes back to the queue, in its
+            // order, for the worker that takes over: nothing it sends can
+            // overtake what this one sent.
+            Phase::HandingOff { shutdown } if self.in_flight == 0 && self.storing == 0 => {
+                Some(match shutdown {
+                    Some(_) => End::Shutdown,
+                    None => End::HandedOff,
+                })
+            }
+            Phase::HandingOff { shutdown } => shutdown.and_then(|by| self.drained_or_late(by)),
+            Phase::Draining { deadline, .. } => self.drained_or_late(*deadline),
+        }
+    }
+
+    fn drained_or_late(&self, deadline: Instant) -> Option<End> {
+        if self.taken.is_empty() && self.storing == 0 {
+            tracing::info!("drained: every taken intent is delivered or dead-lettered and acked");
+            return Some(End::Shutdown);
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                unfinished = self.taken.len() + self.storing,
+                "shutdown timeout: leaving unfinished intents unacked for redelivery"
+            );
+            return Some(End::Shutdown);
+        }
+        None
+    }
+
+    async fn begin_shutdown(&mut self, phase: &mut Phase, single_active: bool) {
+        self.shared.health.set_shutting_down();
+        let timeout = self.shared.cfg.relay.shutdown_timeout;
+        phase.shut_down(Instant::now() + timeout, single_active);
+        if single_active {
+            // As a handoff: the next worker starts where this one stops.
+            // Flushing everything taken after a cancel would race the next
+            // worker's first sends.
+            tracing::info!(unstarted = self.taken.len(), in_flight = self.in_flight, "shutting down: finishing in-flight requests; what is not started goes back to the queue, in order, for the next worker");
+        } else {
+            tracing::info!(unfinished = self.taken.len(), timeout = ?timeout, "shutting down: no new intents, flushing in-flight work");
+            let _ = self
+                .channel
+                .basic_cancel(CONSUMER_TAG, BasicCancelOptions::default())
+                .await;
+        }
+    }
+
     fn dispatch_due(&mut self, flush: bool) {
-        // A request is made only with a slot on the wire in hand: one made
-        // to wait for a slot would hold its lanes, which could meanwhile
-        // fill fuller batches. A request waiting to retry holds no slot.
+        // A request is made only with a permit in hand: one made to wait for
+        // a permit would hold its lanes, which could meanwhile fill fuller
+        // batches. A request waiting to retry holds no permit.
         loop {
             let Some(permit) = self.shared.limiter.try_acquire() else {
                 break;
             };
-            let Some(batch) = self.scheduler.next(
+            let Some(work) = self.scheduler.next(
                 Instant::now().into_std(),
                 self.shared.cfg.relay.linger,
                 flush,
             ) else {
                 break;
-            };
-            let work = match batch {
-                Batch::Events(ids) => Work::Events(
-                    ids.into_iter()
-                        .filter_map(|id| match self.pending.get_mut(&id)?.payload.take()? {
-                            Payload::Single(event) => Some((id, event)),
-                            Payload::Multi(_) => None,
-                        })
-                        .collect(),
-                ),
-                Batch::Multi(id) => {
-                    match self.pending.get_mut(&id).and_then(|p| p.payload.take()) {
-                        Some(Payload::Multi(trigger)) => Work::Multi(id, trigger),
-                        _ => continue,
-                    }
-                }
             };
             self.in_flight += 1;
             metrics::in_flight(self.in_flight);
@@ -466,10 +585,10 @@ impl Session {
         };
         if let Ok(queue) = self
             .channel
-            .queue_declare(&self.slot.name, passive, FieldTable::default())
+            .queue_declare(&self.queue.name, passive, FieldTable::default())
             .await
         {
-            self.slot
+            self.queue
                 .ready
                 .store(queue.message_count(), Ordering::Relaxed);
             let total: u64 = self
@@ -486,7 +605,7 @@ impl Session {
         let tag = delivery.delivery_tag;
         let props = Box::new(delivery.properties);
         let now = now_ms();
-        self.slot.last_delivery_ms.store(now, Ordering::Relaxed);
+        self.queue.last_delivery_ms.store(now, Ordering::Relaxed);
         let enqueued_at_ms = props.timestamp().map(|s| (s as i64).saturating_mul(1000));
         let message_id = props.message_id().as_ref().map(|m| m.as_str().to_string());
         let ctx = DecodeContext {
@@ -496,20 +615,19 @@ impl Session {
             max_event_bytes: self.shared.cfg.pusher.max_event_bytes,
             templates: &self.shared.cfg.relay.templates,
         };
-        let mut pending = Pending {
+        let mut taken = Taken {
             routing_key: delivery.routing_key.as_str().to_string(),
             properties: props,
             intent_id: message_id.clone().unwrap_or_default(),
             kind: String::new(),
             channels: Vec::new(),
-            payload: None,
             enqueued_at_ms,
             first_seen_ms: now,
             body: delivery.data,
         };
         // A message the guard rewrote is not what the producer sent: it is
         // never decoded, let alone delivered.
-        let decoded = match unreadable(&pending.properties) {
+        let decoded = match unreadable(&taken.properties) {
             Some(problems) => Err(failure(
                 if amqp::guard::body_was_cut(&problems) {
                     Reason::TooLarge
@@ -518,7 +636,7 @@ impl Session {
                 },
                 format!("the AMQP message was rewritten to be read: {problems}"),
             )),
-            None => intent::decode(&pending.body, &ctx).map_err(|e| {
+            None => intent::decode(&taken.body, &ctx).map_err(|e| {
                 let reason = match e.reason() {
                     intent::Reason::TooLarge => Reason::TooLarge,
                     intent::Reason::Invalid => Reason::Invalid,
@@ -530,9 +648,9 @@ impl Session {
             Ok(intent) => intent,
             Err(f) => {
                 metrics::intent_consumed("invalid");
-                pending.kind = loose_type(&pending.body);
+                taken.kind = loose_type(&taken.body);
                 tracing::warn!(tag, error = %f.error, "intent can never be sent; dead-lettering it");
-                self.dead_letter(tag, pending, f);
+                self.dead_letter(tag, taken, f);
                 return;
             }
         };
@@ -544,19 +662,19 @@ impl Session {
                 self.consumed.insert(intent.kind.clone(), counter);
             }
         }
-        pending.intent_id = intent.id.clone();
-        pending.kind = intent.kind.clone();
-        pending.channels = intent.trigger.channels.clone();
-        pending.enqueued_at_ms = intent.created_at_ms.or(enqueued_at_ms);
+        taken.intent_id = intent.id.clone();
+        taken.kind = intent.kind.clone();
+        taken.channels = intent.trigger.channels.clone();
+        taken.enqueued_at_ms = intent.created_at_ms.or(enqueued_at_ms);
 
         if let (Some(max_age), Some(born)) =
-            (self.shared.cfg.relay.max_intent_age, pending.enqueued_at_ms)
+            (self.shared.cfg.relay.max_intent_age, taken.enqueued_at_ms)
         {
             let age = Duration::from_millis(now.saturating_sub(born).max(0) as u64);
             if age > max_age {
                 let error =
                     format!("intent is {age:?} old, older than RELAY_MAX_INTENT_AGE {max_age:?}");
-                self.dead_letter(tag, pending, failure(Reason::Expired, error));
+                self.dead_letter(tag, taken, failure(Reason::Expired, error));
                 return;
             }
         }
@@ -567,26 +685,9 @@ impl Session {
             return;
         }
 
-        let t = intent.trigger;
-        let multi = t.channels.len() > 1;
-        pending.payload = Some(if multi {
-            Payload::Multi(t)
-        } else {
-            Payload::Single(BatchEvent {
-                channel: t.channels.into_iter().next().unwrap_or_default(),
-                event: t.event,
-                data: t.data,
-                socket_id: t.socket_id,
-                info: t.info,
-            })
-        });
-        self.scheduler.push(
-            tag,
-            pending.channels.clone(),
-            multi,
-            Instant::now().into_std(),
-        );
-        self.pending.insert(tag, pending);
+        self.scheduler
+            .push(tag, intent.trigger, Instant::now().into_std());
+        self.taken.insert(tag, taken);
     }
 
     fn on_message(&mut self, msg: Msg, lost: bool) {
@@ -597,26 +698,25 @@ impl Session {
                 let ids: Vec<UnitId> = outcomes.iter().map(|(id, _)| *id).collect();
                 self.scheduler.complete(&ids);
                 for (tag, outcome) in outcomes {
-                    let Some(pending) = self.pending.remove(&tag) else {
+                    let Some(taken) = self.taken.remove(&tag) else {
                         continue;
                     };
                     match outcome {
                         Outcome::Delivered => {
-                            self.delivery_metrics
-                                .delivered(pending.channels.len() as u64);
-                            if let Some(born) = pending.enqueued_at_ms {
+                            self.delivery_metrics.delivered(taken.channels.len() as u64);
+                            if let Some(born) = taken.enqueued_at_ms {
                                 let ms = now_ms().saturating_sub(born).max(0);
                                 self.delivery_metrics.latency(ms as f64 / 1000.0);
                             }
-                            self.dedup().insert(&pending.intent_id);
+                            self.dedup().insert(&taken.intent_id);
                             if !lost {
                                 self.acks.finish(tag, Instant::now().into_std());
                             }
                         }
                         Outcome::Failed(f) => {
-                            tracing::warn!(tag, id = %pending.intent_id, reason = f.reason.as_str(), error = %f.error, "delivery failed; dead-lettering");
+                            tracing::warn!(tag, id = %taken.intent_id, reason = f.reason.as_str(), error = %f.error, "delivery failed; dead-lettering");
                             if !lost {
-                                self.dead_letter(tag, pending, f);
+                                self.dead_letter(tag, taken, f);
                             }
                         }
                     }
@@ -633,7 +733,7 @@ impl Session {
         }
     }
 
-    fn dead_letter(&mut self, tag: u64, p: Pending, f: Failure) {
+    fn dead_letter(&mut self, tag: u64, p: Taken, f: Failure) {
         let row = NewDeadLetter {
             body: p.body,
             routing_key: p.routing_key,
