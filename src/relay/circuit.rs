@@ -33,7 +33,9 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// Why delivery is paused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cause {
-    /// Every request failed transiently (connect, timeout, 5xx, 429).
+    /// Every request failed transiently (connect, timeout, 408, 5xx). A 429
+    /// is not counted: it says we send too much, which the concurrency
+    /// limiter corrects, while Pusher is plainly up.
     Outage(String),
     /// 401 that was not clock skew: the key or secret is wrong.
     Unauthorized(String),
@@ -169,8 +171,11 @@ impl Circuit {
                 since: SystemTime::now(),
                 next_probe: None,
             });
+            // Sent under the lock, as `success` does: sent after it, a
+            // close in between would be overwritten and the circuit would
+            // look open to its followers while it is closed.
+            self.changed.send_replace(Some(cause));
         }
-        self.changed.send_replace(Some(cause));
         let circuit = Arc::clone(self);
         tokio::spawn(async move {
             while circuit.open_cause().is_some() {

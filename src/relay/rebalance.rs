@@ -133,8 +133,8 @@ async fn roll_call(shared: &Shared, shutdown: &mut Shutdown) -> Result<(), AmqpE
         // At random, so that workers handing back at once do not all pick
         // the same shards.
         active.shuffle(&mut rand::thread_rng());
-        for slot in active.into_iter().take(hand_back) {
-            slot.request_handoff();
+        for queue in active.into_iter().take(hand_back) {
+            queue.request_handoff();
         }
     }
 }

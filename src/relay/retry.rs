@@ -128,16 +128,6 @@ struct Budget<'a> {
     successes_at_start: u64,
 }
 
-/// What a request does after a transient failure.
-enum Next {
-    /// Waits this long, then goes again.
-    Retry(Duration),
-    /// The circuit is open: waits for it, then goes again on a fresh budget.
-    AwaitCircuit,
-    /// Gives up: the budget is spent while other requests succeed.
-    Exhausted,
-}
-
 impl<'a> Budget<'a> {
     fn new(policy: &'a RetryPolicy, circuit: &Circuit) -> Budget<'a> {
         Budget {
@@ -149,19 +139,33 @@ impl<'a> Budget<'a> {
         }
     }
 
-    /// Takes back a throttled attempt and the time it took, its wait included.
-    fn refund(&mut self, took: Duration) {
+    /// After a 429 sent at `sent_at`: the limiter has just lowered the limit
+    /// as asked, so wait as asked too, and take the attempt and its time
+    /// (the wait included) off the bill.
+    async fn throttled(&mut self, error: &PusherError, sent_at: Instant) {
+        let wait = error
+            .retry_after()
+            .unwrap_or_else(|| full_jitter(self.policy.min_delay));
+        tracing::debug!(
+            wait_ms = wait.as_millis() as u64,
+            "429 from Pusher; waiting as asked"
+        );
+        tokio::time::sleep(wait).await;
         self.charged = self.charged.saturating_sub(1);
-        self.since += took;
+        self.since += sent_at.elapsed();
     }
 
-    fn after_transient(&mut self, circuit: &Arc<Circuit>, error: &PusherError) -> Next {
+    /// After a transient failure: backs off and returns `true` to go again
+    /// (at once when the circuit is open: the caller then waits for it), or
+    /// returns `false` when the budget is spent while other requests
+    /// succeed.
+    async fn transient(&mut self, circuit: &Arc<Circuit>, error: &PusherError) -> bool {
         let mut open = circuit.transient_failure(&error.to_string());
         let spent = self.charged as usize >= self.policy.max_attempts
             || self.since.elapsed() >= self.policy.max_duration;
         if spent && !open {
             if circuit.successes() > self.successes_at_start {
-                return Next::Exhausted;
+                return false;
             }
             circuit.open(Cause::Outage(error.to_string()));
             open = true;
@@ -169,10 +173,13 @@ impl<'a> Budget<'a> {
         if open {
             // Its budget starts afresh once Pusher is back.
             *self = Budget::new(self.policy, circuit);
-            return Next::AwaitCircuit;
+            return true;
         }
         let ceiling = self.ceilings.next().unwrap_or(self.policy.max_delay);
-        Next::Retry(full_jitter(ceiling).max(error.retry_after().unwrap_or_default()))
+        let wait = full_jitter(ceiling).max(error.retry_after().unwrap_or_default());
+        tracing::debug!(error = %error, charged = self.charged, wait_ms = wait.as_millis() as u64, "transient failure, retrying");
+        tokio::time::sleep(wait).await;
+        true
     }
 }
 
@@ -243,27 +250,12 @@ where
             Verdict::Forbidden => circuit.open(Cause::Forbidden(error.to_string())),
             Verdict::Throttled => {
                 metrics::retry("429");
-                // The limiter has just lowered the limit as asked: wait as
-                // asked too, then go again at no cost to the budget.
-                let wait = error
-                    .retry_after()
-                    .unwrap_or_else(|| full_jitter(policy.min_delay));
-                tracing::debug!(
-                    wait_ms = wait.as_millis() as u64,
-                    "429 from Pusher; waiting as asked"
-                );
-                tokio::time::sleep(wait).await;
-                budget.refund(sent_at.elapsed());
+                budget.throttled(&error, sent_at).await;
             }
             Verdict::Transient => {
                 metrics::retry(transient_label(&error));
-                match budget.after_transient(circuit, &error) {
-                    Next::Retry(wait) => {
-                        tracing::debug!(error = %error, attempt = attempts, wait_ms = wait.as_millis() as u64, "transient failure, retrying");
-                        tokio::time::sleep(wait).await;
-                    }
-                    Next::AwaitCircuit => {}
-                    Next::Exhausted => return Err(SendError::Exhausted { error, attempts }),
+                if !budget.transient(circuit, &error).await {
+                    return Err(SendError::Exhausted { error, attempts });
                 }
             }
         }
@@ -426,7 +418,7 @@ mod tests {
         let result = send_with_retry(&circuit, &limiter, None, &policy(), "t", invalid).await;
         assert!(matches!(result, Err(SendError::Rejected { .. })));
         assert_eq!(limiter.baseline(), None, "no round trip was measured");
-        assert!(limiter.try_acquire().is_some(), "the slot came back");
+        assert!(limiter.try_acquire().is_some(), "the permit came back");
     }
 
     #[tokio::test(start_paused = true)]

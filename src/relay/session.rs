@@ -36,7 +36,7 @@ use crate::amqp::{self, AmqpError};
 use crate::config::Config;
 use crate::deadletter::{replay, NewDeadLetter, Reason, Store};
 use crate::health::Health;
-use crate::intent::{self, DecodeContext};
+use crate::intent::{self, DecodeContext, Intent};
 use crate::metrics;
 use crate::pusher::Client;
 use crate::shutdown::Shutdown;
@@ -130,9 +130,10 @@ enum Phase {
     /// Taking deliveries and starting requests, unless `paused` while the
     /// circuit is open (the backlog then waits in RabbitMQ).
     Consuming { paused: bool },
-    /// Shutting down on a queue this worker consumes alone: nothing more is
-    /// taken; what was taken is sent, partial batches at once, and acked,
-    /// until `deadline`. Still nothing is started while `paused`.
+    /// Shutting down on a queue whose consumers compete (not single-active):
+    /// the consumer is cancelled, and what was taken is sent, partial
+    /// batches at once, and acked, until `deadline`. Still nothing is
+    /// started while `paused`.
     Draining { deadline: Instant, paused: bool },
     /// Handing the queue to the next worker: nothing more is started, and
     /// once in-flight requests and dead-letter writes are done, what is left
@@ -608,13 +609,6 @@ impl Session {
         self.queue.last_delivery_ms.store(now, Ordering::Relaxed);
         let enqueued_at_ms = props.timestamp().map(|s| (s as i64).saturating_mul(1000));
         let message_id = props.message_id().as_ref().map(|m| m.as_str().to_string());
-        let ctx = DecodeContext {
-            message_id: message_id.as_deref(),
-            enqueued_at_ms,
-            now_ms: now,
-            max_event_bytes: self.shared.cfg.pusher.max_event_bytes,
-            templates: &self.shared.cfg.relay.templates,
-        };
         let mut taken = Taken {
             routing_key: delivery.routing_key.as_str().to_string(),
             properties: props,
@@ -625,26 +619,7 @@ impl Session {
             first_seen_ms: now,
             body: delivery.data,
         };
-        // A message the guard rewrote is not what the producer sent: it is
-        // never decoded, let alone delivered.
-        let decoded = match unreadable(&taken.properties) {
-            Some(problems) => Err(failure(
-                if amqp::guard::body_was_cut(&problems) {
-                    Reason::TooLarge
-                } else {
-                    Reason::Invalid
-                },
-                format!("the AMQP message was rewritten to be read: {problems}"),
-            )),
-            None => intent::decode(&taken.body, &ctx).map_err(|e| {
-                let reason = match e.reason() {
-                    intent::Reason::TooLarge => Reason::TooLarge,
-                    intent::Reason::Invalid => Reason::Invalid,
-                };
-                failure(reason, e.to_string())
-            }),
-        };
-        let intent = match decoded {
+        let intent = match self.decode(&taken, message_id.as_deref(), now) {
             Ok(intent) => intent,
             Err(f) => {
                 metrics::intent_consumed("invalid");
@@ -688,6 +663,35 @@ impl Session {
         self.scheduler
             .push(tag, intent.trigger, Instant::now().into_std());
         self.taken.insert(tag, taken);
+    }
+
+    /// The intent a delivery carries, or why it can never be sent.
+    fn decode(&self, taken: &Taken, message_id: Option<&str>, now: i64) -> Result<Intent, Failure> {
+        // A message the guard rewrote is not what the producer sent: it is
+        // never decoded, let alone delivered.
+        if let Some(problems) = unreadable(&taken.properties) {
+            let reason = if amqp::guard::body_was_cut(&problems) {
+                Reason::TooLarge
+            } else {
+                Reason::Invalid
+            };
+            let error = format!("the AMQP message was rewritten to be read: {problems}");
+            return Err(failure(reason, error));
+        }
+        let ctx = DecodeContext {
+            message_id,
+            enqueued_at_ms: taken.enqueued_at_ms,
+            now_ms: now,
+            max_event_bytes: self.shared.cfg.pusher.max_event_bytes,
+            templates: &self.shared.cfg.relay.templates,
+        };
+        intent::decode(&taken.body, &ctx).map_err(|e| {
+            let reason = match e.reason() {
+                intent::Reason::TooLarge => Reason::TooLarge,
+                intent::Reason::Invalid => Reason::Invalid,
+            };
+            failure(reason, e.to_string())
+        })
     }
 
     fn on_message(&mut self, msg: Msg, lost: bool) {
