@@ -11,6 +11,7 @@
 //! - [`writer`]: stores dead letters before their deliveries are acked;
 //! - [`dedup`]: remembers delivered intent ids to drop redeliveries;
 //! - [`session`]: the event loop of one broker connection, tying them up;
+//!   `phase` is where a session is in its life, and every change of it;
 //! - [`rebalance`]: with shards, hands shards to other workers until each
 //!   holds its share.
 //!
@@ -27,6 +28,7 @@ pub mod dedup;
 pub mod dispatch;
 pub mod health;
 pub mod lanes;
+mod phase;
 pub mod rebalance;
 pub mod retry;
 pub mod session;

@@ -5,8 +5,8 @@
 //! per delivery is the dedup cache's, which the sessions of every queue
 //! share (one capacity for the worker) and which is held for one hash
 //! lookup or insert. Requests and dead-letter writes run in their own tasks
-//! and report back through channels. Where the session is in its life (its
-//! [`Phase`]) is one value, changed only by `Phase`'s methods. A session
+//! and report back through channels. Where the session is in its life is
+//! one value, a `Phase`, changed only by its own methods. A session
 //! ends on shutdown (after draining), on a handoff, or when the connection
 //! is lost (the caller reconnects).
 
@@ -29,6 +29,7 @@ use super::concurrency::Limiter;
 use super::dedup::DedupCache;
 use super::dispatch::{self, Failure, Outcome};
 use super::lanes::{Scheduler, UnitId};
+use super::phase::Phase;
 use super::retry::RetryPolicy;
 use super::writer::{self, ToStore};
 use crate::amqp::acker::{AckTracker, STRAGGLER_DELAY};
@@ -120,125 +121,6 @@ pub enum End {
     ConnectionLost(String),
     /// The queue was handed to another worker (shards rebalancing).
     HandedOff,
-}
-
-/// Where a session is in its life. The event loop asks it what to do and
-/// changes it only through the methods below, so the transitions are all
-/// in one place.
-#[derive(Debug)]
-enum Phase {
-    /// Taking deliveries and starting requests, unless `paused` while the
-    /// circuit is open (the backlog then waits in RabbitMQ).
-    Consuming { paused: bool },
-    /// Shutting down on a queue whose consumers compete (not single-active):
-    /// the consumer is cancelled, and what was taken is sent, partial
-    /// batches at once, and acked, until `deadline`. Still nothing is
-    /// started while `paused`.
-    Draining { deadline: Instant, paused: bool },
-    /// Handing the queue to the next worker: nothing more is started, and
-    /// once in-flight requests and dead-letter writes are done, what is left
-    /// goes back to the queue in order. `shutdown` is the deadline when this
-    /// is how the worker stops (single-active queues), `None` when the
-    /// rebalancer asked.
-    HandingOff { shutdown: Option<Instant> },
-    /// The connection failed: nothing is acked, and requests in flight may
-    /// finish until `since` + [`LOST_DRAIN`] so that what they delivered is
-    /// remembered.
-    Lost { reason: String, since: Instant },
-}
-
-impl Phase {
-    fn takes_deliveries(&self) -> bool {
-        matches!(self, Phase::Consuming { paused: false })
-    }
-
-    /// Whether requests may start, and if so whether partial batches go at
-    /// once rather than after their linger.
-    fn starts_requests(&self) -> Option<bool> {
-        match self {
-            Phase::Consuming { paused: false } => Some(false),
-            Phase::Draining { paused: false, .. } => Some(true),
-            _ => None,
-        }
-    }
-
-    fn is_lost(&self) -> bool {
-        matches!(self, Phase::Lost { .. })
-    }
-
-    /// Whether the session is leaving the queue, so that every finished
-    /// delivery is acked at once, stragglers included.
-    fn is_leaving(&self) -> bool {
-        matches!(self, Phase::Draining { .. } | Phase::HandingOff { .. })
-    }
-
-    fn awaits_shutdown(&self) -> bool {
-        matches!(
-            self,
-            Phase::Consuming { .. } | Phase::HandingOff { shutdown: None }
-        )
-    }
-
-    fn hands_off_on_request(&self) -> bool {
-        matches!(self, Phase::Consuming { .. })
-    }
-
-    /// When shutting down gives up on what is unfinished.
-    fn deadline(&self) -> Option<Instant> {
-        match self {
-            Phase::Draining { deadline, .. } => Some(*deadline),
-            Phase::HandingOff { shutdown } => *shutdown,
-            Phase::Consuming { .. } | Phase::Lost { .. } => None,
-        }
-    }
-
-    /// The rebalancer asked for the queue: returns whether the session
-    /// starts handing it off now (a session already leaving, or lost, goes
-    /// its way).
-    fn hand_off(&mut self) -> bool {
-        if !self.hands_off_on_request() {
-            return false;
-        }
-        *self = Phase::HandingOff { shutdown: None };
-        true
-    }
-
-    /// Shutdown was asked for. On a single-active queue it is a handoff:
-    /// the next worker starts where this one stops.
-    fn shut_down(&mut self, deadline: Instant, single_active: bool) {
-        *self = match self {
-            Phase::Consuming { .. } | Phase::HandingOff { .. } if single_active => {
-                Phase::HandingOff {
-                    shutdown: Some(deadline),
-                }
-            }
-            Phase::HandingOff { .. } => Phase::HandingOff {
-                shutdown: Some(deadline),
-            },
-            Phase::Consuming { paused } => Phase::Draining {
-                deadline,
-                paused: *paused,
-            },
-            Phase::Draining { .. } | Phase::Lost { .. } => return,
-        };
-    }
-
-    /// The circuit opened (`true`) or closed.
-    fn pause(&mut self, open: bool) {
-        if let Phase::Consuming { paused } | Phase::Draining { paused, .. } = self {
-            *paused = open;
-        }
-    }
-
-    /// The connection failed; the first reason is the one reported.
-    fn lose(&mut self, reason: String) {
-        if !self.is_lost() {
-            *self = Phase::Lost {
-                reason,
-                since: Instant::now(),
-            };
-        }
-    }
 }
 
 /// A delivery taken from the queue and not yet finished (delivered, or
