@@ -323,7 +323,12 @@ impl Session {
                 Some(false) => self.scheduler.next_deadline().map(Instant::from_std),
                 _ => None,
             };
-            let deadline = phase.deadline();
+            // Woken at the shutdown deadline, or when a lost connection's
+            // in-flight requests have had their time.
+            let deadline = match &phase {
+                Phase::Lost { since, .. } => Some(*since + LOST_DRAIN),
+                _ => phase.deadline(),
+            };
             tokio::select! {
                 _ = shutdown.recv(), if phase.awaits_shutdown() => {
                     self.begin_shutdown(&mut phase, single_active).await;
