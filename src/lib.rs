@@ -49,6 +49,3 @@ pub mod relay;
 pub mod shutdown;
 pub mod ui;
 pub mod webhooks;
-
-// Until the relay's own files say `super::health`.
-pub use relay::health;

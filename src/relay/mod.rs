@@ -204,8 +204,8 @@ async fn run_sessions(
     });
 
     let mut consumers = tokio::task::JoinSet::new();
-    for slot in queues {
-        consumers.spawn(consume(shared.clone(), slot, shutdown.clone()));
+    for queue in queues {
+        consumers.spawn(consume(shared.clone(), queue, shutdown.clone()));
     }
     let rebalancer =
         sharded.then(|| tokio::spawn(rebalance::run(shared.clone(), shutdown.clone())));
@@ -239,23 +239,23 @@ async fn run_sessions(
 /// with backoff (to another node when `AMQP_URL` lists several).
 async fn consume(
     shared: Arc<session::Shared>,
-    slot: Arc<session::ConsumedQueue>,
+    queue: Arc<session::ConsumedQueue>,
     mut shutdown: Shutdown,
 ) -> Result<(), RelayError> {
     let health = &shared.health;
     let mut waits = reconnect_waits();
     while !shutdown.is_shutdown() {
-        match session::run(shared.clone(), slot.clone(), shutdown.clone()).await {
+        match session::run(shared.clone(), queue.clone(), shutdown.clone()).await {
             Ok(session::End::Shutdown) => break,
             Ok(session::End::ConnectionLost(reason)) => {
-                health.set_broker(slot.index, false);
+                health.set_broker(queue.index, false);
                 metrics::broker_connection_lost();
                 waits = reconnect_waits();
-                tracing::error!(queue = %slot.name, %reason, "lost RabbitMQ; unacked intents will be redelivered; reconnecting");
+                tracing::error!(queue = %queue.name, %reason, "lost RabbitMQ; unacked intents will be redelivered; reconnecting");
             }
             Ok(session::End::HandedOff) => {
-                health.set_broker(slot.index, false);
-                tracing::info!(queue = %slot.name, "handed the queue over; standing by on it again");
+                health.set_broker(queue.index, false);
+                tracing::info!(queue = %queue.name, "handed the queue over; standing by on it again");
                 // A moment for the next worker's consumer to become the
                 // active one before this one queues up behind it again.
                 if sleep_or_shutdown(HANDOFF_PAUSE, &mut shutdown).await {
@@ -264,9 +264,9 @@ async fn consume(
             }
             Err(e) if e.is_permanent() => return Err(e.into()),
             Err(e) => {
-                health.set_broker(slot.index, false);
+                health.set_broker(queue.index, false);
                 let wait = waits.next().unwrap_or(Duration::from_secs(15));
-                tracing::error!(queue = %slot.name, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot consume from RabbitMQ; retrying");
+                tracing::error!(queue = %queue.name, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot consume from RabbitMQ; retrying");
                 if sleep_or_shutdown(wait, &mut shutdown).await {
                     break;
                 }

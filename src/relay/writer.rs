@@ -9,8 +9,8 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::mpsc;
 
+use super::health::Health;
 use crate::deadletter::{NewDeadLetter, Reason, Store};
-use crate::health::Health;
 use crate::metrics;
 
 /// Rows written in one transaction at most.
