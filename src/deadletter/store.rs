@@ -48,13 +48,10 @@ impl Store {
     /// whose dead letter was committed but whose ack was lost (the worker
     /// died in between). Dead letters without an intent id are always added.
     pub async fn insert(&self, dl: &NewDeadLetter) -> Result<i64, StoreError> {
-        let op = "insert";
-        // A transaction, as for a batch, so that one code path serves both;
-        // its statements are the ones a lone insert would run.
-        let mut tx = self.pool.begin(op).await?;
-        let id = insert_one(&mut tx, self.pool.dialect(), dl, op).await?;
-        tx.commit(op).await?;
-        Ok(id)
+        let ids = self
+            .insert_in_one_transaction(std::slice::from_ref(dl), "insert")
+            .await?;
+        Ok(ids[0])
     }
 
     /// Stores several dead letters in one transaction: all or none. Ids are
@@ -62,10 +59,20 @@ impl Store {
     /// [`Store::insert`]), also earlier in the same batch, gets the id of the
     /// existing row.
     pub async fn insert_many(&self, dls: &[NewDeadLetter]) -> Result<Vec<i64>, StoreError> {
-        let op = "insert_many";
         if dls.is_empty() {
             return Ok(Vec::new());
         }
+        self.insert_in_one_transaction(dls, "insert_many").await
+    }
+
+    /// One code path for a lone dead letter and a batch: a transaction whose
+    /// statements, for one, are those a lone insert would run. One id per
+    /// dead letter, in order.
+    async fn insert_in_one_transaction(
+        &self,
+        dls: &[NewDeadLetter],
+        op: &'static str,
+    ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.pool.begin(op).await?;
         let mut ids = Vec::with_capacity(dls.len());
         for dl in dls {
