@@ -134,15 +134,20 @@ fn auth_channel_prints_what_pusher_js_expects() {
     );
 }
 
+/// A webhook signed with the app's secret (the vector from Pusher's docs),
+/// and that app's settings.
+const WEBHOOK_ENV: [(&str, &str); 3] = [
+    ("PUSHER_APP_ID", "1"),
+    ("PUSHER_APP_KEY", "123456789"),
+    ("PUSHER_APP_SECRET", "tofu"),
+];
+const WEBHOOK_BODY: &[u8] =
+    br#"{"time_ms":1403175510755,"events":[{"channel":"test_channel","name":"channel_vacated"}]}"#;
+const WEBHOOK_SIGNATURE: &str = "c17257e92037cd7de407ebc1ed174ceb7b2e518db127f44411b9ffc4f5b28cc5";
+
 #[test]
 fn webhook_verify_exits_zero_only_for_a_valid_signature() {
-    let env = [
-        ("PUSHER_APP_ID", "1"),
-        ("PUSHER_APP_KEY", "123456789"),
-        ("PUSHER_APP_SECRET", "tofu"),
-    ];
-    let body = br#"{"time_ms":1403175510755,"events":[{"channel":"test_channel","name":"channel_vacated"}]}"#;
-    let sig = "c17257e92037cd7de407ebc1ed174ceb7b2e518db127f44411b9ffc4f5b28cc5";
+    let (env, body, sig) = (WEBHOOK_ENV, WEBHOOK_BODY, WEBHOOK_SIGNATURE);
     let ok = run(
         &[
             "webhook",
@@ -234,13 +239,7 @@ fn store_commands_need_no_pusher_credentials() {
 /// tail`) before they became one; both spellings of both commands work.
 #[test]
 fn webhook_and_webhooks_both_spell_the_one_group() {
-    let env = [
-        ("PUSHER_APP_ID", "1"),
-        ("PUSHER_APP_KEY", "123456789"),
-        ("PUSHER_APP_SECRET", "tofu"),
-    ];
-    let body = br#"{"time_ms":1403175510755,"events":[{"channel":"test_channel","name":"channel_vacated"}]}"#;
-    let sig = "c17257e92037cd7de407ebc1ed174ceb7b2e518db127f44411b9ffc4f5b28cc5";
+    let (env, body, sig) = (WEBHOOK_ENV, WEBHOOK_BODY, WEBHOOK_SIGNATURE);
     for group in ["webhook", "webhooks"] {
         let ok = run(
             &[group, "verify", "--key", "123456789", "--signature", sig],
