@@ -7,6 +7,8 @@
 //! - [`rig`]: the three together, the setup most worker tests start from;
 //! - [`worker`]: the worker under test, in this process or as the binary;
 //! - [`wait`]: waiting on state with a deadline, and reading `/metrics`;
+//! - [`tls`]: a CA of the test's own, its certificates as PEM files, and a
+//!   TLS terminator in front of a plain service;
 //! - [`intents`], [`proxy`], [`sockudo`], [`raw_amqp`], [`cluster`],
 //!   [`distant`]: what some of the tests need besides.
 //!
@@ -27,6 +29,7 @@ pub mod pusher;
 pub mod rig;
 pub mod sockudo;
 pub mod teardown;
+pub mod tls;
 pub mod wait;
 pub mod worker;
 
