@@ -12,7 +12,8 @@
 //!   trigger), [`pusher`] (signing, REST client, auth, webhooks, end-to-end
 //!   encryption, typed errors), [`deadletter`] (the store of what can never
 //!   be delivered, SQLite or PostgreSQL, and its views), [`amqp`]
-//!   (connections, the frame guard, topology, acks in runs), [`clock`],
+//!   (connections, the frame guard, topology, acks in runs), [`tls`] (trust
+//!   stores, verifiers, and a probe of a link's peer), [`clock`],
 //!   [`metrics`] (every metric's name and help text), [`shutdown`] (the
 //!   signal every task listens to).
 //! - Engine: [`relay`]: lanes, batcher, dispatch (retry, circuit, split),
@@ -47,5 +48,6 @@ pub mod publish;
 pub mod pusher;
 pub mod relay;
 pub mod shutdown;
+pub mod tls;
 pub mod ui;
 pub mod webhooks;

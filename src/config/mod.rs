@@ -137,6 +137,9 @@ pub struct PusherConfig {
     pub scheme: Option<Scheme>,
     /// Whether TLS certificates are verified (off only for local servers).
     pub verify_ssl: bool,
+    /// `PUSHER_CA_FILE`: a PEM file of CAs trusted besides the system's
+    /// (a self-hosted server behind an internal CA).
+    pub ca_file: Option<std::path::PathBuf>,
     /// Passed to pusher-js so browsers do not send stats.
     pub disable_stats: bool,
     /// 32-byte key for `private-encrypted-` channels.

@@ -250,6 +250,7 @@ pub(super) fn blank() -> Config {
             port: None,
             scheme: None,
             verify_ssl: true,
+            ca_file: None,
             disable_stats: false,
             encryption_master_key: None,
             max_event_bytes: 0,
@@ -438,6 +439,19 @@ pub static SETTINGS: &[Setting] = &[
     Setting::new("PUSHER_VERIFY_SSL", Some("true"), "verify TLS certificates",
         |c, v| { c.pusher.verify_ssl = boolean(v)?; Ok(()) },
         |c| c.pusher.verify_ssl.to_string(),
+    ),
+    Setting::new("PUSHER_CA_FILE", None, "PEM file of CAs trusted besides the system's (SSL_CERT_FILE, SSL_CERT_DIR)",
+        |c, v| {
+            let text = std::fs::read_to_string(v).map_err(|e| {
+                format!("names {v:?}, which cannot be read ({e}); expected a readable PEM file of CA certificates")
+            })?;
+            if !text.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(format!("names {v:?}, which holds no certificate; expected PEM (-----BEGIN CERTIFICATE-----)").into());
+            }
+            c.pusher.ca_file = Some(v.into());
+            Ok(())
+        },
+        |c| c.pusher.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
     ),
     Setting::new("PUSHER_DISABLE_STATS", Some("false"), "passed to pusher-js",
         |c, v| { c.pusher.disable_stats = boolean(v)?; Ok(()) },

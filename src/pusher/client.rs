@@ -132,10 +132,14 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Builds a client from the configuration.
     pub fn new(cfg: &PusherConfig) -> Result<Client, PusherError> {
+        let tls = super::tls::client_config(cfg).map_err(|e| PusherError::Transport {
+            url: cfg.base_url(),
+            detail: format!("cannot set up TLS: {e}"),
+        })?;
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(cfg.connect_timeout)
-            .danger_accept_invalid_certs(!cfg.verify_ssl)
+            .use_preconfigured_tls(tls)
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("pusher-relay/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -10,6 +10,7 @@ pub mod client;
 pub mod crypto;
 pub mod error;
 pub mod sign;
+pub mod tls;
 pub mod webhook;
 
 /// Pusher's input rules; they live in config, the bottom layer, because
