@@ -2,17 +2,21 @@
 //! would: the `prebuilt` target packaged with the binary from `cargo build
 //! --release` (the official Rust builder image cannot be pulled here), run
 //! with the image's own ENTRYPOINT and CMD against the local RabbitMQ and a
-//! signature-checking fake Pusher. Checks what only a real image shows: the
-//! runtime has what the binary needs (glibc, CA roots), it runs as a
-//! non-root uid, /readyz turns 200, an intent arrives, and SIGTERM, which is
-//! what `docker stop` and Kubernetes send, ends it with exit code 0.
+//! signature-checking fake Pusher. Checks what only a real image shows: it
+//! holds the stripped binary, the libraries ldd lists, the CA bundle and
+//! the passwd entry and nothing else (no shell) within MAX_IMAGE_BYTES; the
+//! binary runs on that empty base as a non-root uid, /readyz turns 200, an
+//! intent arrives, and SIGTERM, which is what `docker stop` and Kubernetes
+//! send, ends it with exit code 0.
 //!
-//! Needs buildah, podman and the local debian:bookworm-slim base image:
-//! `scripts/deploy-tools` provides all three. No Docker daemon is involved:
-//! `buildah run --isolation chroot` runs the container on the host network.
+//! Needs buildah, podman, readelf and the local debian:bookworm-slim image
+//! the Dockerfile gathers the files in: `scripts/deploy-tools` provides
+//! them. No Docker daemon is involved: `buildah run --isolation chroot` runs
+//! the container on the host network.
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,6 +29,10 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const BASE_IMAGE: &str = "docker.io/library/debian:bookworm-slim";
 const BINARY: &str = "target/release/pusher-relay";
 const UID: &str = "10001";
+/// The image may not grow past this (it is about 23 MB: the binary is 20).
+const MAX_IMAGE_BYTES: u64 = 40_000_000;
+/// Where the Dockerfile puts the binary; ENTRYPOINT names it.
+const INSTALLED: &str = "usr/local/bin/pusher-relay";
 
 /// Runs a tool to completion; failure to start names where it comes from.
 fn tool(program: &str, args: &[&str]) -> std::process::Output {
@@ -133,6 +141,109 @@ fn uid_of(pid: u32) -> String {
         .to_string()
 }
 
+/// Every regular file under `root`, relative to it.
+fn files_under(root: &Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)
+            .expect("read the image's tree")
+            .flatten()
+        {
+            let kind = entry.file_type().expect("file type");
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .expect("under root")
+                .display()
+                .to_string();
+            assert!(
+                !kind.is_symlink(),
+                "{rel} is a symlink; the image holds files only"
+            );
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else {
+                found.insert(rel);
+            }
+        }
+    }
+    found
+}
+
+/// What the final stage, on an empty base, holds: the stripped binary, the
+/// shared libraries it links, the CA bundle, passwd and group; no shell or
+/// anything else a base image would bring.
+fn check_contents(root: &Path) {
+    let files = files_under(root);
+    // ldd runs the binary's loader on this host, which is the Debian
+    // release the Dockerfile gathers the libraries from.
+    let linked: BTreeSet<String> = checked("ldd", &[BINARY])
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            match l.split_once(" => ") {
+                Some((_, path)) => path.split_whitespace().next(),
+                None => l.split_whitespace().next().filter(|p| p.starts_with('/')),
+            }
+        })
+        .filter_map(|p| Path::new(p).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    assert!(linked.contains("libc.so.6"), "ldd lists {linked:?}");
+    let mut libs = BTreeSet::new();
+    for file in &files {
+        match file.as_str() {
+            INSTALLED | "etc/passwd" | "etc/group" | "etc/ssl/certs/ca-certificates.crt" => {}
+            lib if lib.starts_with("lib/") || lib.starts_with("lib64/") => {
+                let name = lib.rsplit('/').next().unwrap_or(lib).to_string();
+                assert!(linked.contains(&name), "{lib} is in the image, yet not linked");
+                libs.insert(name);
+            }
+            other => panic!("{other} is in the image: only the binary, its libraries, the CA bundle, passwd and group belong there"),
+        }
+    }
+    assert_eq!(libs, linked, "the image lacks libraries the binary links");
+    for needed in [
+        INSTALLED,
+        "etc/passwd",
+        "etc/group",
+        "etc/ssl/certs/ca-certificates.crt",
+    ] {
+        assert!(
+            files.contains(needed),
+            "the image lacks {needed}: {files:?}"
+        );
+    }
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).expect("passwd");
+    assert!(
+        passwd.lines().any(|l| l.split(':').nth(2) == Some(UID)),
+        "no passwd entry for uid {UID}: {passwd}"
+    );
+    let sections = checked(
+        "readelf",
+        &[
+            "--section-headers",
+            "--wide",
+            &root.join(INSTALLED).display().to_string(),
+        ],
+    );
+    assert!(!sections.contains(".symtab"), "the binary is not stripped");
+    let bytes: u64 = files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(root.join(f))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        })
+        .sum();
+    eprintln!(
+        "the image holds {} files, {:.1} MB: {files:?}",
+        files.len(),
+        bytes as f64 / 1e6
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_image_runs_the_worker_as_non_root_delivers_and_stops_cleanly_on_sigterm() {
     tool("buildah", &["--version"]);
@@ -184,7 +295,7 @@ async fn the_image_runs_the_worker_as_non_root_delivers_and_stops_cleanly_on_sig
     let image = &inspect[0];
     let config = &image["Config"];
     assert_eq!(config["User"], format!("{UID}:{UID}"), "non-root by uid");
-    assert_eq!(config["Entrypoint"], json!(["pusher-relay"]));
+    assert_eq!(config["Entrypoint"], json!([format!("/{INSTALLED}")]));
     assert_eq!(config["Cmd"], json!(["run"]));
     assert_eq!(config["StopSignal"], "SIGTERM");
     assert!(
@@ -211,9 +322,10 @@ async fn the_image_runs_the_worker_as_non_root_delivers_and_stops_cleanly_on_sig
         );
     }
     let size = image["Size"].as_u64().expect("Size");
-    eprintln!(
-        "image size: {:.1} MB ({size} bytes; the {BASE_IMAGE} base is part of it)",
-        size as f64 / 1e6
+    eprintln!("image size: {:.1} MB ({size} bytes)", size as f64 / 1e6);
+    assert!(
+        size <= MAX_IMAGE_BYTES,
+        "the image is {size} bytes, above {MAX_IMAGE_BYTES}"
     );
 
     let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
@@ -224,6 +336,9 @@ async fn the_image_runs_the_worker_as_non_root_delivers_and_stops_cleanly_on_sig
         &["from", "--name", &unique("pusher-relay-ctr"), &tag],
     );
     cleanup.container = Some(container.clone());
+    // `buildah rm` unmounts it.
+    let rootfs = checked("buildah", &["mount", &container]);
+    check_contents(Path::new(&rootfs));
 
     // Settings come from the environment at run time, as in production.
     let settings = [
