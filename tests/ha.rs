@@ -1,7 +1,8 @@
 //! Beyond one host, against the three-node cluster of `scripts/cluster`:
 //! the worker binary given every node, nodes stopped under it mid-drain, a
 //! hot standby killed, shards spread over three workers and one of them
-//! killed, and producers publishing while a node is down.
+//! killed, a rolling update of three sharded workers as Kubernetes does
+//! it, and producers publishing while a node is down.
 //!
 //! Every test counts exactly, from what the signature-checking fake Pusher
 //! received: published, delivered (first arrivals), lost, duplicates, and
@@ -554,6 +555,121 @@ async fn shards_spread_over_three_workers_keep_order_and_survive_a_kill() {
     );
     drop(workers);
     cleanup(&urls[0], &names, SHARDS).await;
+    assert_eq!((c.lost, c.violations), (0, 0), "{c:?}");
+}
+
+/// `RELAY_SHARDS` as the Kubernetes base sets it, so the rolling update is
+/// measured on the value that ships.
+fn kubernetes_shards() -> u16 {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/kubernetes/configmap.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("the Kubernetes ConfigMap");
+    text.lines()
+        .find_map(|l| l.strip_prefix("  RELAY_SHARDS: "))
+        .and_then(|v| v.trim().trim_matches('"').parse().ok())
+        .filter(|&n| n > 0)
+        .expect("configmap.yaml sets RELAY_SHARDS to a number above 0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_of_three_sharded_workers_keeps_order_while_intents_flow() {
+    // What the Kubernetes base's Deployment does (maxSurge 1,
+    // maxUnavailable 0): for each old worker, a new one with the same
+    // settings starts and is ready (registered on every shard), then the
+    // old one gets SIGTERM; the next new one starts without waiting for
+    // the old one's exit, as the kubelet's drain does not hold the rollout.
+    const WORKERS: usize = 3;
+    const CHANNELS: usize = 500;
+    const TOTAL: usize = 20_000;
+    const CHUNK: usize = 250;
+    // Published only once the update is over, so intents flow through all
+    // of it however long it takes on a loaded machine.
+    const AFTER: usize = 2_000;
+    let shards = kubernetes_shards();
+    let cluster = blocking(Cluster::ensure).await;
+    let _serial = cluster.serial().await;
+    let names = Names::new("ha-rolling");
+    let urls = cluster.urls();
+    declare(&urls[0], &names.amqp(&urls, false, shards)).await;
+    let fake = Distant::start(KEY, SECRET, LATENCY, Duration::ZERO).await;
+    let shards_var = shards.to_string();
+    let env = [("RELAY_SHARDS", shards_var.as_str())];
+    let mut workers = Vec::new();
+    for i in 0..WORKERS {
+        let w = spawn_worker(&names, &urls, &fake, &format!("old-{i}"), &env);
+        w.wait_ready().await;
+        workers.push(w);
+    }
+
+    // At most 1,000 intents a second (each chunk confirmed before the
+    // next, so slower on a loaded machine), every channel's in order, until
+    // AFTER are left; those wait for the update to end.
+    let exchange = format!("{}.x", names.queue);
+    let url = urls[0].clone();
+    let all = backlog("r", CHANNELS, TOTAL / CHANNELS);
+    let (rolled_tx, rolled_rx) = tokio::sync::oneshot::channel::<()>();
+    let publisher = tokio::spawn(async move {
+        let (conn, ch) = connect(&url).await;
+        let (during, after) = all.split_at(TOTAL - AFTER);
+        let started = Instant::now();
+        for chunk in during.chunks(CHUNK) {
+            publish(&ch, &exchange, chunk, true).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let waited = Instant::now();
+        let _ = rolled_rx.await;
+        let waited = waited.elapsed();
+        for chunk in after.chunks(CHUNK) {
+            publish(&ch, &exchange, chunk, true).await;
+        }
+        let _ = conn.close(200, "published").await;
+        (started.elapsed(), waited)
+    });
+
+    // Steady state before the update: every worker active on some shards.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let spread = loop {
+        let active = shards_active(&workers).await;
+        if active.iter().all(|&n| n >= 1) && active.iter().sum::<usize>() == usize::from(shards) {
+            break active;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shards not spread in 90 s: {active:?}; logs in {}",
+            log_of(&workers[0])
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+
+    let rolling = Instant::now();
+    let before = counts(&fake, TOTAL).delivered;
+    let mut leaving = Vec::new();
+    for i in 0..WORKERS {
+        let new = spawn_worker(&names, &urls, &fake, &format!("new-{i}"), &env);
+        new.wait_ready().await;
+        let old = workers.remove(0);
+        leaving.push(tokio::spawn(old.terminate()));
+        workers.push(new);
+    }
+    for (i, exit) in leaving.into_iter().enumerate() {
+        let exit = exit.await.expect("terminate");
+        assert!(exit.success(), "old worker {i} after SIGTERM: {exit}");
+    }
+    let rolled = rolling.elapsed();
+    let during = counts(&fake, TOTAL).delivered - before;
+    let _ = rolled_tx.send(());
+    let (publishing, waited) = publisher.await.expect("publisher");
+    let c = drained(&fake, TOTAL, Duration::from_secs(180)).await;
+    println!(
+        "rolling update: {WORKERS} workers, {shards} shards, spread {spread:?}; replaced one by one in {rolled:.1?} \
+         ({during} delivered meanwhile, {before} before; the publisher held its last {AFTER} for {waited:.1?} and published all in {publishing:.1?}); \
+         all delivered {:.1?} after the first; {c:?}",
+        fake.elapsed()
+    );
+    drop(workers);
+    cleanup(&urls[0], &names, shards).await;
     assert_eq!((c.lost, c.violations), (0, 0), "{c:?}");
 }
 
