@@ -1,7 +1,7 @@
 //! The composition root: the one place that knows every layer. It builds the
 //! relay, the interfaces around it (the HTTP listener with `/metrics`,
-//! `/readyz`, webhooks, the admin API and the console, and the console's
-//! history sampler), hands each the parts it needs, and at shutdown waits
+//! `/readyz`, webhooks, the admin API and the console, the console's
+//! history sampler and the TLS expiry probe), hands each the parts it needs, and at shutdown waits
 //! for every task it started, as mini-redis does, so that nothing is still
 //! writing when the process exits.
 //!
@@ -23,7 +23,7 @@ use crate::shutdown::{self, ShutdownTrigger};
 use crate::ui::history::{self, History};
 use crate::ui::Console;
 use crate::webhooks::WebhookIngress;
-use crate::{http, metrics};
+use crate::{http, links, metrics};
 
 /// Why the worker could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,9 @@ pub enum AppError {
     Listen(#[from] std::io::Error),
     #[error(transparent)]
     Relay(#[from] RelayError),
+    /// A link's certificate is one its client refuses, found at start.
+    #[error(transparent)]
+    Tls(#[from] links::LinkError),
 }
 
 /// A running worker: the relay and the interfaces around it.
@@ -51,10 +54,14 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Binds the listener, then starts the relay, which connects the store
-    /// (waiting while it is down) and consumes in the background.
+    /// Checks each link's TLS certificate (a refused one stops the worker
+    /// here, before anything is consumed), binds the listener, then starts
+    /// the relay, which connects the store (waiting while it is down) and
+    /// consumes in the background.
     pub async fn start(cfg: Config) -> Result<Worker, AppError> {
         let prometheus = metrics::install();
+        let tls_links = links::targets(&cfg);
+        links::verify_at_start(&cfg, &tls_links).await?;
         let (trigger, shutdown) = shutdown::channel();
         let listener = http::bind(cfg.http.addr).await?;
         let http_addr = listener.local_addr()?;
@@ -66,6 +73,7 @@ impl Worker {
         // the store through this cell, which the relay fills once connected.
         let store_cell: Arc<OnceLock<Store>> = Arc::default();
         let mut interfaces = JoinSet::new();
+        interfaces.spawn(links::watch_expiry(tls_links, trigger.subscribe()));
         let admin = cfg.http.admin_token.clone().map(|token| AdminState {
             store: store_cell.clone(),
             token,

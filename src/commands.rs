@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::links;
 use crate::pusher::webhook::{self, Webhook, WebhookError, WebhookToken};
 use crate::pusher::{Client, PusherError, Trigger};
 
@@ -24,53 +25,131 @@ pub struct CheckReport {
     pub latency_ms: Option<f64>,
     /// Why the check failed.
     pub error: Option<String>,
+    /// Each link's TLS, as the worker's start-time check finds it.
+    pub links: Vec<LinkReport>,
+}
+
+/// One peer's TLS state in `check`.
+#[derive(Debug, Serialize)]
+pub struct LinkReport {
+    /// RabbitMQ, PostgreSQL or Pusher.
+    pub link: String,
+    /// `host:port`.
+    pub address: String,
+    /// `plain`, or the TLS version (`TLSv1.3`); absent when unknown.
+    pub tls: Option<String>,
+    /// The peer certificate, when TLS.
+    pub peer: Option<crate::tls::Peer>,
+    /// When it expires (RFC 3339) and in how many days.
+    pub expires: Option<String>,
+    pub days_left: Option<i64>,
+    /// Why the state is unknown.
+    pub error: Option<String>,
+    /// Whether that error is a setting to fix: the worker would not start.
+    pub refused: bool,
+}
+
+impl LinkReport {
+    fn of(probed: links::Probed) -> LinkReport {
+        let mut report = LinkReport {
+            link: probed.link.to_string(),
+            address: probed.address,
+            tls: None,
+            peer: None,
+            expires: None,
+            days_left: None,
+            error: None,
+            refused: false,
+        };
+        match probed.result {
+            Ok(crate::tls::State::Plain) => report.tls = Some("plain".into()),
+            Ok(crate::tls::State::Tls(peer)) => {
+                report.tls = Some(peer.version.clone());
+                report.expires = Some(peer.expires());
+                report.days_left =
+                    Some(peer.days_left(std::time::SystemTime::now()).floor() as i64);
+                report.peer = Some(peer);
+            }
+            Err(e) => {
+                report.refused = e.is_configuration();
+                report.error = Some(e.to_string());
+            }
+        }
+        report
+    }
+
+    /// One line for people.
+    pub fn summary(&self) -> String {
+        let state = match (&self.error, &self.peer) {
+            (Some(e), _) => format!("error: {e}"),
+            (None, Some(peer)) => format!(
+                "{}, peer {} (issued by {}), expires {} ({} days), {}",
+                peer.version,
+                peer.subject,
+                peer.issuer,
+                self.expires.as_deref().unwrap_or_default(),
+                self.days_left.unwrap_or_default(),
+                peer.verified
+            ),
+            (None, None) => self.tls.clone().unwrap_or_default(),
+        };
+        format!("{:<10} {:<28} {state}", self.link, self.address)
+    }
 }
 
 impl CheckReport {
-    /// One line for people.
+    /// Lines for people: Pusher's answer, then each link's TLS.
     pub fn summary(&self) -> String {
-        match (&self.error, self.latency_ms) {
+        let head = match (&self.error, self.latency_ms) {
             (None, Some(ms)) => format!(
                 "ok: {} accepted a signed request in {ms:.1} ms",
                 self.endpoint
             ),
             (Some(e), _) => format!("not ready: {e}"),
             (None, None) => format!("ok: {}", self.endpoint),
-        }
+        };
+        std::iter::once(head)
+            .chain(self.links.iter().map(LinkReport::summary))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
 /// Sends `GET /channels`, which needs a valid signature and key but changes
-/// nothing, and reports how long Pusher took to accept it.
+/// nothing, and reports how long Pusher took to accept it; and probes each
+/// link's TLS as the worker does at start. Not ok when Pusher refuses or a
+/// certificate would stop the worker.
 pub async fn check(cfg: &Config) -> CheckReport {
+    let targets = links::targets(cfg);
+    let (pusher, probed) = tokio::join!(check_pusher(cfg), links::probe_all(&targets));
+    let links: Vec<LinkReport> = probed.into_iter().map(LinkReport::of).collect();
+    let (endpoint, latency_ms, error) = pusher;
+    CheckReport {
+        ok: error.is_none() && !links.iter().any(|l| l.refused),
+        endpoint,
+        latency_ms,
+        error,
+        links,
+    }
+}
+
+/// Where requests go, the signed request's round trip and why it failed.
+async fn check_pusher(cfg: &Config) -> (String, Option<f64>, Option<String>) {
     let endpoint = cfg.pusher.base_url();
     let client = match client(cfg) {
         Ok(c) => c,
-        Err(e) => {
-            return CheckReport {
-                ok: false,
-                endpoint,
-                latency_ms: None,
-                error: Some(e.to_string()),
-            }
-        }
+        Err(e) => return (endpoint, None, Some(e.to_string())),
     };
     let started = Instant::now();
     let result = client.channels(None, &[]).await;
     let latency = started.elapsed();
     match result {
-        Ok(_) => CheckReport {
-            ok: true,
+        Ok(_) => (endpoint, Some(ms(latency)), None),
+        Err(e) => (
             endpoint,
-            latency_ms: Some(ms(latency)),
-            error: None,
-        },
-        Err(e) => CheckReport {
-            ok: false,
-            endpoint,
-            latency_ms: e.status().map(|_| ms(latency)),
-            error: Some(e.to_string()),
-        },
+            e.status().map(|_| ms(latency)),
+            Some(e.to_string()),
+        ),
     }
 }
 

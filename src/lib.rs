@@ -26,7 +26,8 @@
 //!   command, one file per group), [`dlq`] (what the `dlq` commands print),
 //!   [`commands`] (the one-shot Pusher commands), [`publish`] (typed intents
 //!   and a confirmed, reconnecting publisher), [`listen`] (a WebSocket
-//!   subscriber).
+//!   subscriber), [`links`] (each link's TLS, probed at start, by `check`
+//!   and for the expiry gauge).
 //! - Root: [`app`] builds the relay and the interfaces around it and awaits
 //!   every task it started; `main.rs` parses arguments and calls [`cli`].
 
@@ -42,6 +43,7 @@ pub mod deadletter;
 pub mod dlq;
 pub mod http;
 pub mod intent;
+pub mod links;
 pub mod listen;
 pub mod metrics;
 pub mod publish;

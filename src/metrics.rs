@@ -37,6 +37,7 @@ pub const REPLAYS: &str = "pusher_relay_replays_total";
 pub const CONCURRENCY_LIMIT: &str = "pusher_relay_concurrency_limit";
 pub const CONCURRENCY_DECREASES: &str = "pusher_relay_concurrency_decreases_total";
 pub const RTT_BASELINE: &str = "pusher_relay_pusher_rtt_baseline_seconds";
+pub const TLS_CERT_EXPIRY: &str = "pusher_relay_tls_certificate_expiry_days";
 
 /// How often histogram samples are folded into their buckets. The recorder
 /// keeps every sample until then; without this, a worker nobody scrapes
@@ -184,6 +185,7 @@ fn describe() {
     describe_gauge!(CONCURRENCY_LIMIT, Unit::Count, "Requests to Pusher allowed in flight now: adapted between 1 and RELAY_MAX_IN_FLIGHT from round trips and pushback (RELAY_CONCURRENCY=adaptive), or RELAY_MAX_IN_FLIGHT (fixed).");
     describe_counter!(CONCURRENCY_DECREASES, Unit::Count, "Times the concurrency limit was lowered, by cause (429, error: 5xx/timeout/connection, rtt: round trip above its baseline).");
     describe_gauge!(RTT_BASELINE, Unit::Seconds, "The smoothed fastest round trip to Pusher (per controller interval) that the concurrency controller compares new ones with.");
+    describe_gauge!(TLS_CERT_EXPIRY, "Days until the peer's TLS certificate expires, by link (rabbitmq, postgresql, pusher; the soonest of a cluster's nodes), probed at start and every hour; absent for a plain link.");
     describe_counter!(
         REPLAYS,
         Unit::Count,
@@ -364,4 +366,9 @@ pub fn replays(outcome: &'static str, n: u64) {
     if n > 0 {
         counter!(REPLAYS, "outcome" => outcome).increment(n);
     }
+}
+
+/// Days until `link`'s peer certificate expires (negative once it has).
+pub fn tls_certificate_expiry_days(link: &'static str, days: f64) {
+    gauge!(TLS_CERT_EXPIRY, "link" => link).set(days);
 }

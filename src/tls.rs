@@ -4,8 +4,7 @@
 //! the OS bundle, or `SSL_CERT_FILE` / `SSL_CERT_DIR` when set), to which a
 //! link adds its own CA file ([`add_pem_file`]: `PUSHER_CA_FILE`, libpq's
 //! `sslrootcert`). [`client_config`] builds a rustls client that verifies
-//! fully, the chain only (libpq's `verify-ca`), or nothing (libpq's
-//! `require`, `PUSHER_VERIFY_SSL=false`).
+//! fully or nothing (libpq's `require`, `PUSHER_VERIFY_SSL=false`).
 //!
 //! The probe: [`probe`] opens one TLS connection to an [`Endpoint`], built
 //! by the link's own module from the same settings as its real client, and
@@ -21,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -66,8 +64,6 @@ impl fmt::Display for Link {
 pub enum Verify {
     /// The chain to a trusted root, the dates and the host name.
     Full,
-    /// The chain and the dates, not the name (libpq's `verify-ca`).
-    ChainOnly,
     /// Nothing: encrypted, not authenticated (libpq's `require`,
     /// `PUSHER_VERIFY_SSL=false`).
     Nothing,
@@ -77,7 +73,6 @@ impl Verify {
     pub fn as_str(self) -> &'static str {
         match self {
             Verify::Full => "verified",
-            Verify::ChainOnly => "chain verified, name not checked",
             Verify::Nothing => "not verified",
         }
     }
@@ -209,14 +204,6 @@ pub fn client_config(
         .with_safe_default_protocol_versions()?;
     let builder = match verify {
         Verify::Full => builder.with_root_certificates(roots),
-        Verify::ChainOnly => {
-            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| rustls::Error::General(e.to_string()))?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyName(inner)))
-        }
         Verify::Nothing => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Anything(provider))),
@@ -232,53 +219,6 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
     // An IPv6 literal comes from URLs in brackets.
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     ServerName::try_from(bare.to_owned()).map_err(|_| TlsError::ServerName(host.into()))
-}
-
-/// Verifies the chain and the dates, and accepts any name.
-#[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for AnyName {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
 }
 
 /// Accepts any certificate; the handshake's signatures are still checked,

@@ -1,10 +1,29 @@
 //! TLS on the worker's links, against endpoints the tests make: a CA of
-//! their own (tests/common/tls.rs), the fake Pusher behind a TLS terminator.
+//! their own (tests/common/tls.rs), a private PostgreSQL with `ssl = on`
+//! and TLS-only access (tests/common/pg_server.rs), and the fake Pusher
+//! behind a TLS terminator. The worker runs as the binary, so its exit
+//! status and its metrics are its own.
+//!
+//! What is checked: intents flow and dead letters are stored with both
+//! links verified (`sslmode=verify-full` with `sslrootcert`,
+//! `PUSHER_CA_FILE`); a wrong CA, a wrong host name and an expired
+//! certificate on either link stop the worker at start, naming the link
+//! and the reason, with the intent still in the queue; a client
+//! certificate gets into a PostgreSQL that demands one.
 
 mod common;
 
-use common::tls::{Ca, TlsTerminator};
-use common::{config_for, FakePusher};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use common::pg_server::PgServer;
+use common::pusher::pusher_vars;
+use common::tls::{Ca, Issued, TlsTerminator, Validity, VALID_DAYS};
+use common::{chat, config_for, unique, Broker, FakePusher, Process};
+use pusher_relay::deadletter::Store;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
 
 /// The fixture itself: a client trusting the test's CA reaches the fake
 /// Pusher through the terminator; one trusting another CA does not.
@@ -61,4 +80,285 @@ async fn the_pusher_client_trusts_its_ca_file() {
         .channels(None, &[])
         .await
         .expect("PUSHER_VERIFY_SSL=false accepts the certificate");
+}
+
+/// A fake Pusher behind TLS with `cert`, and the server it answers on.
+async fn https_pusher(cert: &Issued, ca: &Ca) -> (FakePusher, wiremock::MockServer, TlsTerminator) {
+    let (fake, server) = FakePusher::start().await;
+    let front = TlsTerminator::with_cert(*server.address(), cert, ca).await;
+    (fake, server, front)
+}
+
+/// A worker's environment: Pusher at `pusher_uri`, the broker's names,
+/// `database_url`, then `extra`.
+fn worker_vars(
+    pusher_uri: &str,
+    broker: &Broker,
+    database_url: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut vars = pusher_vars(pusher_uri);
+    vars.extend(
+        [
+            ("AMQP_EXCHANGE", broker.exchange.as_str()),
+            ("AMQP_QUEUE", broker.queue.as_str()),
+            ("AMQP_WEBHOOK_EXCHANGE", broker.webhooks.as_str()),
+            ("DATABASE_URL", database_url),
+            ("RELAY_LINGER_MS", "5"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    vars
+}
+
+/// `sslmode=verify-full` against `ca`.
+fn verify_full(ca: &Ca) -> String {
+    format!("sslmode=verify-full&sslrootcert={}", ca.cert_file.display())
+}
+
+#[tokio::test]
+async fn intents_flow_and_dead_letters_are_stored_with_every_link_verified() {
+    let ca = Ca::new("links CA");
+    let pg = PgServer::start(&ca.server(&["127.0.0.1"]), &ca, None).await;
+    let (fake, _server, front) = https_pusher(&ca.server(&["127.0.0.1"]), &ca).await;
+    let broker = Broker::new("tls-flow").await;
+    let database_url = pg.url("postgres", "127.0.0.1", &verify_full(&ca));
+    let ca_file = ca.cert_file.display().to_string();
+    let uri = format!("https://127.0.0.1:{}", front.port);
+    let vars = worker_vars(
+        &uri,
+        &broker,
+        &database_url,
+        &[("PUSHER_CA_FILE", &ca_file)],
+    );
+    let worker = Process::spawn(&vars, None);
+    worker.wait_ready().await;
+
+    broker
+        .publish(&[
+            chat(1, 1),
+            json!({"type": "chat.message", "room_id": 1, "user_id": 7}),
+        ])
+        .await;
+    broker.wait_acked(WAIT).await;
+    let received = fake.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0].channel, "chat-room-1");
+    let store = Store::connect(&database_url)
+        .await
+        .expect("the store over verified TLS");
+    assert_eq!(
+        store.count().await.expect("count"),
+        1,
+        "the invalid intent's dead letter"
+    );
+
+    let metrics = worker.metrics_text().await;
+    for link in ["postgresql", "pusher"] {
+        let series = format!("pusher_relay_tls_certificate_expiry_days{{link=\"{link}\"}}");
+        let days = common::metric(&metrics, &series)
+            .unwrap_or_else(|| panic!("{series} in /metrics:\n{metrics}"));
+        assert!(
+            (VALID_DAYS as f64 - 1.0..=VALID_DAYS as f64).contains(&days),
+            "{series} = {days}"
+        );
+    }
+    assert!(
+        !metrics.contains("link=\"rabbitmq\""),
+        "a plain link has no expiry"
+    );
+    worker.stop().await;
+
+    // `check` says the same, link by link.
+    // tokio's, so the terminator on this runtime keeps serving meanwhile.
+    let check = tokio::process::Command::new(env!("CARGO_BIN_EXE_pusher-relay"))
+        .arg("check")
+        .arg("--json")
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .output()
+        .await
+        .expect("check runs");
+    let report: serde_json::Value =
+        serde_json::from_slice(&check.stdout).expect("check --json prints JSON");
+    assert!(check.status.success(), "{report}");
+    let links = report["links"].as_array().expect("links");
+    let of = |name: &str| {
+        links
+            .iter()
+            .find(|l| l["link"] == name)
+            .unwrap_or_else(|| panic!("{name} in {report}"))
+    };
+    assert_eq!(of("RabbitMQ")["tls"], "plain");
+    for name in ["PostgreSQL", "Pusher"] {
+        let link = of(name);
+        assert_eq!(link["tls"], "TLSv1.3", "{link}");
+        assert_eq!(link["peer"]["subject"], "127.0.0.1", "{link}");
+        assert_eq!(link["peer"]["issuer"], "links CA", "{link}");
+        assert_eq!(link["peer"]["verified"], "verified", "{link}");
+        assert_eq!(link["days_left"], VALID_DAYS - 1, "{link}");
+    }
+}
+
+/// Runs a worker that must refuse to start: it exits non-zero within
+/// `WAIT`, its error names `link` and `reason`, and the intent published
+/// before it started is still in the queue.
+async fn assert_refused(
+    pusher_uri: &str,
+    database_url: &str,
+    extra: &[(&str, &str)],
+    link: &str,
+    reason: &str,
+) {
+    let broker = Broker::new("tls-refused").await;
+    broker.declare().await;
+    broker.publish(&[chat(1, 1)]).await;
+    let log = std::env::temp_dir().join(format!("{}.log", unique("tls-refused")));
+    let vars = worker_vars(pusher_uri, &broker, database_url, extra);
+    let mut worker = Process::spawn(&vars, Some(log.clone()));
+    let exit = wait_exit(&mut worker).await;
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        !exit.success(),
+        "the worker must not start ({link}, {reason}): {exit:?}\n{stderr}"
+    );
+    let expected = format!("error: {link} at ");
+    assert!(
+        stderr.contains(&expected)
+            && stderr.contains(&format!("TLS certificate refused: {reason};")),
+        "{link} and {reason:?} named in the error:\n{stderr}"
+    );
+    assert_eq!(broker.ready().await, 1, "nothing consumed:\n{stderr}");
+}
+
+async fn wait_exit(worker: &mut Process) -> ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(exit) = worker.child.try_wait().expect("wait") {
+            return exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker still runs after {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_certificate_that_cannot_be_verified_stops_the_worker_at_start() {
+    let ca = Ca::new("pg CA");
+    let other = Ca::new("another CA");
+    let good = PgServer::start(&ca.server(&["127.0.0.1"]), &ca, None).await;
+    let expired = PgServer::start(
+        &ca.server_with(&["127.0.0.1"], Validity::Expired),
+        &ca,
+        None,
+    )
+    .await;
+    let (_fake, server) = FakePusher::start().await;
+    let pusher = server.uri();
+    let cases = [
+        (
+            good.url("postgres", "127.0.0.1", &verify_full(&other)),
+            "unknown issuer",
+        ),
+        (
+            // The certificate names 127.0.0.1 only.
+            good.url("postgres", "localhost", &verify_full(&ca)),
+            "name mismatch",
+        ),
+        (
+            expired.url("postgres", "127.0.0.1", &verify_full(&ca)),
+            "expired",
+        ),
+    ];
+    for (url, reason) in cases {
+        assert_refused(&pusher, &url, &[], "PostgreSQL", reason).await;
+    }
+    // sqlx 0.8 checks the name under verify-ca as well
+    // (launchbadge/sqlx#3793), and the start-time check says so.
+    let verify_ca = format!("sslmode=verify-ca&sslrootcert={}", ca.cert_file.display());
+    assert_refused(
+        &pusher,
+        &good.url("postgres", "localhost", &verify_ca),
+        &[],
+        "PostgreSQL",
+        "name mismatch",
+    )
+    .await;
+    // require encrypts without verifying, as libpq does.
+    Store::connect(&expired.url("postgres", "127.0.0.1", "sslmode=require"))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "require with an expired certificate: {e}: {:?}",
+                std::error::Error::source(&e)
+            )
+        });
+}
+
+#[tokio::test]
+async fn a_pusher_certificate_that_cannot_be_verified_stops_the_worker_at_start() {
+    let ca = Ca::new("pusher CA");
+    let other = Ca::new("another CA");
+    let (_fake, _server, good) = https_pusher(&ca.server(&["127.0.0.1"]), &ca).await;
+    let (_fake2, _server2, expired) =
+        https_pusher(&ca.server_with(&["127.0.0.1"], Validity::Expired), &ca).await;
+    let db = common::Db::sqlite();
+    let ca_file = ca.cert_file.display().to_string();
+    let other_file = other.cert_file.display().to_string();
+    let cases = [
+        (
+            format!("https://127.0.0.1:{}", good.port),
+            other_file.as_str(),
+            "unknown issuer",
+        ),
+        (
+            format!("https://localhost:{}", good.port),
+            ca_file.as_str(),
+            "name mismatch",
+        ),
+        (
+            format!("https://127.0.0.1:{}", expired.port),
+            ca_file.as_str(),
+            "expired",
+        ),
+    ];
+    for (uri, ca_file, reason) in &cases {
+        assert_refused(
+            uri,
+            &db.url(),
+            &[("PUSHER_CA_FILE", ca_file)],
+            "Pusher",
+            reason,
+        )
+        .await;
+    }
+}
+
+/// PostgreSQL's `cert` authentication: the client certificate's common
+/// name is the role, and without one the server lets no one in.
+#[tokio::test]
+async fn a_client_certificate_gets_into_a_postgres_that_demands_one() {
+    let ca = Ca::new("pg CA");
+    let clients = Ca::new("client CA");
+    let pg = PgServer::start(&ca.server(&["127.0.0.1"]), &ca, Some(&clients)).await;
+    let client = clients.client("postgres");
+    let with_cert = format!(
+        "{}&sslcert={}&sslkey={}",
+        verify_full(&ca),
+        client.cert_file.display(),
+        client.key_file.display()
+    );
+    let store = Store::connect(&pg.url("postgres", "127.0.0.1", &with_cert))
+        .await
+        .unwrap_or_else(|e| panic!("the client certificate is accepted: {e:#}\n{}", pg.log()));
+    assert_eq!(store.count().await.expect("count"), 0);
+    let refused = Store::connect(&pg.url("postgres", "127.0.0.1", &verify_full(&ca))).await;
+    assert!(refused.is_err(), "no certificate, no entry");
 }

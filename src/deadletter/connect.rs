@@ -3,10 +3,11 @@
 //! before the first operation.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Executor};
 
@@ -14,6 +15,7 @@ use super::backend::Pool;
 use super::error::StoreError;
 use super::store::Store;
 use crate::config::redact_url;
+use crate::tls::{self, Endpoint, Link, Preamble, TlsError, Verify};
 
 /// How long a writer waits on SQLite's lock before giving up with `SQLITE_BUSY`.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -156,6 +158,141 @@ fn pg_options(url: &str) -> Result<PgConnectOptions, StoreError> {
     })
 }
 
+/// How the store's PostgreSQL connections use TLS, as sqlx makes them from
+/// `url` (libpq's `sslmode`, `sslrootcert`, `sslcert`, `sslkey`, and the
+/// `PGSSL*` variables beneath them): `None` for SQLite, `sslmode=disable`
+/// or `allow` (sqlx takes `allow` as `disable`) and a Unix socket.
+///
+/// sqlx's own rules, mirrored: `prefer` (the default) and `require` encrypt
+/// without verifying; `verify-full` verifies the chain and the host name,
+/// and so does `verify-ca`: sqlx 0.8's verifier for it lets through
+/// rustls's old name-mismatch error but not the one rustls 0.23.24 and
+/// later return (launchbadge/sqlx#3793), so its client checks the name too,
+/// and the probe refuses what that client refuses. The roots are the
+/// system store plus `sslrootcert`.
+pub fn tls_endpoint(url: &str) -> Result<Option<Endpoint>, StoreError> {
+    if !matches!(
+        url_scheme(url).to_ascii_lowercase().as_str(),
+        "postgres" | "postgresql"
+    ) {
+        return Ok(None);
+    }
+    let opts = pg_options(url)?;
+    let tls_err = |e: TlsError| StoreError::Connect {
+        url: redact_url(url),
+        source: sqlx::Error::Tls(Box::new(e)),
+    };
+    let verify = match opts.get_ssl_mode() {
+        PgSslMode::Disable | PgSslMode::Allow => return Ok(None),
+        PgSslMode::Prefer | PgSslMode::Require => Verify::Nothing,
+        PgSslMode::VerifyCa | PgSslMode::VerifyFull => Verify::Full,
+    };
+    if opts.get_socket().is_some() {
+        return Ok(None);
+    }
+    let files = TlsFiles::of(&opts);
+    let mut roots = rustls::RootCertStore::empty();
+    if verify != Verify::Nothing {
+        roots = tls::system_roots();
+        if let Some(ca) = &files.root_cert {
+            ca.add_to(&mut roots).map_err(tls_err)?;
+        }
+    }
+    let identity = match (&files.cert, &files.key) {
+        (Some(cert), Some(key)) => Some(
+            tls::client_identity(
+                &cert.read().map_err(tls_err)?,
+                &key.read().map_err(tls_err)?,
+                &cert.name(),
+                &key.name(),
+            )
+            .map_err(tls_err)?,
+        ),
+        _ => None,
+    };
+    let host = opts.get_host().to_owned();
+    Ok(Some(Endpoint {
+        link: Link::Postgres,
+        server_name: tls::server_name(&host).map_err(tls_err)?,
+        port: opts.get_port(),
+        config: Arc::new(tls::client_config(roots, verify, identity).map_err(tls_err)?),
+        preamble: Preamble::PostgresSslRequest {
+            required: !matches!(opts.get_ssl_mode(), PgSslMode::Prefer),
+        },
+        host,
+        verify,
+    }))
+}
+
+/// A certificate or key as sqlx holds it: a file, or PEM text (a `PGSSL*`
+/// variable may carry either).
+enum Pem {
+    File(std::path::PathBuf),
+    Inline(Vec<u8>),
+}
+
+impl Pem {
+    /// sqlx shows a file as `file: PATH` and inline PEM as itself.
+    fn parse(shown: &str) -> Pem {
+        match shown.strip_prefix("file: ") {
+            Some(path) => Pem::File(path.into()),
+            None if shown.trim_start().starts_with("-----BEGIN") => {
+                Pem::Inline(shown.as_bytes().to_vec())
+            }
+            None => Pem::File(shown.into()),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Pem::File(path) => path.display().to_string(),
+            Pem::Inline(_) => "(inline PEM)".into(),
+        }
+    }
+
+    fn read(&self) -> Result<Vec<u8>, TlsError> {
+        match self {
+            Pem::Inline(pem) => Ok(pem.clone()),
+            Pem::File(path) => std::fs::read(path).map_err(|e| TlsError::ReadClient {
+                what: "certificate or key",
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    fn add_to(&self, roots: &mut rustls::RootCertStore) -> Result<usize, TlsError> {
+        match self {
+            Pem::File(path) => tls::add_pem_file(roots, path),
+            Pem::Inline(pem) => tls::add_pem(roots, pem, "sslrootcert (inline PEM)"),
+        }
+    }
+}
+
+/// The TLS files of options sqlx parsed. Its fields are private; its URL
+/// form carries them, with the `PGSSL*` variables already applied.
+struct TlsFiles {
+    root_cert: Option<Pem>,
+    cert: Option<Pem>,
+    key: Option<Pem>,
+}
+
+impl TlsFiles {
+    fn of(opts: &PgConnectOptions) -> TlsFiles {
+        let url = opts.to_url_lossy();
+        let find = |name: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| Pem::parse(&v))
+        };
+        TlsFiles {
+            root_cert: find("sslrootcert"),
+            cert: find("sslcert"),
+            key: find("sslkey"),
+        }
+    }
+}
+
 /// Connects once directly, then hands out a lazy pool. The direct connection
 /// reports the real cause (e.g. connection refused) at once, where a pool
 /// would retry refused connections until its acquire timeout and report only
@@ -265,6 +402,50 @@ mod tests {
         assert_eq!(redact_url("postgres://db/x"), "postgres://db/x");
         assert_eq!(redact_url("postgres://u@db/x"), "postgres://u@db/x");
         assert_eq!(redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+    }
+
+    #[test]
+    fn tls_follows_sslmode_as_sqlx_does() {
+        let endpoint = |q: &str| tls_endpoint(&format!("postgres://u@db.example:6432/x{q}"));
+        assert!(endpoint("?sslmode=disable").unwrap().is_none());
+        assert!(endpoint("?sslmode=allow").unwrap().is_none());
+        assert!(tls_endpoint("sqlite::memory:").unwrap().is_none());
+        let require = endpoint("?sslmode=require").unwrap().expect("TLS");
+        assert_eq!(require.verify, Verify::Nothing);
+        assert_eq!(require.address(), "db.example:6432");
+        assert_eq!(
+            require.preamble,
+            Preamble::PostgresSslRequest { required: true }
+        );
+        let full = endpoint("?sslmode=verify-full").unwrap().expect("TLS");
+        assert_eq!(full.verify, Verify::Full);
+        assert_eq!(
+            endpoint("?sslmode=verify-ca").unwrap().expect("TLS").verify,
+            Verify::Full
+        );
+    }
+
+    #[test]
+    fn tls_reads_the_files_sqlx_would() {
+        // sqlx's URL form is how the file names are read back; a change in
+        // it shows here.
+        let opts =
+            pg_options("postgres://db/x?sslrootcert=/etc/ssl/rds.pem&sslcert=/c.pem&sslkey=/k.pem")
+                .unwrap();
+        let files = TlsFiles::of(&opts);
+        assert_eq!(
+            files.root_cert.map(|p| p.name()).as_deref(),
+            Some("/etc/ssl/rds.pem")
+        );
+        assert_eq!(files.cert.map(|p| p.name()).as_deref(), Some("/c.pem"));
+        assert_eq!(files.key.map(|p| p.name()).as_deref(), Some("/k.pem"));
+        let e = tls_endpoint(
+            "postgres://u:hunter2@db/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+        )
+        .unwrap_err();
+        let text = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+        assert!(text.contains("\"/nonexistent/ca.pem\""), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
     }
 
     #[test]

@@ -88,6 +88,10 @@ fn sqlx_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => true,
+        // A certificate refused during a run (rotated to one this worker
+        // does not trust) is waited out like any outage; at start, the TLS
+        // probe (`links`) has already stopped the worker on one.
+        sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => {
             if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
                 let code = pg.code();

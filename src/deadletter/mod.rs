@@ -42,6 +42,7 @@ mod row;
 mod store;
 pub mod view;
 
+pub use connect::tls_endpoint;
 pub use error::StoreError;
 pub use filter::{Cursor, Filter, FilterError, FilterSpec};
 pub use ops::{Count, Page, Stats, Unreadable};

@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod db;
 pub mod distant;
 pub mod intents;
+pub mod pg_server;
 pub mod proxy;
 pub mod pusher;
 pub mod rig;
