@@ -1,9 +1,10 @@
-//! The composition root: the one place that knows every layer. It builds the
-//! relay, the interfaces around it (the HTTP listener with `/metrics`,
-//! `/readyz`, webhooks, the admin API and the console, the console's
-//! history sampler and the TLS expiry probe), hands each the parts it needs, and at shutdown waits
-//! for every task it started, as mini-redis does, so that nothing is still
-//! writing when the process exits.
+//! The composition root: the one place that knows every layer. It checks
+//! each link's TLS certificate, builds the relay, the interfaces around it
+//! (the HTTP listener with `/metrics`, `/readyz`, webhooks, the admin API
+//! and the console, the console's history sampler, the hourly TLS expiry
+//! probe), hands each the parts it needs, and at shutdown waits for every
+//! task it started, as mini-redis does, so that nothing is still writing
+//! when the process exits.
 //!
 //! Dependencies point one way: config, then the domain (intent, pusher,
 //! deadletter, amqp), then the relay, then the interfaces; only this module

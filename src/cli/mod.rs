@@ -45,7 +45,9 @@ enum Command {
     /// Print the effective settings (secrets as ***).
     Config(settings::ConfigArgs),
     /// Check the settings and send one signed request Pusher must accept
-    /// (GET /channels); prints the latency. Exits 1 with the reason otherwise.
+    /// (GET /channels); prints the latency, then each link's TLS (version,
+    /// peer certificate, expiry). Exits 1 with the reason when Pusher
+    /// refuses or a certificate would stop the worker.
     Check(settings::CheckArgs),
     /// Send one event to one or more channels now (POST /events), bypassing
     /// the queue.

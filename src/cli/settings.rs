@@ -1,5 +1,5 @@
 //! `config` and `check`: the settings in effect, and whether Pusher accepts
-//! them.
+//! them and each link's TLS certificate is one its client accepts.
 
 use std::process::ExitCode;
 
