@@ -96,6 +96,11 @@ pub enum TlsError {
         path: String,
         detail: String,
     },
+    #[error("{given} is set without {missing}; expected both (a client certificate and its key) or neither")]
+    HalfIdentity {
+        given: &'static str,
+        missing: &'static str,
+    },
     #[error("{0:?} is not a TLS server name; expected a DNS name or an IP address")]
     ServerName(String),
     #[error("TLS setup: {0}")]

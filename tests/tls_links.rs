@@ -339,6 +339,22 @@ async fn a_pusher_certificate_that_cannot_be_verified_stops_the_worker_at_start(
         )
         .await;
     }
+
+    // PUSHER_VERIFY_SSL=false still starts on the expired certificate, and
+    // says at start that nothing is verified.
+    let broker = Broker::new("tls-unverified").await;
+    let log = std::env::temp_dir().join(format!("{}.log", unique("tls-unverified")));
+    let uri = format!("https://127.0.0.1:{}", expired.port);
+    let vars = worker_vars(&uri, &broker, &db.url(), &[("PUSHER_VERIFY_SSL", "false")]);
+    let worker = Process::spawn(&vars, Some(log.clone()));
+    worker.wait_ready().await;
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    worker.stop().await;
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        stderr.contains("WARN") && stderr.contains("PUSHER_VERIFY_SSL=false"),
+        "a warning at start:\n{stderr}"
+    );
 }
 
 /// PostgreSQL's `cert` authentication: the client certificate's common

@@ -208,7 +208,20 @@ pub fn tls_endpoint(url: &str) -> Result<Option<Endpoint>, StoreError> {
             )
             .map_err(tls_err)?,
         ),
-        _ => None,
+        (None, None) => None,
+        // sqlx refuses the connection then too.
+        (Some(_), None) => {
+            return Err(tls_err(TlsError::HalfIdentity {
+                given: "sslcert",
+                missing: "sslkey",
+            }))
+        }
+        (None, Some(_)) => {
+            return Err(tls_err(TlsError::HalfIdentity {
+                given: "sslkey",
+                missing: "sslcert",
+            }))
+        }
     };
     let host = opts.get_host().to_owned();
     Ok(Some(Endpoint {
@@ -446,6 +459,9 @@ mod tests {
         let text = format!("{e}: {}", std::error::Error::source(&e).unwrap());
         assert!(text.contains("\"/nonexistent/ca.pem\""), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
+        let half = tls_endpoint("postgres://db/x?sslmode=require&sslcert=/c.pem").unwrap_err();
+        let text = std::error::Error::source(&half).unwrap().to_string();
+        assert!(text.contains("sslcert is set without sslkey"), "{text}");
     }
 
     #[test]
