@@ -414,6 +414,15 @@ impl Reason {
             Reason::Expired | Reason::NotYetValid => {
                 "the server's certificate dates (and this machine's clock)"
             }
+            Reason::Alert(_) => match link {
+                Link::RabbitMq => {
+                    "the client certificate the AMQP URL's certfile names, and the CAs the broker trusts"
+                }
+                Link::Postgres => {
+                    "the client certificate DATABASE_URL's sslcert names, and the server's ssl_ca_file"
+                }
+                Link::Pusher => "the server's TLS settings",
+            },
             _ => "the server's TLS settings",
         }
     }
@@ -567,9 +576,41 @@ async fn handshake(endpoint: &Endpoint) -> Result<State, Failure> {
             describe(cert, &version, endpoint.verify)
                 .map_err(|e| Failure::Refused(Reason::Other(e)))
         });
+    let peer = peer?;
+    greet(&mut tls, endpoint).await?;
     // Best effort: the peer may close first.
     let _ = tls.shutdown().await;
-    peer.map(State::Tls)
+    Ok(State::Tls(peer))
+}
+
+/// Under TLS 1.3 a server checks the client's certificate after the
+/// client's side of the handshake is done, so a refusal comes as an alert
+/// on the first read. Each protocol's server speaks or closes after a
+/// message that starts nothing: the AMQP protocol header (the broker
+/// answers connection.start), PostgreSQL's CancelRequest for no backend
+/// (the server closes). Only a TLS error counts: the server's own goodbye
+/// is not the probe's business.
+async fn greet(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    endpoint: &Endpoint,
+) -> Result<(), Failure> {
+    const AMQP_HEADER: [u8; 8] = *b"AMQP\x00\x00\x09\x01";
+    // Length 16, code 80877102, process id 0, secret key 0.
+    const CANCEL_REQUEST: [u8; 16] = [0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 0, 0, 0, 0, 0];
+    let hello: &[u8] = match (endpoint.link, endpoint.preamble) {
+        (_, Preamble::PostgresSslRequest { .. }) => &CANCEL_REQUEST,
+        (Link::RabbitMq, _) => &AMQP_HEADER,
+        _ => return Ok(()),
+    };
+    let mut answer = [0u8; 1];
+    let result = match tls.write_all(hello).await {
+        Ok(()) => tls.read(&mut answer).await.map(drop),
+        Err(e) => Err(e),
+    };
+    match result.map_err(Failure::from) {
+        Err(refused @ Failure::Refused(_)) => Err(refused),
+        _ => Ok(()),
+    }
 }
 
 /// The certificate's names and dates.

@@ -377,4 +377,28 @@ async fn a_client_certificate_gets_into_a_postgres_that_demands_one() {
     assert_eq!(store.count().await.expect("count"), 0);
     let refused = Store::connect(&pg.url("postgres", "127.0.0.1", &verify_full(&ca))).await;
     assert!(refused.is_err(), "no certificate, no entry");
+
+    // A certificate of a CA the server does not trust: under TLS 1.3 the
+    // server says so after the handshake, and the start-time check still
+    // hears it.
+    let strangers = Ca::new("stranger CA");
+    let stranger = strangers.client("postgres");
+    let (_fake, server) = FakePusher::start().await;
+    assert_refused(
+        &server.uri(),
+        &pg.url(
+            "postgres",
+            "127.0.0.1",
+            &format!(
+                "{}&sslcert={}&sslkey={}",
+                verify_full(&ca),
+                stranger.cert_file.display(),
+                stranger.key_file.display()
+            ),
+        ),
+        &[],
+        "PostgreSQL",
+        "the server refused the handshake (UnknownCA)",
+    )
+    .await;
 }
