@@ -37,7 +37,14 @@ pub const REPLAYS: &str = "pusher_relay_replays_total";
 pub const CONCURRENCY_LIMIT: &str = "pusher_relay_concurrency_limit";
 pub const CONCURRENCY_DECREASES: &str = "pusher_relay_concurrency_decreases_total";
 pub const RTT_BASELINE: &str = "pusher_relay_pusher_rtt_baseline_seconds";
+<<<<<<< HEAD
 pub const TLS_CERT_EXPIRY: &str = "pusher_relay_tls_certificate_expiry_days";
+=======
+pub const PARKED_CHANNELS: &str = "pusher_relay_parked_channels";
+pub const INTENTS_PARKED: &str = "pusher_relay_intents_parked_total";
+pub const INTENTS_UNPARKED: &str = "pusher_relay_intents_unparked_total";
+pub const PARKED_OLDEST_AGE: &str = "pusher_relay_parked_oldest_age_seconds";
+>>>>>>> f8f0395 (Park hot channels: a channel held past RELAY_PARK_THRESHOLD moves to a parked log in the store (written, then acked) so the prefetch window keeps serving every other channel; read back in order a page at a time at full speed, unparked when its log is empty. A burst to one channel no longer delays the others by tens of seconds)
 
 /// How often histogram samples are folded into their buckets. The recorder
 /// keeps every sample until then; without this, a worker nobody scrapes
@@ -156,6 +163,26 @@ fn describe() {
         CONSUMER_LAG,
         Unit::Count,
         "Messages ready in the intent queue, sampled every few seconds."
+    );
+    describe_gauge!(
+        PARKED_CHANNELS,
+        Unit::Count,
+        "Hot channels parked out of the prefetch window now."
+    );
+    describe_counter!(
+        INTENTS_PARKED,
+        Unit::Count,
+        "Intents written to the parked log and acked from the queue."
+    );
+    describe_counter!(
+        INTENTS_UNPARKED,
+        Unit::Count,
+        "Parked intents finished (delivered or dead-lettered) and removed from the log."
+    );
+    describe_gauge!(
+        PARKED_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest intent in the parked log (0 when none)."
     );
     describe_counter!(
         STORE_ERRORS,
@@ -330,6 +357,22 @@ pub fn shards(active: usize, workers: usize) {
 pub fn consumer_lag(messages: u64) {
     gauge!(CONSUMER_LAG).set(messages as f64);
     live().backlog.store(messages, Ordering::Relaxed);
+}
+
+pub fn parked_channels(n: usize) {
+    gauge!(PARKED_CHANNELS).set(n as f64);
+}
+
+pub fn intents_parked(n: usize) {
+    counter!(INTENTS_PARKED).increment(n as u64);
+}
+
+pub fn intents_unparked(n: usize) {
+    counter!(INTENTS_UNPARKED).increment(n as u64);
+}
+
+pub fn parked_oldest_age(seconds: f64) {
+    gauge!(PARKED_OLDEST_AGE).set(seconds);
 }
 
 pub fn store_error() {

@@ -327,6 +327,12 @@ pub struct RelayConfig {
     pub max_retry_duration: Duration,
     /// Intents older than this are dead-lettered `expired`; off when unset.
     pub max_intent_age: Option<Duration>,
+    /// Whether hot channels are parked out of the prefetch window
+    /// (`relay::parking`).
+    pub parking: bool,
+    /// Intents of one channel a session holds before it parks the channel;
+    /// a session uses at most half its share of the window.
+    pub park_threshold: usize,
     /// How long shutdown waits for in-flight work before leaving it unacked.
     pub shutdown_timeout: Duration,
     /// Recently delivered intent ids remembered to drop redeliveries.

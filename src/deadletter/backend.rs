@@ -289,6 +289,26 @@ impl Tx {
         .map_err(query_err(op))
     }
 
+    /// Runs the statement; returns how many rows it changed.
+    pub(super) async fn execute(
+        &mut self,
+        op: &'static str,
+        sql: &str,
+        binds: &[Bind<'_>],
+    ) -> Result<u64, StoreError> {
+        match self {
+            Tx::Sqlite(tx) => sqlite_query(sql, binds)
+                .execute(&mut **tx)
+                .await
+                .map(|r| r.rows_affected()),
+            Tx::Postgres(tx) => pg_query(sql, binds)
+                .execute(&mut **tx)
+                .await
+                .map(|r| r.rows_affected()),
+        }
+        .map_err(query_err(op))
+    }
+
     pub(super) async fn commit(self, op: &'static str) -> Result<(), StoreError> {
         match self {
             Tx::Sqlite(tx) => tx.commit().await,

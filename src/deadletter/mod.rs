@@ -22,7 +22,9 @@
 //!   between the two lives, so each operation below is written once;
 //! - `row`: reading rows back, checked;
 //! - `store`: the [`Store`] handle and what the worker needs (insert, get,
-//!   count, ping).
+//!   count, ping);
+//! - `parked`: the parked log of hot channels' intents (park, read a page,
+//!   unpark, the groups a worker rebuilds its parked set from).
 //!
 //! Operations for operators (the `dlq` CLI and the admin API):
 //! - [`filter`]: which rows (reason, type, channel, time, status, ids), the
@@ -36,6 +38,7 @@ mod connect;
 mod error;
 pub mod filter;
 pub mod ops;
+mod parked;
 mod record;
 pub mod replay;
 mod row;
@@ -46,6 +49,7 @@ pub use connect::tls_endpoint;
 pub use error::StoreError;
 pub use filter::{Cursor, Filter, FilterError, FilterSpec};
 pub use ops::{Count, Page, Stats, Unreadable};
+pub use parked::{NewParked, Parked, ParkedGroup};
 pub use record::{DeadLetter, NewDeadLetter, ParseReasonError, Reason, Status};
 pub use replay::{ReplayError, ReplayOptions, ReplayReport};
 pub use store::Store;

@@ -207,6 +207,45 @@ impl Scheduler {
         Some(Work::Events(events))
     }
 
+    /// Units of `channel` waiting or in flight.
+    pub fn held(&self, channel: &str) -> usize {
+        self.lanes.get(channel).map_or(0, |l| l.queue.len())
+    }
+
+    /// Takes out the units at the end of `channel`'s lane that can leave it
+    /// without changing any lane's order: the longest run of single-channel
+    /// units not in flight, in lane order. What stays is ahead of all of
+    /// them, so they may come back later at the end of the lane.
+    pub fn take_tail(&mut self, channel: &str) -> Vec<(UnitId, Trigger)> {
+        let Some(lane) = self.lanes.get_mut(channel) else {
+            return Vec::new();
+        };
+        // In-flight units (their trigger handed out) are at the front: a
+        // batch takes a lane's leading units, a multi-channel unit goes only
+        // when it leads.
+        let mut start = lane.queue.len();
+        while start > 0 {
+            let id = lane.queue[start - 1];
+            match self.units.get(&id) {
+                Some(u) if !u.multi() && u.trigger.is_some() => start -= 1,
+                _ => break,
+            }
+        }
+        let ids: Vec<UnitId> = lane.queue.drain(start..).collect();
+        if lane.queue.is_empty() {
+            if lane.listed {
+                self.idle.retain(|c| c != channel);
+            }
+            self.lanes.remove(channel);
+        }
+        ids.into_iter()
+            .filter_map(|id| {
+                let trigger = self.units.remove(&id)?.trigger?;
+                Some((id, trigger))
+            })
+            .collect()
+    }
+
     /// When the oldest waiting event's linger ends, as found by the last
     /// call to [`Scheduler::next`] that returned `None`; for the event loop's
     /// timer, which always calls `next` until `None` before waiting.
@@ -412,5 +451,44 @@ mod tests {
             panic!("then the multi-channel unit");
         };
         assert_eq!(multi.channels, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_tail_taken_from_a_lane_is_what_waits_behind_its_last_multi_unit() {
+        let mut s = Scheduler::default();
+        let t0 = Instant::now();
+        for id in 1..=3 {
+            s.push(id, trigger(&["hot"]), t0);
+        }
+        s.push(4, trigger(&["hot", "other"]), t0);
+        for id in 5..=7 {
+            s.push(id, trigger(&["hot"]), t0);
+        }
+        // 1-3 go out (the batch stops at the multi-channel unit).
+        let sent = s.next(t0, LINGER, true).expect("a batch");
+        assert!(matches!(sent, Work::Events(ref e) if e.len() == 3));
+        let tail: Vec<UnitId> = s.take_tail("hot").into_iter().map(|(id, _)| id).collect();
+        assert_eq!(tail, vec![5, 6, 7]);
+        assert_eq!(
+            s.held("hot"),
+            4,
+            "in flight 1-3 and the multi-channel 4 stay"
+        );
+        assert!(
+            s.take_tail("hot").is_empty(),
+            "4 cannot leave before other's lane"
+        );
+
+        let mut s = Scheduler::default();
+        for id in 1..=12 {
+            s.push(id, trigger(&["hot"]), t0);
+        }
+        let sent = s.next(t0, LINGER, true).expect("a batch");
+        assert!(matches!(sent, Work::Events(ref e) if e.len() == 10));
+        let tail: Vec<UnitId> = s.take_tail("hot").into_iter().map(|(id, _)| id).collect();
+        assert_eq!(tail, vec![11, 12], "in-flight units stay");
+        s.complete(&(1..=10).collect::<Vec<_>>());
+        assert!(s.is_empty(), "{s:?}");
+        assert!(s.next(t0, LINGER, true).is_none(), "no lane left behind");
     }
 }

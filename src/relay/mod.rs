@@ -9,6 +9,8 @@
 //! - [`concurrency`]: how many requests may be in flight, found from
 //!   Pusher's round trips and pushback;
 //! - [`writer`]: stores dead letters before their deliveries are acked;
+//! - [`parking`]: which hot channels are parked out of the queue's window,
+//!   and [`parker`], which writes and reads their parked log;
 //! - [`dedup`]: remembers delivered intent ids to drop redeliveries;
 //! - [`session`]: the event loop of one broker connection, tying them up;
 //!   `phase` is where a session is in its life, and every change of it;
@@ -28,6 +30,8 @@ pub mod dedup;
 pub mod dispatch;
 pub mod health;
 pub mod lanes;
+pub mod parker;
+pub mod parking;
 mod phase;
 pub mod rebalance;
 pub mod retry;
@@ -74,6 +78,7 @@ pub struct Relay {
     health: Arc<Health>,
     limiter: Arc<concurrency::Limiter>,
     circuit: Arc<circuit::Circuit>,
+    parked: Arc<parking::Board>,
 }
 
 impl Relay {
@@ -84,6 +89,7 @@ impl Relay {
             health: Arc::new(Health::default()),
             limiter: concurrency::Limiter::new(cfg.relay.concurrency, cfg.relay.max_in_flight),
             circuit: circuit::Circuit::new(probe(client.clone())),
+            parked: Arc::new(parking::Board::default()),
             client,
         })
     }
@@ -99,6 +105,7 @@ impl Relay {
             self.health.clone(),
             self.circuit.clone(),
             self.limiter.clone(),
+            self.parked.clone(),
         )
     }
 
@@ -172,6 +179,7 @@ async fn run_sessions(
         health,
         limiter,
         circuit,
+        parked,
     } = relay;
     let pinger = tokio::spawn(ping_store(store.clone(), health.clone(), shutdown.clone()));
     let policy = retry::RetryPolicy {
@@ -201,6 +209,7 @@ async fn run_sessions(
         policy,
         cfg,
         queues: queues.clone(),
+        parked,
     });
 
     let mut consumers = tokio::task::JoinSet::new();

@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    QueueDeclareOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
@@ -30,13 +31,15 @@ use super::dedup::DedupCache;
 use super::dispatch::{self, Failure, Outcome};
 use super::health::Health;
 use super::lanes::{Scheduler, UnitId};
+use super::parker::{self, Reply, Request};
+use super::parking::{Board, Parking, Route};
 use super::phase::Phase;
 use super::retry::RetryPolicy;
 use super::writer::{self, ToStore};
 use crate::amqp::acker::{AckTracker, STRAGGLER_DELAY};
 use crate::amqp::{self, AmqpError};
 use crate::config::Config;
-use crate::deadletter::{replay, NewDeadLetter, Reason, Store};
+use crate::deadletter::{replay, NewDeadLetter, NewParked, Parked, Reason, Store};
 use crate::intent::{self, DecodeContext, Intent};
 use crate::metrics;
 use crate::pusher::Client;
@@ -48,6 +51,16 @@ const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 /// After a connection loss, how long in-flight requests may finish so that
 /// what they delivered is remembered (and not sent again on redelivery).
 const LOST_DRAIN: Duration = Duration::from_secs(5);
+
+/// Unit ids of parked rows read back: their seq with this bit set, apart
+/// from delivery tags (which count up from 1 per channel).
+const PARKED_BIT: u64 = 1 << 62;
+
+/// A message with this header is not an intent: a standby session publishes
+/// it to its queue when the queue's parked log has rows, so that whichever
+/// consumer is active learns it is (single-active consumers are told
+/// nothing else) and goes on with the log even while the queue is empty.
+pub const WAKE_HEADER: &str = "x-pusher-relay-wake";
 
 /// One queue the worker consumes (the intent queue, or one shard), and what
 /// its sessions tell the rebalancer.
@@ -110,6 +123,7 @@ pub struct Shared {
     pub store: Store,
     pub policy: RetryPolicy,
     pub queues: Vec<Arc<ConsumedQueue>>,
+    pub parked: Arc<Board>,
 }
 
 /// How a session ended.
@@ -140,9 +154,17 @@ struct Taken {
     first_seen_ms: i64,
 }
 
+/// A parked row read back into the lanes.
+struct ParkedUnit {
+    seq: i64,
+    row: NewParked,
+    kind: String,
+}
+
 enum Msg {
     Done(Vec<(UnitId, Outcome)>),
     Stored(Vec<(u64, Reason)>),
+    Parker(Reply),
 }
 
 use crate::clock::now_ms;
@@ -185,6 +207,7 @@ pub async fn run(
 
     let mut session = Session::new(shared.clone(), queue.clone(), channel.clone());
     let end = session.run(&mut consumer, &mut shutdown).await;
+    shared.parked.set(&queue.name, Vec::new(), None);
     shared.health.set_consumer(queue.index, false);
     queue.last_delivery_ms.store(0, Ordering::Relaxed);
     close(conn, channel, &queue.name).await;
@@ -245,6 +268,22 @@ struct Session {
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     to_store: mpsc::UnboundedSender<ToStore>,
+    /// Which channels are parked; `None` with `RELAY_PARKING=off`.
+    parking: Option<Parking>,
+    /// Parked rows read into the lanes, by unit id.
+    parked_units: HashMap<UnitId, ParkedUnit>,
+    to_parker: mpsc::UnboundedSender<Request>,
+    /// Rows sent to the parked log and not yet committed: their deliveries
+    /// are finished only then, so leaving the queue waits for them.
+    parking_rows: usize,
+    /// Finished parked rows whose delete is not yet committed.
+    unparking_rows: usize,
+    /// Whether this session knows it is the queue's active consumer: with
+    /// competing consumers from the start, on a single-active queue from its
+    /// first delivery. Only the active one reads or writes the parked log.
+    active: bool,
+    /// The parked log's name in the store.
+    log: String,
 }
 
 impl Session {
@@ -266,6 +305,35 @@ impl Session {
                 }
             }
         });
+        let single_active = shared.cfg.amqp.single_active_queues();
+        // A single-active queue has one owner at a time, so its log is the
+        // queue's; competing workers each keep their own, by host name.
+        let log = if single_active {
+            queue.name.clone()
+        } else {
+            format!("{}@{}", queue.name, host_name())
+        };
+        let (to_parker, requests) = mpsc::unbounded_channel();
+        let (replies, mut replies_rx) = mpsc::unbounded_channel();
+        tokio::spawn(parker::run(
+            shared.store.clone(),
+            shared.health.clone(),
+            log.clone(),
+            requests,
+            replies,
+        ));
+        let forward = tx.clone();
+        tokio::spawn(async move {
+            while let Some(reply) = replies_rx.recv().await {
+                if forward.send(Msg::Parker(reply)).is_err() {
+                    return;
+                }
+            }
+        });
+        let relay = &shared.cfg.relay;
+        let parking = relay
+            .parking
+            .then(|| Parking::new(relay.park_threshold.min(usize::from(queue.prefetch) / 2)));
         Session {
             shared,
             queue,
@@ -280,6 +348,13 @@ impl Session {
             tx,
             rx,
             to_store,
+            parking,
+            parked_units: HashMap::new(),
+            to_parker,
+            parking_rows: 0,
+            unparking_rows: 0,
+            active: !single_active,
+            log,
         }
     }
 
@@ -293,12 +368,20 @@ impl Session {
         ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut lag_tick = tokio::time::interval(LAG_SAMPLE_INTERVAL);
         lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if self.active {
+            if let Err(e) = self.rebuild_parked().await {
+                phase.lose(e);
+            }
+        }
 
         loop {
             if self.queue.handoff.load(Ordering::Relaxed) && phase.hand_off() {
                 tracing::info!(queue = %self.queue.name, in_flight = self.in_flight, "handing this queue to another worker: finishing what is in flight, leaving the rest for them");
             }
             // 1. Start every request that is due and allowed.
+            if phase.takes_deliveries() {
+                self.read_parked_pages();
+            }
             let flush = phase.starts_requests();
             if let Some(flush) = flush {
                 self.dispatch_due(flush);
@@ -335,7 +418,11 @@ impl Session {
                 }
                 Some(msg) = self.rx.recv() => self.on_message(msg, phase.is_lost()),
                 delivery = consumer.next(), if phase.takes_deliveries() => match delivery {
-                    Some(Ok(delivery)) => self.on_delivery(delivery),
+                    Some(Ok(delivery)) => {
+                        if let Err(e) = self.take(delivery).await {
+                            phase.lose(e);
+                        }
+                    }
                     Some(Err(e)) => phase.lose(e.to_string()),
                     None => phase.lose("the broker cancelled the consumer".into()),
                 },
@@ -357,7 +444,10 @@ impl Session {
                         phase.lose(e);
                     }
                 }
-                _ = lag_tick.tick(), if !phase.is_lost() => self.sample_lag().await,
+                _ = lag_tick.tick(), if !phase.is_lost() => {
+                    self.sample_lag().await;
+                    self.tick_parking().await;
+                }
                 _ = sleep_until(deadline), if deadline.is_some() => {}
                 _ = self.queue.wake.notified(), if phase.hands_off_on_request() => {}
             }
@@ -373,7 +463,9 @@ impl Session {
             // What was taken and not started goes back to the queue, in its
             // order, for the worker that takes over: nothing it sends can
             // overtake what this one sent.
-            Phase::HandingOff { shutdown } if self.in_flight == 0 && self.storing == 0 => {
+            Phase::HandingOff { shutdown }
+                if self.in_flight == 0 && self.storing == 0 && self.log_settled() =>
+            {
                 Some(match shutdown {
                     Some(_) => End::Shutdown,
                     None => End::HandedOff,
@@ -385,13 +477,13 @@ impl Session {
     }
 
     fn drained_or_late(&self, deadline: Instant) -> Option<End> {
-        if self.taken.is_empty() && self.storing == 0 {
+        if self.taken.is_empty() && self.storing == 0 && self.in_flight == 0 && self.log_settled() {
             tracing::info!("drained: every taken intent is delivered or dead-lettered and acked");
             return Some(End::Shutdown);
         }
         if Instant::now() >= deadline {
             tracing::warn!(
-                unfinished = self.taken.len() + self.storing,
+                unfinished = self.taken.len() + self.storing + self.parking_rows,
                 "shutdown timeout: leaving unfinished intents unacked for redelivery"
             );
             return Some(End::Shutdown);
@@ -547,9 +639,327 @@ impl Session {
             return;
         }
 
+        if let Some(Route::Park { group, merge }) =
+            self.parking.as_mut().map(|p| p.route(&taken.channels))
+        {
+            let row = parked_row(taken);
+            self.send_park(group, merge, vec![(tag, row)]);
+            return;
+        }
+        let channels = taken.channels.clone();
         self.scheduler
             .push(tag, intent.trigger, Instant::now().into_std());
+        // Taken first: parking the channel may move this very delivery.
         self.taken.insert(tag, taken);
+        self.park_hot(&channels);
+    }
+
+    /// A delivery, seen first for what it says of this session: the first
+    /// one makes a single-active consumer the active one. A wake-up marker
+    /// is acked and goes no further.
+    async fn take(&mut self, delivery: lapin::message::Delivery) -> Result<(), String> {
+        if !self.active {
+            self.active = true;
+            self.rebuild_parked().await?;
+        }
+        let wake = delivery
+            .properties
+            .headers()
+            .as_ref()
+            .is_some_and(|h| h.inner().contains_key(WAKE_HEADER));
+        if wake {
+            self.queue
+                .last_delivery_ms
+                .store(now_ms(), Ordering::Relaxed);
+            self.acks
+                .finish(delivery.delivery_tag, Instant::now().into_std());
+            return Ok(());
+        }
+        self.on_delivery(delivery);
+        Ok(())
+    }
+
+    /// Reads the parked set from the log: what an earlier session (this
+    /// worker's, or another's before a takeover) left parked goes on before
+    /// any delivery of those channels is routed.
+    async fn rebuild_parked(&mut self) -> Result<(), String> {
+        let Some(parking) = self.parking.as_mut() else {
+            return Ok(());
+        };
+        let groups = self
+            .shared
+            .store
+            .parked_groups(&self.log)
+            .await
+            .map_err(|e| format!("cannot read the parked log before consuming: {e}"))?;
+        if !groups.is_empty() {
+            let rows: u64 = groups.iter().map(|g| g.rows).sum();
+            tracing::info!(queue = %self.queue.name, groups = groups.len(), rows, "parked channels found in the log; they go on in order");
+        }
+        parking.rebuild(groups, now_ms());
+        self.publish_parked();
+        Ok(())
+    }
+
+    /// Parks every channel of `channels` the session now holds too much of:
+    /// the tail of its lane that waits moves to the log, and later intents
+    /// of it follow. Not while the circuit is open: an outage holds every
+    /// lane, and the backlog belongs in RabbitMQ.
+    fn park_hot(&mut self, channels: &[String]) {
+        if self.shared.circuit.open_cause().is_some() {
+            return;
+        }
+        for channel in channels {
+            let held = self.scheduler.held(channel);
+            let Some(parking) = self.parking.as_mut() else {
+                return;
+            };
+            if !parking.over_threshold(channel, held) {
+                continue;
+            }
+            parking.park(channel, now_ms());
+            let tail = self.scheduler.take_tail(channel);
+            let rows: Vec<(u64, NewParked)> = tail
+                .into_iter()
+                .filter_map(|(id, _)| Some((id, parked_row(self.taken.remove(&id)?))))
+                .collect();
+            parking.adding(channel, rows.len() as u64);
+            tracing::info!(queue = %self.queue.name, %channel, held = self.scheduler.held(channel) + rows.len(), moved = rows.len(), "parked a hot channel: its intents wait in the parked log, in order, while the queue serves the others");
+            self.send_park(channel.clone(), Vec::new(), rows);
+            self.publish_parked();
+        }
+    }
+
+    fn send_park(&mut self, group: String, merge: Vec<String>, rows: Vec<(u64, NewParked)>) {
+        let n = rows.len();
+        if self
+            .to_parker
+            .send(Request::Park { group, merge, rows })
+            .is_ok()
+        {
+            self.parking_rows += n;
+        }
+    }
+
+    /// Asks for a page of every parked group that is running low in memory.
+    fn read_parked_pages(&mut self) {
+        if !self.active {
+            return;
+        }
+
+        let Some(parking) = self.parking.as_mut() else {
+            return;
+        };
+        for (group, limit) in parking.wanting_pages() {
+            let _ = self.to_parker.send(Request::Read { group, limit });
+        }
+    }
+
+    /// Whether every write and delete of the parked log has been answered.
+    fn log_settled(&self) -> bool {
+        self.parking_rows == 0 && self.unparking_rows == 0
+    }
+
+    fn on_parker(&mut self, reply: Reply, lost: bool) {
+        if self.parking.is_none() {
+            return;
+        }
+        match reply {
+            Reply::Parked { group, tags, added } => {
+                self.parking_rows = self.parking_rows.saturating_sub(tags.len());
+                metrics::intents_parked(tags.len());
+                if !lost {
+                    let now = Instant::now().into_std();
+                    for tag in &tags {
+                        self.acks.finish(*tag, now);
+                    }
+                }
+                let written = self
+                    .parking
+                    .as_mut()
+                    .and_then(|p| p.written(&group, tags.len() as u64, added));
+                if let Some(view) = written {
+                    tracing::info!(queue = %self.queue.name, channels = ?view.channels, "unparked: nothing of it is left in the log");
+                }
+                self.publish_parked();
+            }
+            Reply::Read { group, rows: None } => {
+                if let Some(p) = self.parking.as_mut() {
+                    p.read_failed(&group);
+                }
+            }
+            Reply::Read {
+                group,
+                rows: Some(rows),
+            } => {
+                let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+                let fresh = self
+                    .parking
+                    .as_mut()
+                    .map(|p| p.read(&group, &seqs))
+                    .unwrap_or_default();
+                for row in rows {
+                    if fresh.contains(&row.seq) {
+                        self.load_row(row);
+                    }
+                }
+            }
+            Reply::Unparked { seqs, .. } => {
+                self.unparking_rows = self.unparking_rows.saturating_sub(seqs.len());
+                metrics::intents_unparked(seqs.len());
+                let unparked = self
+                    .parking
+                    .as_mut()
+                    .map(|p| p.deleted(&seqs))
+                    .unwrap_or_default();
+                for view in unparked {
+                    tracing::info!(queue = %self.queue.name, channels = ?view.channels, "unparked: nothing of it is left in the log");
+                }
+                self.publish_parked();
+            }
+        }
+    }
+
+    /// Puts a parked row into its lanes, behind whatever they hold.
+    fn load_row(&mut self, parked: Parked) {
+        let Parked { seq, row } = parked;
+        let id = PARKED_BIT | seq as u64;
+        let now = now_ms();
+        let message_id = Some(row.intent_id.as_str()).filter(|s| !s.is_empty());
+        let intent = match self.decode_body(&row.body, message_id, row.enqueued_at_ms, now) {
+            Ok(intent) => intent,
+            Err(f) => {
+                let unit = ParkedUnit {
+                    seq,
+                    kind: loose_type(&row.body),
+                    row,
+                };
+                self.dead_letter_parked(id, unit, f);
+                return;
+            }
+        };
+        if self.dedup().contains(&intent.id) {
+            metrics::intent_duplicate();
+            self.finish_row(seq);
+            return;
+        }
+        let unit = ParkedUnit {
+            seq,
+            kind: intent.kind.clone(),
+            row,
+        };
+        self.scheduler
+            .push(id, intent.trigger, Instant::now().into_std());
+        self.parked_units.insert(id, unit);
+    }
+
+    /// A parked row is done with: delete it from the log.
+    fn finish_row(&mut self, seq: i64) {
+        let Some(parking) = self.parking.as_mut() else {
+            return;
+        };
+        parking.finished(seq);
+        if self
+            .to_parker
+            .send(Request::Unpark { seqs: vec![seq] })
+            .is_ok()
+        {
+            self.unparking_rows += 1;
+        }
+    }
+
+    fn on_parked_outcome(&mut self, id: UnitId, outcome: Outcome, lost: bool) {
+        let Some(unit) = self.parked_units.remove(&id) else {
+            return;
+        };
+        match outcome {
+            Outcome::Delivered => {
+                self.delivery_metrics
+                    .delivered(unit.row.channels.len() as u64);
+                if let Some(born) = unit.row.enqueued_at_ms {
+                    let ms = now_ms().saturating_sub(born).max(0);
+                    self.delivery_metrics.latency(ms as f64 / 1000.0);
+                }
+                if !unit.row.intent_id.is_empty() {
+                    self.dedup().insert(&unit.row.intent_id);
+                }
+                self.finish_row(unit.seq);
+            }
+            // Lost: the row stays in the log for the next session.
+            Outcome::Failed(_) if lost => {}
+            Outcome::Failed(f) => {
+                tracing::warn!(id = %unit.row.intent_id, reason = f.reason.as_str(), error = %f.error, "delivery of a parked intent failed; dead-lettering");
+                self.dead_letter_parked(id, unit, f);
+            }
+        }
+    }
+
+    fn dead_letter_parked(&mut self, id: UnitId, unit: ParkedUnit, f: Failure) {
+        let ParkedUnit { row, kind, .. } = unit;
+        let dl = NewDeadLetter {
+            body: row.body,
+            routing_key: row.routing_key,
+            headers: row.headers,
+            intent_id: Some(row.intent_id).filter(|id| !id.is_empty()),
+            intent_type: Some(kind).filter(|k| !k.is_empty()),
+            channels: row.channels,
+            reason: f.reason,
+            error: f.error,
+            pusher_status: f.status,
+            pusher_body: f.body,
+            attempts: f.attempts,
+            first_seen_at_ms: row.first_seen_at_ms,
+            dead_lettered_at_ms: now_ms(),
+            replay_of: row.replay_of,
+        };
+        if self.to_store.send(ToStore { tag: id, row: dl }).is_ok() {
+            self.storing += 1;
+        }
+    }
+
+    /// What operators see of this session's parking: the console's list and
+    /// the gauges.
+    fn publish_parked(&self) {
+        if let Some(parking) = &self.parking {
+            let now = now_ms();
+            self.shared.parked.set(
+                &self.queue.name,
+                parking.views(now),
+                parking.oldest_parked_ms(),
+            );
+        }
+    }
+
+    /// Every few seconds: the oldest parked intent's age, and on a standby
+    /// session a wake-up for the active consumer when the log has rows.
+    async fn tick_parking(&self) {
+        if self.parking.is_none() {
+            return;
+        }
+        self.publish_parked();
+        metrics::parked_oldest_age(self.shared.parked.oldest_age_s(now_ms()));
+        if self.active {
+            return;
+        }
+        match self.shared.store.oldest_parked(&self.log).await {
+            Ok(Some(_)) => {
+                let mut headers = FieldTable::default();
+                headers.insert(WAKE_HEADER.into(), AMQPValue::Boolean(true));
+                let props = lapin::BasicProperties::default().with_headers(headers);
+                let _ = self
+                    .channel
+                    .basic_publish(
+                        "",
+                        &self.queue.name,
+                        BasicPublishOptions::default(),
+                        &[],
+                        props,
+                    )
+                    .await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot look at the parked log"),
+        }
     }
 
     /// The intent a delivery carries, or why it can never be sent.
@@ -565,14 +975,25 @@ impl Session {
             let error = format!("the AMQP message was rewritten to be read: {problems}");
             return Err(failure(reason, error));
         }
+        self.decode_body(&taken.body, message_id, taken.enqueued_at_ms, now)
+    }
+
+    /// The intent a body carries, or why it can never be sent.
+    fn decode_body(
+        &self,
+        body: &[u8],
+        message_id: Option<&str>,
+        enqueued_at_ms: Option<i64>,
+        now: i64,
+    ) -> Result<Intent, Failure> {
         let ctx = DecodeContext {
             message_id,
-            enqueued_at_ms: taken.enqueued_at_ms,
+            enqueued_at_ms,
             now_ms: now,
             max_event_bytes: self.shared.cfg.pusher.max_event_bytes,
             templates: &self.shared.cfg.relay.templates,
         };
-        intent::decode(&taken.body, &ctx).map_err(|e| {
+        intent::decode(body, &ctx).map_err(|e| {
             let reason = match e.reason() {
                 intent::Reason::TooLarge => Reason::TooLarge,
                 intent::Reason::Invalid => Reason::Invalid,
@@ -589,6 +1010,10 @@ impl Session {
                 let ids: Vec<UnitId> = outcomes.iter().map(|(id, _)| *id).collect();
                 self.scheduler.complete(&ids);
                 for (tag, outcome) in outcomes {
+                    if tag & PARKED_BIT != 0 {
+                        self.on_parked_outcome(tag, outcome, lost);
+                        continue;
+                    }
                     let Some(taken) = self.taken.remove(&tag) else {
                         continue;
                     };
@@ -618,9 +1043,14 @@ impl Session {
                 for (tag, reason) in rows {
                     self.storing = self.storing.saturating_sub(1);
                     metrics::dead_letter(reason.as_str());
-                    self.acks.finish(tag, now);
+                    if tag & PARKED_BIT != 0 {
+                        self.finish_row((tag & !PARKED_BIT) as i64);
+                    } else {
+                        self.acks.finish(tag, now);
+                    }
                 }
             }
+            Msg::Parker(reply) => self.on_parker(reply, lost),
         }
     }
 
@@ -651,6 +1081,35 @@ impl Session {
     fn dedup(&self) -> std::sync::MutexGuard<'_, DedupCache> {
         self.shared.dedup.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// A taken delivery as a row of the parked log.
+fn parked_row(taken: Taken) -> NewParked {
+    NewParked {
+        headers: amqp::properties_json(&taken.properties),
+        replay_of: replay::replay_of(&taken.properties),
+        intent_id: taken.intent_id,
+        channels: taken.channels,
+        body: taken.body,
+        routing_key: taken.routing_key,
+        enqueued_at_ms: taken.enqueued_at_ms,
+        first_seen_at_ms: taken.first_seen_ms,
+        parked_at_ms: now_ms(),
+    }
+}
+
+/// This machine's name, which keeps competing workers' parked logs apart.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 fn failure(reason: Reason, error: String) -> Failure {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::circuit::{Circuit, OpenCircuit};
 use super::concurrency::Limiter;
 use super::health::{Health, Readiness};
+use super::parking::{Board, GroupView};
 
 /// Cloned freely; every read is of the live value.
 #[derive(Clone)]
@@ -14,15 +15,27 @@ pub struct Status {
     health: Arc<Health>,
     circuit: Arc<Circuit>,
     limiter: Arc<Limiter>,
+    parked: Arc<Board>,
 }
 
 impl Status {
-    pub(crate) fn new(health: Arc<Health>, circuit: Arc<Circuit>, limiter: Arc<Limiter>) -> Status {
+    pub(crate) fn new(
+        health: Arc<Health>,
+        circuit: Arc<Circuit>,
+        limiter: Arc<Limiter>,
+        parked: Arc<Board>,
+    ) -> Status {
         Status {
             health,
             circuit,
             limiter,
+            parked,
         }
+    }
+
+    /// Hot channels parked now, with their backlog and rate.
+    pub fn parked(&self) -> Vec<GroupView> {
+        self.parked.groups()
     }
 
     /// Readiness with its reasons (not the public `/readyz` form).

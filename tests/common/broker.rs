@@ -22,6 +22,7 @@ pub struct Broker {
 
 /// What a test declared, deleted on drop (see [`teardown`]).
 struct Names {
+    url: String,
     queues: Mutex<Vec<String>>,
     exchanges: Mutex<Vec<String>>,
 }
@@ -32,9 +33,10 @@ impl Drop for Names {
             std::mem::take(names.get_mut().unwrap_or_else(PoisonError::into_inner))
         };
         let (queues, exchanges) = (take(&mut self.queues), take(&mut self.exchanges));
+        let url = self.url.clone();
         teardown::run(move || async move {
             let Ok(conn) =
-                lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default()).await
+                lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
             else {
                 return;
             };
@@ -53,8 +55,14 @@ impl Drop for Names {
 
 impl Broker {
     pub async fn new(prefix: &str) -> Broker {
+        Broker::at(AMQP_URL, prefix).await
+    }
+
+    /// Names of the test's own on the broker at `url` (a node of the
+    /// cluster), removed from there when dropped.
+    pub async fn at(url: &str, prefix: &str) -> Broker {
         let id = unique(prefix);
-        let (conn, channel) = Self::connect().await;
+        let (conn, channel) = Self::connect(url).await;
         let (exchange, queue, webhooks) = (
             format!("{id}.intents"),
             format!("{id}.intents"),
@@ -62,6 +70,7 @@ impl Broker {
         );
         Broker {
             names: Names {
+                url: url.to_string(),
                 queues: Mutex::new(vec![queue.clone()]),
                 exchanges: Mutex::new(vec![exchange.clone(), webhooks.clone()]),
             },
@@ -75,7 +84,7 @@ impl Broker {
 
     /// The same names on a new connection, e.g. after a broker restart.
     pub async fn reconnect(self) -> Broker {
-        let (conn, channel) = Self::connect().await;
+        let (conn, channel) = Self::connect(&self.names.url).await;
         Broker {
             channel,
             _conn: conn,
@@ -83,10 +92,10 @@ impl Broker {
         }
     }
 
-    async fn connect() -> (lapin::Connection, lapin::Channel) {
-        let conn = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+    async fn connect(url: &str) -> (lapin::Connection, lapin::Channel) {
+        let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
             .await
-            .expect("RabbitMQ at 127.0.0.1:5672");
+            .expect("RabbitMQ");
         let channel = conn.create_channel().await.expect("channel");
         channel
             .confirm_select(Default::default())
@@ -117,7 +126,12 @@ impl Broker {
     }
 
     pub fn amqp_config(&self) -> pusher_relay::config::AmqpConfig {
-        pusher_relay::config::AmqpConfig::new(AMQP_URL, &self.exchange, &self.queue, &self.webhooks)
+        pusher_relay::config::AmqpConfig::new(
+            &self.names.url,
+            &self.exchange,
+            &self.queue,
+            &self.webhooks,
+        )
     }
 
     /// Publishes intents as an app would (wire contract v1), confirmed.
