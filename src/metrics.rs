@@ -37,14 +37,11 @@ pub const REPLAYS: &str = "pusher_relay_replays_total";
 pub const CONCURRENCY_LIMIT: &str = "pusher_relay_concurrency_limit";
 pub const CONCURRENCY_DECREASES: &str = "pusher_relay_concurrency_decreases_total";
 pub const RTT_BASELINE: &str = "pusher_relay_pusher_rtt_baseline_seconds";
-<<<<<<< HEAD
 pub const TLS_CERT_EXPIRY: &str = "pusher_relay_tls_certificate_expiry_days";
-=======
 pub const PARKED_CHANNELS: &str = "pusher_relay_parked_channels";
 pub const INTENTS_PARKED: &str = "pusher_relay_intents_parked_total";
 pub const INTENTS_UNPARKED: &str = "pusher_relay_intents_unparked_total";
 pub const PARKED_OLDEST_AGE: &str = "pusher_relay_parked_oldest_age_seconds";
->>>>>>> f8f0395 (Park hot channels: a channel held past RELAY_PARK_THRESHOLD moves to a parked log in the store (written, then acked) so the prefetch window keeps serving every other channel; read back in order a page at a time at full speed, unparked when its log is empty. A burst to one channel no longer delays the others by tens of seconds)
 
 /// How often histogram samples are folded into their buckets. The recorder
 /// keeps every sample until then; without this, a worker nobody scrapes
