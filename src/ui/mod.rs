@@ -290,6 +290,7 @@ fn overview_data(state: &Console) -> serde_json::Value {
         },
         "in_flight": state.status.in_flight(),
         "concurrency_limit": state.status.concurrency_limit(),
+        "parked": state.status.parked(),
         "backlog": crate::metrics::live().backlog.load(std::sync::atomic::Ordering::Relaxed),
         "backlog_trend": history::backlog_trend(&samples),
         "circuit": match &circuit {

@@ -158,6 +158,27 @@ pub fn overview(signed: &Signed, d: &Value) -> Markup {
                     (stat("Ready", "readiness.ready", yes_no(&ready["ready"]).into()))
                 }
             }
+            section aria-labelledby="h-parked" {
+                h2 id="h-parked" { "Parked channels" }
+                @let parked = d["parked"].as_array().cloned().unwrap_or_default();
+                @if parked.is_empty() {
+                    p class="hint" data-k="parked.none" { "None: no channel holds more than RELAY_PARK_THRESHOLD intents." }
+                } @else {
+                    table data-k="parked" {
+                        thead { tr { th { "Channels" } th { "Backlog" } th { "Rate (/s)" } th { "Parked since" } } }
+                        tbody {
+                            @for g in &parked {
+                                tr {
+                                    td { (g["channels"].as_array().map(|c| c.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
+                                    td { (num(&g["backlog"])) }
+                                    td { (format!("{:.1}", g["rate_per_s"].as_f64().unwrap_or(0.0))) }
+                                    td { (g["parked_at_ms"].as_i64().map(rfc3339_ms).unwrap_or_default()) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             section aria-labelledby="h-history" {
                 h2 id="h-history" { "Last 15 minutes" }
                 div class="charts" {
