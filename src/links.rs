@@ -16,7 +16,7 @@ use futures_util::future::join_all;
 
 use crate::config::Config;
 use crate::shutdown::Shutdown;
-use crate::tls::{self, Endpoint, Link, Preamble, ProbeError, State, Verify};
+use crate::tls::{self, Endpoint, Link, ProbeError, State, Verify};
 
 /// How long one probe may take, connect and handshake together.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,50 +85,28 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// A broker URL's peer. `amqps://` is verified against the system trust
-/// store, as `amqp::open` connects.
+/// A broker URL's peer, with the TLS its connection uses (`amqp::tls`:
+/// the URL's `cacertfile`, `certfile`, `verify`, `server_name_indication`).
 fn amqp_target(url: &str) -> Target {
-    let parsed = url::Url::parse(url).ok();
-    let tls = parsed
-        .as_ref()
-        .is_some_and(|u| u.scheme().eq_ignore_ascii_case("amqps"));
-    let host = parsed
-        .as_ref()
-        .and_then(|u| u.host_str())
-        .unwrap_or("localhost")
-        .to_owned();
-    let port = parsed
-        .as_ref()
-        .and_then(|u| u.port())
-        .unwrap_or(if tls { 5671 } else { 5672 });
-    let address = format!("{host}:{port}");
-    let endpoint = if tls {
-        amqp_endpoint(host, port).map(Some)
-    } else {
-        Ok(None)
+    let endpoint = crate::amqp::tls::endpoint(url).map_err(|e| e.to_string());
+    let address = match &endpoint {
+        Ok(Some(e)) => e.address(),
+        _ => {
+            let parsed = url::Url::parse(url).ok();
+            let host = parsed
+                .as_ref()
+                .and_then(|u| u.host_str())
+                .unwrap_or("localhost")
+                .to_owned();
+            let port = parsed.as_ref().and_then(|u| u.port()).unwrap_or(5672);
+            format!("{host}:{port}")
+        }
     };
     Target {
         link: Link::RabbitMq,
         address,
         endpoint,
     }
-}
-
-fn amqp_endpoint(host: String, port: u16) -> Result<Endpoint, String> {
-    let config =
-        tls::client_config(tls::system_roots(), Verify::Full, None).map_err(|e| e.to_string())?;
-    Ok(Endpoint {
-        link: Link::RabbitMq,
-        server_name: tls::server_name(&host).map_err(|e| e.to_string())?,
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned(),
-        port,
-        config: std::sync::Arc::new(config),
-        verify: Verify::Full,
-        preamble: Preamble::None,
-    })
 }
 
 /// `host:port` of a PostgreSQL URL, `None` for another scheme.

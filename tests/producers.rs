@@ -4,7 +4,9 @@
 //! to send; every message carries the wire contract's properties and its
 //! ordering key; and a publish nobody receives is an error, not a silent
 //! drop. A publisher whose connection the broker closes publishes again on
-//! a new one, each intent once.
+//! a new one, each intent once. Each producer, the PHP client too, publishes
+//! over `amqps` with RabbitMQ's URI TLS parameters (a private CA and a
+//! client certificate the TLS terminator in front of the broker demands).
 //!
 //! Needs `clients/node/node_modules` and pika: `clients/node/run-tests.sh`
 //! and `clients/python/run-tests.sh` install them.
@@ -530,4 +532,104 @@ async fn publish_across_a_closed_connection(
         [first.trim(), second.trim()],
         "each intent once, in order"
     );
+}
+
+/// Each client publishes one intent through a TLS terminator that presents
+/// a certificate of a private CA and demands a client certificate, with
+/// `cacertfile`, `certfile` and `keyfile` in `AMQP_URL`; without the client
+/// certificate, the publish fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_producer_publishes_over_amqps_with_a_client_certificate() {
+    use common::tls::{server_config, Ca, TlsTerminator};
+    let ca = Ca::new("producers broker CA");
+    let clients = Ca::new("producers clients CA");
+    let client = clients.client("producer");
+    let broker_addr: std::net::SocketAddr = "127.0.0.1:5672".parse().expect("address");
+    let front = TlsTerminator::start(
+        broker_addr,
+        server_config(&ca.server(&["localhost"]), &ca, Some(&clients)),
+    )
+    .await;
+    let base = format!(
+        "amqps://guest:guest@localhost:{}/%2f?cacertfile={}",
+        front.port,
+        ca.cert_file.display()
+    );
+    let with_cert = format!(
+        "{base}&certfile={}&keyfile={}",
+        client.cert_file.display(),
+        client.key_file.display()
+    );
+    let php = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/php/autoload.php");
+    let scripts: [(&str, Command); 3] = [
+        (
+            "node",
+            NODE.command(
+                r#"
+const { IntentPublisher } = await import(process.env.PUSHER_RELAY_CLIENT);
+const publisher = IntentPublisher.fromEnv(process.env, { appId: 'tls' });
+try { await publisher.announce('over TLS'); console.log('published'); }
+catch (error) { console.log(`failed: ${error.message}`); }
+await publisher.close();
+"#,
+            ),
+        ),
+        (
+            "python",
+            PYTHON.command(
+                r#"
+from pusher_relay import IntentPublisher
+try:
+    with IntentPublisher.from_env(app_id="tls") as publisher:
+        publisher.announce("over TLS")
+    print("published")
+except Exception as error:
+    print(f"failed: {error}")
+"#,
+            ),
+        ),
+        ("php", {
+            let mut c = Command::new("php");
+            c.args(["-r", r#"
+require getenv('PUSHER_RELAY_AUTOLOAD');
+$s = new PusherRelay\QueuedPusherService();
+echo $s->trigger('orders', 'order-created', ['id' => 7]) ? 'published' : 'failed: ' . $s->getLastError();
+"#])
+            .env("PUSHER_RELAY_AUTOLOAD", php)
+            .env("PUSHER_APP_ID", common::APP_ID)
+            .env("PUSHER_APP_KEY", common::KEY)
+            .env("PUSHER_APP_SECRET", common::SECRET);
+            c
+        }),
+    ];
+    for (name, mut command) in scripts {
+        let broker = Broker::new(&format!("{name}-amqps")).await;
+        broker.declare().await;
+        command.env("AMQP_EXCHANGE", &broker.exchange);
+        let run = |command: &mut Command, url: &str| {
+            let out = command
+                .env("AMQP_URL", url)
+                .output()
+                .unwrap_or_else(|e| panic!("{name} runs: {e}"));
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        };
+        let refused = run(&mut command, &base);
+        assert!(
+            refused.starts_with("failed"),
+            "{name} without a client certificate: {refused}"
+        );
+        assert_eq!(
+            broker.ready().await,
+            0,
+            "{name}: nothing published without it"
+        );
+        let said = run(&mut command, &with_cert);
+        assert_eq!(said, "published", "{name} over amqps");
+        // Confirmed before the script says so, hence in the queue now.
+        assert_eq!(broker.ready().await, 1, "{name}: the intent in the queue");
+    }
 }

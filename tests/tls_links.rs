@@ -7,9 +7,11 @@
 //! What is checked: intents flow and dead letters are stored with both
 //! links verified (`sslmode=verify-full` with `sslrootcert`,
 //! `PUSHER_CA_FILE`); a wrong CA, a wrong host name and an expired
-//! certificate on either link stop the worker at start, naming the link
+//! certificate on any link stop the worker at start, naming the link
 //! and the reason, with the intent still in the queue; a client
-//! certificate gets into a PostgreSQL that demands one.
+//! certificate gets into a PostgreSQL that demands one; and RabbitMQ over
+//! `amqps` (a TLS terminator in front of the machine's broker that demands
+//! a client certificate) carries the worker's intents and `publish`'s.
 
 mod common;
 
@@ -401,4 +403,150 @@ async fn a_client_certificate_gets_into_a_postgres_that_demands_one() {
         "the server refused the handshake (UnknownCA)",
     )
     .await;
+}
+
+/// The machine's broker behind a TLS terminator presenting `cert` of `ca`
+/// and demanding a client certificate of `clients`.
+async fn amqps_broker(cert: &Issued, ca: &Ca, clients: &Ca) -> TlsTerminator {
+    let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().expect("address");
+    TlsTerminator::start(broker, common::tls::server_config(cert, ca, Some(clients))).await
+}
+
+/// An `amqps://` URL to `host:port` trusting `ca`, presenting `client`.
+fn amqps_url(host: &str, port: u16, ca: &Ca, client: &Issued) -> String {
+    format!(
+        "amqps://guest:guest@{host}:{port}/%2f?cacertfile={}&certfile={}&keyfile={}",
+        ca.cert_file.display(),
+        client.cert_file.display(),
+        client.key_file.display()
+    )
+}
+
+#[tokio::test]
+async fn intents_flow_over_amqps_with_a_client_certificate() {
+    let ca = Ca::new("broker CA");
+    let clients = Ca::new("broker clients CA");
+    let client = clients.client("relay");
+    let front = amqps_broker(&ca.server(&["127.0.0.1"]), &ca, &clients).await;
+    let (fake, server) = FakePusher::start().await;
+    let broker = Broker::new("tls-amqps").await;
+    let db = common::Db::sqlite();
+    let amqp_url = amqps_url("127.0.0.1", front.port, &ca, &client);
+    let vars = worker_vars(
+        &server.uri(),
+        &broker,
+        &db.url(),
+        &[("AMQP_URL", &amqp_url)],
+    );
+    let worker = Process::spawn(&vars, None);
+    worker.wait_ready().await;
+    broker.publish(&[chat(1, 1)]).await;
+    broker.wait_acked(WAIT).await;
+
+    // `publish` (the Rust Publisher) over the same URL.
+    let published = tokio::process::Command::new(env!("CARGO_BIN_EXE_pusher-relay"))
+        .args([
+            "publish",
+            r#"{"type":"chat.message","room_id":2,"user_id":7,"user_name":"ada","message":"over TLS"}"#,
+        ])
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .output()
+        .await
+        .expect("publish runs");
+    assert!(
+        published.status.success(),
+        "publish over amqps: {}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    let deadline = Instant::now() + WAIT;
+    while fake.received().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let channels: Vec<String> = fake.received().iter().map(|r| r.channel.clone()).collect();
+    assert_eq!(channels, ["chat-room-1", "chat-room-2"]);
+
+    let metrics = worker.metrics_text().await;
+    let series = "pusher_relay_tls_certificate_expiry_days{link=\"rabbitmq\"}";
+    assert!(
+        common::metric(&metrics, series).is_some(),
+        "{series} in /metrics:\n{metrics}"
+    );
+    worker.stop().await;
+
+    let check = tokio::process::Command::new(env!("CARGO_BIN_EXE_pusher-relay"))
+        .args(["check", "--json"])
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .output()
+        .await
+        .expect("check runs");
+    let report: serde_json::Value =
+        serde_json::from_slice(&check.stdout).expect("check --json prints JSON");
+    let rabbit = report["links"]
+        .as_array()
+        .and_then(|links| links.iter().find(|l| l["link"] == "RabbitMQ"))
+        .unwrap_or_else(|| panic!("RabbitMQ in {report}"));
+    assert_eq!(rabbit["tls"], "TLSv1.3", "{rabbit}");
+    assert_eq!(rabbit["peer"]["issuer"], "broker CA", "{rabbit}");
+    assert_eq!(rabbit["peer"]["verified"], "verified", "{rabbit}");
+
+    // Without the client certificate the terminator lets no one in: the
+    // start-time check hears the refusal, and the worker consumes nothing.
+    let no_cert = format!(
+        "amqps://guest:guest@127.0.0.1:{}/%2f?cacertfile={}",
+        front.port,
+        ca.cert_file.display()
+    );
+    assert_refused(
+        &server.uri(),
+        &db.url(),
+        &[("AMQP_URL", &no_cert)],
+        "RabbitMQ",
+        "the server refused the handshake (CertificateRequired)",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_broker_certificate_that_cannot_be_verified_stops_the_worker_at_start() {
+    let ca = Ca::new("broker CA");
+    let clients = Ca::new("broker clients CA");
+    let client = clients.client("relay");
+    let other = Ca::new("another CA");
+    let good = amqps_broker(&ca.server(&["127.0.0.1"]), &ca, &clients).await;
+    let expired = amqps_broker(
+        &ca.server_with(&["127.0.0.1"], Validity::Expired),
+        &ca,
+        &clients,
+    )
+    .await;
+    let (_fake, server) = FakePusher::start().await;
+    let db = common::Db::sqlite();
+    let cases = [
+        (
+            amqps_url("127.0.0.1", good.port, &other, &client),
+            "unknown issuer",
+        ),
+        (
+            amqps_url("localhost", good.port, &ca, &client),
+            "name mismatch",
+        ),
+        (
+            amqps_url("127.0.0.1", expired.port, &ca, &client),
+            "expired",
+        ),
+    ];
+    for (url, reason) in &cases {
+        assert_refused(
+            &server.uri(),
+            &db.url(),
+            &[("AMQP_URL", url)],
+            "RabbitMQ",
+            reason,
+        )
+        .await;
+    }
 }

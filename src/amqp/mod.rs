@@ -2,6 +2,7 @@
 
 pub mod acker;
 pub mod guard;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -21,6 +22,10 @@ use crate::config::{redact_url, AmqpConfig};
 /// consistent-hash exchange routes on it, so one channel's intents always
 /// land in one shard.
 pub const ORDERING_KEY_HEADER: &str = "ordering-key";
+
+/// What a publishing connection accepts in a returned message's body: its
+/// own intents come back only when unroutable, and never past this.
+const PUBLISHER_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// How long one node may take to accept a connection before the next is
 /// tried: a node that is down refuses at once, an unreachable one does not.
@@ -119,19 +124,28 @@ async fn open(
             Err(e) => format!("not an AMQP URL ({e})"),
             Ok(_) => "not an AMQP URL".to_string(),
         })?;
-    let Some(limits) = guarded else {
+    let endpoint = tls::endpoint(url).map_err(|e| e.to_string())?;
+    // A plain publisher talks to the broker directly; TLS is always made
+    // here (see `tls`), and lapin then speaks AMQP through the guard.
+    if guarded.is_none() && endpoint.is_none() {
         return Connection::connect_uri(uri, props)
             .await
             .map_err(|e| e.to_string());
+    }
+    let limits = guarded.unwrap_or(guard::Limits {
+        max_body_bytes: PUBLISHER_MAX_BODY_BYTES,
+    });
+    let (host, port) = match &endpoint {
+        Some(e) => (e.host.clone(), e.port),
+        None => (uri.authority.host.clone(), uri.authority.port),
     };
-    let host = uri.authority.host.clone();
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), uri.authority.port))
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
-    let local = match uri.scheme {
-        AMQPScheme::AMQP => guard::spawn(tcp, limits).await,
-        AMQPScheme::AMQPS => guard::spawn(tls(tcp, &host).await?, limits).await,
+    let local = match &endpoint {
+        None => guard::spawn(tcp, limits).await,
+        Some(e) => guard::spawn(tls::connect(tcp, e).await?, limits).await,
     }
     .map_err(|e| format!("cannot start the AMQP guard: {e}"))?;
     uri.scheme = AMQPScheme::AMQP;
@@ -140,30 +154,6 @@ async fn open(
     Connection::connect_uri(uri, props)
         .await
         .map_err(|e| e.to_string())
-}
-
-/// TLS to the broker for `amqps://`, verified against the system's trust
-/// store (what lapin itself uses for `amqps`).
-async fn tls(
-    tcp: tokio::net::TcpStream,
-    host: &str,
-) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().unwrap_or_default() {
-        let _ = roots.add(cert);
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_string())
-        .map_err(|e| format!("TLS: {host:?} is not a server name ({e})"))?;
-    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS handshake failed: {e}"))
 }
 
 /// A connection and a channel with publisher confirms, for short-lived

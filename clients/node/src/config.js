@@ -54,7 +54,8 @@ export function parseAmqpUrls(value, variable = 'AMQP_URL') {
     const user = url.username === '' ? 'guest' : url.username;
     const port = url.port === '' ? (secure ? 5671 : 5672) : Number(url.port);
     const vhost = url.pathname === '' || url.pathname === '/' ? '%2F' : url.pathname.slice(1);
-    return { url: entry, secure, redacted: `${secure ? 'amqps' : 'amqp'}://${user}:***@${url.hostname}:${port}/${vhost}` };
+    const tls = secure ? parseTls(url.searchParams, variable, which) : null;
+    return { url: entry, secure, tls, redacted: `${secure ? 'amqps' : 'amqp'}://${user}:***@${url.hostname}:${port}/${vhost}` };
   });
   const mixed = nodes.findIndex((node) => node.secure !== nodes[0].secure);
   if (mixed !== -1) {
@@ -63,7 +64,41 @@ export function parseAmqpUrls(value, variable = 'AMQP_URL') {
       `${variable} entry ${mixed + 1} uses ${nodes[mixed].secure ? 'amqps' : 'amqp'}:// but entry 1 uses ${nodes[0].secure ? 'amqps' : 'amqp'}://; every node must use the same scheme`,
     );
   }
-  return nodes.map(({ url, redacted }) => ({ url, redacted }));
+  return nodes.map(({ url, redacted, tls }) => ({ url, redacted, tls }));
+}
+
+/**
+ * @typedef {object} AmqpTls RabbitMQ's URI TLS parameters of an amqps:// URL
+ * @property {string|null} cacertfile PEM CAs trusted besides Node's bundled roots
+ * @property {string|null} certfile client certificate (PEM), with keyfile
+ * @property {string|null} keyfile its key (PEM)
+ * @property {boolean} verify false for verify=verify_none
+ * @property {string|null} serverName server_name_indication: the name sent and checked instead of the host
+ */
+
+/**
+ * The TLS query parameters of RabbitMQ's URI specification (cacertfile,
+ * certfile, keyfile, verify, server_name_indication), as the worker reads
+ * them. The files are read when connecting. Node sends SNI whenever it
+ * connects to a host name, so server_name_indication=disable is refused.
+ * @returns {AmqpTls}
+ */
+function parseTls(params, variable, which) {
+  const verify = params.get('verify') ?? 'verify_peer';
+  if (verify !== 'verify_peer' && verify !== 'verify_none') {
+    throw new ConfigError(variable, `${which}: verify=${JSON.stringify(verify)} is not one of verify_peer, verify_none`);
+  }
+  const certfile = params.get('certfile');
+  const keyfile = params.get('keyfile');
+  if ((certfile === null) !== (keyfile === null)) {
+    const [given, missing] = certfile === null ? ['keyfile', 'certfile'] : ['certfile', 'keyfile'];
+    throw new ConfigError(variable, `${which}: ${given} is set without ${missing}; expected both (a client certificate and its key) or neither`);
+  }
+  const serverName = params.get('server_name_indication');
+  if (serverName === 'disable') {
+    throw new ConfigError(variable, `${which}: server_name_indication=disable is not supported by the Node client (Node always sends SNI to a host name); give the name to check instead`);
+  }
+  return { cacertfile: params.get('cacertfile'), certfile, keyfile, verify: verify === 'verify_peer', serverName };
 }
 
 /**

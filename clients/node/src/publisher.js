@@ -16,6 +16,9 @@
 
 import { randomUUID } from 'node:crypto';
 
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+
 import amqp from 'amqplib';
 
 import { settingsFromEnv } from './config.js';
@@ -285,6 +288,7 @@ export class IntentPublisher {
     for (const node of order) {
       try {
         connection = await amqp.connect(node.url, {
+          ...tlsOptions(node.tls),
           timeout: timeoutMs,
           // Names the app in the management UI and in rabbitmqctl list_connections.
           clientProperties: { connection_name: `pusher-relay-producer (node)${this.settings.appId ? ` ${this.settings.appId}` : ''}` },
@@ -350,4 +354,21 @@ export class IntentPublisher {
   forget(link) {
     if (this.link === link) this.link = null;
   }
+}
+
+/**
+ * Node's tls.connect options for an amqps:// node's parameters (none for
+ * amqp://): the CA file is added to Node's roots rather than replacing them,
+ * as the worker adds it to the system's.
+ */
+function tlsOptions(tls) {
+  if (!tls) return {};
+  const options = { rejectUnauthorized: tls.verify };
+  if (tls.cacertfile !== null) options.ca = [...rootCertificates, readFileSync(tls.cacertfile)];
+  if (tls.certfile !== null) {
+    options.cert = readFileSync(tls.certfile);
+    options.key = readFileSync(tls.keyfile);
+  }
+  if (tls.serverName !== null) options.servername = tls.serverName;
+  return options;
 }

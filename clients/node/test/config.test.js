@@ -16,7 +16,7 @@ function assertConfigError(fn, variable, pattern) {
 test('an empty environment gives the worker\'s defaults', () => {
   const settings = settingsFromEnv({});
   assert.deepEqual(settings.nodes, [
-    { url: 'amqp://guest:guest@127.0.0.1:5672/%2f', redacted: 'amqp://guest:***@127.0.0.1:5672/%2f' },
+    { url: 'amqp://guest:guest@127.0.0.1:5672/%2f', redacted: 'amqp://guest:***@127.0.0.1:5672/%2f', tls: null },
   ]);
   assert.equal(settings.exchange, 'pusher.intents');
   assert.equal(settings.timeoutMs, 5000);
@@ -83,4 +83,20 @@ test('AMQP_TIMEOUT is seconds; AMQP_EXCHANGE and templates are taken as given', 
   assert.equal(settings.timeoutMs, 500);
   assert.equal(settings.exchange, 'app.intents');
   assert.equal(settings.templates.orderingKey({ type: 'notification', user_id: 3 }), 'u-3');
+});
+
+test('amqps:// URLs take RabbitMQ\'s TLS parameters, and a bad one is named', () => {
+  const [node] = parseAmqpUrls(
+    'amqps://u:s3cret@mq.example:5671/%2f?cacertfile=/ca.pem&certfile=/c.pem&keyfile=/k.pem&server_name_indication=rabbit.internal',
+  );
+  assert.deepEqual(node.tls, {
+    cacertfile: '/ca.pem',
+    certfile: '/c.pem',
+    keyfile: '/k.pem',
+    verify: true,
+    serverName: 'rabbit.internal',
+  });
+  assert.equal(parseAmqpUrls('amqps://u:p@mq/%2f?verify=verify_none')[0].tls.verify, false);
+  assertConfigError(() => parseAmqpUrls('amqps://u:s3cret@mq/%2f?verify=yes'), 'AMQP_URL', /verify="yes" is not one of verify_peer, verify_none/);
+  assertConfigError(() => parseAmqpUrls('amqps://u:p@mq/%2f?certfile=/c.pem'), 'AMQP_URL', /certfile is set without keyfile/);
 });

@@ -218,8 +218,14 @@ final class Config
         $bad = [];
         foreach ($entries as $i => $entry) {
             $node = AmqpTarget::fromUrl($entry);
+            $tlsProblem = $node?->secure ? AmqpTarget::tlsProblem($entry) : null;
             if ($node === null) {
                 $bad[] = $i + 1;
+            } elseif ($tlsProblem !== null) {
+                $problems[] = count($entries) === 1
+                    ? "AMQP_URL: $tlsProblem"
+                    : sprintf('AMQP_URL entry %d of %d: %s', $i + 1, count($entries), $tlsProblem);
+                return [];
             } else {
                 $nodes[] = $node;
             }

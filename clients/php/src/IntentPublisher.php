@@ -202,8 +202,9 @@ final class IntentPublisher
 
         try {
             if ($nodes[0]->secure) {
-                // TLS with the system's CAs, checking the node's certificate and name.
-                $options['ssl_options'] = ['verify_peer' => true, 'verify_peer_name' => true];
+                // The URL's TLS parameters (AmqpTarget::$sslOptions); one
+                // connection class serves the list, so the first node's apply.
+                $options['ssl_options'] = $nodes[0]->sslOptions;
                 return AMQPSSLConnection::create_connection($hosts, $options);
             }
             return AMQPStreamConnection::create_connection($hosts, $options);

@@ -187,6 +187,31 @@ final class ConfigTest extends TestCase
         self::assertStringContainsString('AMQP_URL must look like amqp://user:password@host:5672/vhost', $empty->getLastError());
     }
 
+    public function testAmqpsUrlsTakeRabbitmqsTlsParametersAndABadOneIsNamed(): void
+    {
+        $node = \PusherRelay\AmqpTarget::fromUrl(
+            'amqps://u:p@mq.example/%2f?cacertfile=/ca.pem&certfile=/c.pem&keyfile=/k.pem&server_name_indication=rabbit.internal'
+        );
+        self::assertNotNull($node);
+        self::assertSame([
+            'verify_peer' => true,
+            'verify_peer_name' => true,
+            'cafile' => '/ca.pem',
+            'local_cert' => '/c.pem',
+            'local_pk' => '/k.pem',
+            'peer_name' => 'rabbit.internal',
+        ], $node->sslOptions);
+        $none = \PusherRelay\AmqpTarget::fromUrl('amqps://u:p@mq/%2f?verify=verify_none&server_name_indication=disable');
+        self::assertSame(['verify_peer' => false, 'verify_peer_name' => false, 'SNI_enabled' => false], $none?->sslOptions);
+
+        $bad = ServiceFactory::make(['AMQP_URL' => 'amqps://u:s3cret@mq/%2f?verify=yes']);
+        self::assertFalse($bad->isReady());
+        self::assertStringContainsString('AMQP_URL: verify="yes" is not one of verify_peer, verify_none', $bad->getLastError());
+        self::assertStringNotContainsString('s3cret', $bad->getLastError());
+        $half = ServiceFactory::make(['AMQP_URL' => 'amqps://u:p@mq/%2f?certfile=/c.pem']);
+        self::assertStringContainsString('certfile is set without keyfile', $half->getLastError());
+    }
+
     public function testChannelTemplateSettingsAreCheckedLikeTheWorkers(): void
     {
         $service = ServiceFactory::make([

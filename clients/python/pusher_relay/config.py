@@ -8,7 +8,7 @@ import math
 import os
 from dataclasses import dataclass
 from typing import List, Mapping, Optional
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .channels import ChannelTemplates
 from .errors import ConfigError
@@ -35,6 +35,56 @@ class AmqpNode:
     secure: bool
     #: The host name, which TLS checks the certificate against.
     host: str
+    #: amqps:// only: the URL's TLS parameters.
+    tls: Optional["AmqpTls"] = None
+
+
+#: RabbitMQ's URI query parameters for TLS, which pika does not take itself.
+TLS_PARAMETERS = ("cacertfile", "certfile", "keyfile", "verify", "server_name_indication")
+
+
+@dataclass(frozen=True)
+class AmqpTls:
+    """The TLS query parameters of RabbitMQ's URI specification, as the worker
+    reads them. The files are read when connecting."""
+
+    #: PEM CAs trusted besides the system's.
+    cacertfile: Optional[str] = None
+    #: A client certificate (PEM) and its key.
+    certfile: Optional[str] = None
+    keyfile: Optional[str] = None
+    #: False for verify=verify_none.
+    verify: bool = True
+    #: server_name_indication: the name sent and checked instead of the host.
+    server_name: Optional[str] = None
+
+
+def _parse_tls(query: str, variable: str, which: str) -> AmqpTls:
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    verify = params.get("verify", "verify_peer")
+    if verify not in ("verify_peer", "verify_none"):
+        raise ConfigError(variable, f"{which}: verify={verify!r} is not one of verify_peer, verify_none")
+    certfile, keyfile = params.get("certfile") or None, params.get("keyfile") or None
+    if (certfile is None) != (keyfile is None):
+        given, missing = ("certfile", "keyfile") if certfile else ("keyfile", "certfile")
+        raise ConfigError(
+            variable,
+            f"{which}: {given} is set without {missing}; expected both (a client certificate and its key) or neither",
+        )
+    server_name = params.get("server_name_indication") or None
+    if server_name == "disable":
+        raise ConfigError(
+            variable,
+            f"{which}: server_name_indication=disable is not supported by the Python client "
+            "(its ssl module checks the name it sends); give the name to check instead",
+        )
+    return AmqpTls(
+        cacertfile=params.get("cacertfile") or None,
+        certfile=certfile,
+        keyfile=keyfile,
+        verify=verify == "verify_peer",
+        server_name=server_name,
+    )
 
 
 def parse_amqp_urls(value: str, variable: str = "AMQP_URL") -> List[AmqpNode]:
@@ -65,7 +115,8 @@ def parse_amqp_urls(value: str, variable: str = "AMQP_URL") -> List[AmqpNode]:
             port or (5671 if secure else 5672),
             quote(vhost, safe=""),
         )
-        nodes.append(AmqpNode(url=entry, redacted=redacted, secure=secure, host=parts.hostname))
+        tls = _parse_tls(parts.query, variable, which) if secure else None
+        nodes.append(AmqpNode(url=entry, redacted=redacted, secure=secure, host=parts.hostname, tls=tls))
     for i, node in enumerate(nodes):
         if node.secure != nodes[0].secure:
             raise ConfigError(

@@ -16,16 +16,17 @@ whichever node is still up.
 from __future__ import annotations
 
 import random
+import ssl
 import time
 import uuid
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pika
 import pika.exceptions
 
 from . import intents
-from .config import AmqpNode, Settings
+from .config import TLS_PARAMETERS, AmqpNode, Settings
 from .errors import ConfigError, PublishFailed
 from .intents import Id
 from .rules import to_json
@@ -292,7 +293,7 @@ class IntentPublisher:
 
     def _parameters(self, node: AmqpNode) -> pika.URLParameters:
         timeout = self.settings.timeout
-        parameters = pika.URLParameters(node.url)
+        parameters = pika.URLParameters(_without_tls_parameters(node.url))
         parameters.connection_attempts = 1
         parameters.socket_timeout = timeout
         parameters.stack_timeout = timeout
@@ -303,8 +304,7 @@ class IntentPublisher:
         name = "pusher-relay-producer (python)" + (f" {self.app_id}" if self.app_id else "")
         parameters.client_properties = {"connection_name": name}
         if node.secure:
-            # TLS with the system's CAs, checking the node's certificate and name.
-            parameters.ssl_options = pika.SSLOptions(parameters.ssl_options.context, server_hostname=node.host)
+            parameters.ssl_options = _ssl_options(node)
         return parameters
 
     def _forget(self) -> None:
@@ -333,3 +333,29 @@ class IntentPublisher:
             if password:
                 text = text.replace(password, "***")
         return text
+
+
+def _without_tls_parameters(url: str) -> str:
+    """The URL without RabbitMQ's TLS query parameters, which pika refuses
+    as unknown; they are applied by _ssl_options."""
+    parts = urlsplit(url)
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in TLS_PARAMETERS]
+    return urlunsplit(parts._replace(query=urlencode(kept)))
+
+
+def _ssl_options(node: AmqpNode) -> pika.SSLOptions:
+    """TLS with the system's CAs plus cacertfile, checking the node's
+    certificate and name (or the server_name_indication name), presenting
+    certfile/keyfile when given; verify=verify_none checks nothing."""
+    tls = node.tls
+    context = ssl.create_default_context()
+    if tls is not None:
+        if tls.cacertfile:
+            context.load_verify_locations(cafile=tls.cacertfile)
+        if tls.certfile:
+            context.load_cert_chain(tls.certfile, tls.keyfile)
+        if not tls.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+    name = tls.server_name if tls is not None and tls.server_name else node.host
+    return pika.SSLOptions(context, server_hostname=name)

@@ -21,6 +21,23 @@ class Config(unittest.TestCase):
         self.assertEqual(settings.max_event_bytes, DEFAULT_MAX_EVENT_BYTES)
         self.assertEqual(settings.templates.templates["notification"], "private-user-{user_id}")
 
+    def test_amqps_urls_take_rabbitmqs_tls_parameters_and_a_bad_one_is_named(self) -> None:
+        (node,) = parse_amqp_urls(
+            "amqps://u:s3cret@mq.example/%2f?cacertfile=/ca.pem&certfile=/c.pem&keyfile=/k.pem"
+            "&server_name_indication=rabbit.internal"
+        )
+        assert node.tls is not None
+        self.assertEqual((node.tls.cacertfile, node.tls.certfile, node.tls.keyfile), ("/ca.pem", "/c.pem", "/k.pem"))
+        self.assertTrue(node.tls.verify)
+        self.assertEqual(node.tls.server_name, "rabbit.internal")
+        none = parse_amqp_urls("amqps://u:p@mq/%2f?verify=verify_none")[0].tls
+        assert none is not None
+        self.assertFalse(none.verify)
+        with self.assertRaisesRegex(ConfigError, "verify='yes' is not one of verify_peer, verify_none"):
+            parse_amqp_urls("amqps://u:s3cret@mq/%2f?verify=yes")
+        with self.assertRaisesRegex(ConfigError, "certfile is set without keyfile"):
+            parse_amqp_urls("amqps://u:p@mq/%2f?certfile=/c.pem")
+
     def test_amqp_url_lists_several_nodes_with_passwords_redacted(self) -> None:
         nodes = parse_amqp_urls(" amqp://relay:s3cret@10.0.0.1:5672/%2f , amqp://relay:s3cret@10.0.0.2/prod,, ")
         self.assertEqual(
