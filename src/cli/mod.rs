@@ -7,6 +7,7 @@
 //! This is the edge of the program, so errors are `anyhow`'s: each command
 //! returns its exit code, and [`describe`] turns an error into its one line.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -138,6 +139,10 @@ fn init_tracing(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -146,7 +151,27 @@ fn init_tracing(json: bool) {
     }
 }
 
+/// Colour codes only for a person at a terminal: a pipe, journald or a
+/// log file would show them as raw escapes. `NO_COLOR` set to anything
+/// but empty turns them off there too (no-color.org).
+fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.map_or(true, |v| v.is_empty())
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(!colour(false, None), "a pipe or a file gets no escapes");
+        assert!(!colour(true, Some("1".into())));
+        assert!(colour(true, Some("".into())), "an empty NO_COLOR is unset");
+    }
 }

@@ -25,8 +25,12 @@ pub fn config(cfg: &Config, args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     } else if args.json {
         print_json(&cfg.redacted())?;
     } else {
+        let origins = Config::origins();
         for (name, value) in cfg.redacted() {
-            println!("{name:<36} {value}");
+            match origins.get(name) {
+                Some(origin) => println!("{name:<36} {value:<40} ({origin})"),
+                None => println!("{name:<36} {value}"),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

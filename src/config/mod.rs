@@ -14,7 +14,7 @@
 //! Pusher's channel-name rules they are checked against ([`pusher_rules`])
 //! live here too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -411,6 +411,34 @@ pub fn parse_master_key(raw: &str) -> Result<[u8; 32], String> {
     })
 }
 
+/// Where a setting's value came from, as `pusher-relay config` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The process environment.
+    Environment,
+    /// The `.env` file of the working directory.
+    DotEnv,
+    /// The file a `NAME_FILE` variable names (a path is not a secret).
+    File {
+        var: String,
+        path: String,
+    },
+    Default,
+    Unset,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Environment => f.write_str("environment"),
+            Origin::DotEnv => f.write_str(".env"),
+            Origin::File { var, path } => write!(f, "{var}={path}"),
+            Origin::Default => f.write_str("default"),
+            Origin::Unset => f.write_str("unset"),
+        }
+    }
+}
+
 impl Config {
     /// Loads `.env` when present, then reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -458,6 +486,25 @@ impl Config {
         }
     }
 
+    /// Where each setting's value comes from, read from the process
+    /// environment and `.env` as [`Config::from_env`] reads them.
+    pub fn origins() -> BTreeMap<&'static str, Origin> {
+        let dotenv: HashMap<String, String> = dotenvy::dotenv_iter()
+            .map(|vars| vars.filter_map(Result::ok).collect())
+            .unwrap_or_default();
+        Config::origins_from(&|var| std::env::var(var).ok(), &dotenv)
+    }
+
+    fn origins_from(
+        lookup: &dyn Fn(&str) -> Option<String>,
+        dotenv: &HashMap<String, String>,
+    ) -> BTreeMap<&'static str, Origin> {
+        SETTINGS
+            .iter()
+            .map(|setting| (setting.name, setting.origin(lookup, dotenv)))
+            .collect()
+    }
+
     /// The effective settings by variable name, secrets as `***` and URL
     /// passwords redacted: what `pusher-relay config` prints.
     pub fn redacted(&self) -> BTreeMap<&'static str, String> {
@@ -473,7 +520,6 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = vars
@@ -495,6 +541,32 @@ mod tests {
 
     fn problems(vars: &[(&str, &str)]) -> Vec<InvalidVar> {
         load(vars).expect_err("config should be rejected").invalid
+    }
+
+    #[test]
+    fn origins_name_the_environment_dotenv_a_file_or_the_default() {
+        let vars: HashMap<String, String> = [
+            ("PUSHER_APP_ID", "123456"),
+            ("PUSHER_APP_KEY", "from-dotenv"),
+            ("PUSHER_APP_SECRET_FILE", "/run/secrets/pusher"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let dotenv: HashMap<String, String> = [
+            ("PUSHER_APP_KEY".to_string(), "from-dotenv".to_string()),
+            ("PUSHER_APP_ID".to_string(), "overridden".to_string()),
+        ]
+        .into();
+        let origins = Config::origins_from(&|k| vars.get(k).cloned(), &dotenv);
+        assert_eq!(origins["PUSHER_APP_ID"], Origin::Environment);
+        assert_eq!(origins["PUSHER_APP_KEY"], Origin::DotEnv);
+        assert_eq!(
+            origins["PUSHER_APP_SECRET"].to_string(),
+            "PUSHER_APP_SECRET_FILE=/run/secrets/pusher"
+        );
+        assert_eq!(origins["AMQP_QUEUE"], Origin::Default);
+        assert_eq!(origins["PUSHER_HOST"], Origin::Unset);
     }
 
     #[test]

@@ -190,6 +190,37 @@ impl Setting {
         Ok(Some(value.to_owned()).filter(|v| !v.is_empty()))
     }
 
+    /// Where the value in effect comes from: `NAME_FILE`, the variable (set
+    /// by `.env` when `dotenv` holds the same value, `.env` never
+    /// overriding the environment), the default, or nowhere.
+    pub(super) fn origin(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        dotenv: &std::collections::HashMap<String, String>,
+    ) -> super::Origin {
+        let set = |var: &str| {
+            lookup(var)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        if let Some(file_var) = self.file_var() {
+            if let Some(path) = set(&file_var) {
+                return super::Origin::File {
+                    var: file_var,
+                    path,
+                };
+            }
+        }
+        match set(self.name) {
+            Some(value) if dotenv.get(self.name).map(|v| v.trim()) == Some(value.as_str()) => {
+                super::Origin::DotEnv
+            }
+            Some(_) => super::Origin::Environment,
+            None if self.default.is_some() => super::Origin::Default,
+            None => super::Origin::Unset,
+        }
+    }
+
     /// Parses `text` (the value given, or the default) into `config`.
     fn read(&self, config: &mut Config, text: &str) -> Result<(), Problems> {
         (self.read)(config, text)
