@@ -1,5 +1,7 @@
 //! A frame guard between RabbitMQ and lapin's parser, for consuming
-//! connections.
+//! connections, and for every `amqps` connection: the TLS session is made
+//! here ([`super::tls`]), and the guard is the hop that hands lapin its
+//! plaintext.
 //!
 //! Why it exists: producers are trusted to publish to the intent exchange,
 //! not to be well-formed. RabbitMQ forwards what they send unchanged, and
