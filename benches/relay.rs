@@ -10,7 +10,10 @@
 //!   with the old fixed 16 requests in flight, for comparison;
 //! - B. the same with the server admitting 32 requests at once;
 //! - C. a steady 2,000 intents/s while the round trip steps 20 -> 200 -> 20 ms;
-//! - D. a hot channel: half of 20,000 intents on one channel;
+//! - D. a noisy neighbour: 200 intents/s over 200 cold channels for 40 s
+//!   alone (D1), beside a burst of 20,000 (D2) and of 100,000 (D3) to one
+//!   channel, and beside a burst with a kill -9 (D4); D5, half of a 20,000
+//!   backlog on one channel;
 //! - L. light load: 10 intents/s, latency from publish to Pusher's answer.
 //!
 //! Loopback (E):
@@ -171,8 +174,35 @@ impl Run {
         (!values.is_empty()).then(|| values.iter().sum())
     }
 
+    /// Channels parked now (0 when the worker does not answer).
+    async fn parked(&self) -> f64 {
+        self.metric("pusher_relay_parked_channels")
+            .await
+            .unwrap_or(0.0)
+    }
+
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Until `/readyz` answers 200: connected and consuming.
+    async fn wait_ready(&self) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.http_port);
+        for _ in 0..600 {
+            if let Ok(r) = reqwest::get(&url).await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the worker on {} was not ready after 30 s", self.queue);
+    }
+
+    /// SIGKILL, leaving the queue and the store as they are.
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     async fn finish(mut self, ch: &Channel) -> u64 {
@@ -221,6 +251,29 @@ fn broker_pid() -> Option<u32> {
         .output()
         .ok()?;
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Waits until `n` events of the `bench-cold` channels have arrived; returns
+/// the cores the worker `pid`, RabbitMQ and this process (the publisher and
+/// the fake Pusher) kept busy meanwhile, to tell a fair share from a full
+/// machine.
+async fn cores_until_cold(pusher: &Distant, n: usize, pid: u32) -> f64 {
+    let beam = broker_pid();
+    let used = || {
+        cpu_seconds(pid) + beam.map(cpu_seconds).unwrap_or(0.0) + cpu_seconds(std::process::id())
+    };
+    let (before, started) = (used(), Instant::now());
+    let cold = || {
+        let seen = pusher.seen();
+        seen.events
+            .iter()
+            .filter(|e| e.channel.starts_with("bench-cold"))
+            .count()
+    };
+    while cold() < n && started.elapsed() < Duration::from_secs(600) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (used() - before) / started.elapsed().as_secs_f64()
 }
 
 /// Events per second between the first and the last accepted event that
@@ -299,6 +352,147 @@ async fn drain(
         bad_signatures: seen.bad_signatures,
         dead,
         limits,
+    }
+}
+
+/// Cold traffic of section D: `COLD_RATE` intents/s over `COLD_CHANNELS`
+/// channels for `COLD_SECS` seconds.
+const COLD_RATE: usize = 200;
+const COLD_CHANNELS: usize = 200;
+const COLD_SECS: u64 = 40;
+/// When the burst starts, after the cold traffic has.
+const BURST_AFTER: Duration = Duration::from_secs(2);
+
+async fn pusher_at_distance() -> Distant {
+    Distant::start(KEY, SECRET, RTT, JITTER).await
+}
+
+/// Latency from publish to Pusher's answer of a set of intents.
+struct Latency {
+    p50: u64,
+    p99: u64,
+    max: u64,
+    n: usize,
+}
+
+/// What one run of section D saw.
+struct Noisy {
+    /// The cold intents, each at its first arrival.
+    cold: Latency,
+    /// The hot channel's events/s between its first and last event.
+    hot_rate: f64,
+    published: usize,
+    lost: usize,
+    violations: usize,
+    duplicates: usize,
+    dead: u64,
+    max_channel_in_flight: usize,
+    /// Highest `pusher_relay_parked_channels` sampled every 500 ms.
+    most_parked: f64,
+    /// Over every worker process of the run.
+    peak_rss_mb: f64,
+}
+
+/// Cold traffic on its own connection, and after `BURST_AFTER` a burst of
+/// `burst` intents to `bench-hot`; with `kill_after`, the worker is killed
+/// by SIGKILL that long after the burst began and started again on the same
+/// queue and store. Returns once every published intent has arrived.
+async fn noisy(
+    ch: &Channel,
+    pusher: &Distant,
+    queue: &str,
+    burst: usize,
+    kill_after: Option<Duration>,
+) -> Noisy {
+    support::declare_quorum(ch, queue).await;
+    let mut run = Run::start(pusher, queue, &[]);
+    run.wait_ready().await;
+    let (cold_conn, cold_ch) = support::channel().await;
+    let cold_queue = queue.to_string();
+    let cold = tokio::spawn(async move {
+        let _conn = cold_conn;
+        let mut seqs = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let per_tick = COLD_RATE / 10;
+        let mut sent = 0;
+        for _ in 0..COLD_SECS * 10 {
+            tick.tick().await;
+            let names: Vec<String> = (sent..sent + per_tick)
+                .map(|i| format!("bench-cold-{}", i % COLD_CHANNELS))
+                .collect();
+            support::publish(&cold_ch, &cold_queue, &names, &mut seqs).await;
+            sent += per_tick;
+        }
+        sent
+    });
+    let mut peak_rss: f64 = 0.0;
+    let mut most_parked: f64 = 0.0;
+    if burst > 0 {
+        tokio::time::sleep(BURST_AFTER).await;
+        let began = tokio::time::Instant::now();
+        let (hot_conn, hot_ch) = support::channel().await;
+        let hot_queue = queue.to_string();
+        let hot = tokio::spawn(async move {
+            let _conn = hot_conn;
+            let mut seqs = HashMap::new();
+            // In slices, so that a kill lands while the burst is still
+            // arriving when it is long enough.
+            for _ in 0..burst.div_ceil(1000) {
+                let names = vec!["bench-hot".to_string(); 1000];
+                support::publish(&hot_ch, &hot_queue, &names, &mut seqs).await;
+            }
+        });
+        if let Some(after) = kill_after {
+            while began.elapsed() < after {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                most_parked = most_parked.max(run.parked().await);
+            }
+            peak_rss = peak_rss.max(peak_rss_mb(run.pid()));
+            run.kill9();
+            run = Run::start(pusher, queue, &[]);
+        }
+        hot.await.expect("burst publisher");
+    }
+    let published = cold.await.expect("cold publisher") + burst.div_ceil(1000) * 1000;
+    let unique = |p: &Distant| {
+        let seen = p.seen();
+        seen.accepted() - seen.duplicates
+    };
+    let deadline = Instant::now() + Duration::from_secs(120 + (published / 100) as u64);
+    while unique(pusher) < published && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        most_parked = most_parked.max(run.parked().await);
+    }
+    peak_rss = peak_rss.max(peak_rss_mb(run.pid()));
+    let dead = run.finish(ch).await;
+    let hot_rate = rate_of(pusher, |e| e.channel == "bench-hot");
+    let seen = pusher.seen();
+    let mut first = std::collections::HashSet::new();
+    let mut cold_ms: Vec<u64> = seen
+        .events
+        .iter()
+        .filter(|e| {
+            e.channel.starts_with("bench-cold") && first.insert((e.channel.as_str(), e.seq))
+        })
+        .map(|e| e.latency_ms)
+        .collect();
+    let unique = seen.accepted() - seen.duplicates;
+    Noisy {
+        cold: Latency {
+            p50: percentile(&mut cold_ms, 0.5),
+            p99: percentile(&mut cold_ms, 0.99),
+            max: cold_ms.iter().copied().max().unwrap_or(0),
+            n: cold_ms.len(),
+        },
+        hot_rate,
+        published,
+        lost: published.saturating_sub(unique),
+        violations: seen.violations,
+        duplicates: seen.duplicates,
+        dead,
+        max_channel_in_flight: seen.max_channel_in_flight,
+        most_parked,
+        peak_rss_mb: peak_rss,
     }
 }
 
@@ -466,24 +660,86 @@ async fn main() {
         println!("     concurrency limit over time: {}", line.join(" "));
     }
     if wants("d") {
-        // D. A hot channel. The queue is filled first, so that the cold
-        // channels' rate is the worker's and not the publisher's; the same
+        // D. Noisy neighbour: steady cold traffic alone (D1), beside a burst
+        // to one channel (D2, D3), and beside a burst with a kill -9 (D4).
+        let d1 = noisy(
+            &ch,
+            &pusher_at_distance().await,
+            &format!("{run_id}.d1"),
+            0,
+            None,
+        )
+        .await;
+        let cold_target = (2 * d1.cold.p99).max(d1.cold.p99 + 100);
+        println!("  D. noisy neighbour: {COLD_RATE} intents/s over {COLD_CHANNELS} cold channels for {COLD_SECS} s");
+        println!(
+            "     D1. cold alone: publish -> Pusher's answer p50 {} ms, p99 {} ms, max {} ms ({} intents; lost {}, order violations {})",
+            d1.cold.p50, d1.cold.p99, d1.cold.max, d1.cold.n, d1.lost, d1.violations
+        );
+        let hot_limit = 10.0 / rtt_s;
+        for (label, burst, kill) in [
+            ("D2", 20_000, None),
+            ("D3", 100_000, None),
+            ("D4", 20_000, Some(Duration::from_secs(8))),
+        ] {
+            let q = format!("{run_id}.{}", label.to_lowercase());
+            let d = noisy(&ch, &pusher_at_distance().await, &q, burst, kill).await;
+            let kill_note = if kill.is_some() {
+                ", the worker killed by -9 8 s into it and started again"
+            } else {
+                ""
+            };
+            println!("     {label}. beside a burst of {burst} intents to one channel{kill_note}:");
+            let cold_met = d.cold.p99 <= cold_target;
+            let hot_met = d.hot_rate / hot_limit >= 0.8 && d.max_channel_in_flight == 1;
+            if kill.is_none() {
+                println!(
+                    "         cold p50 {} ms, p99 {} ms (target <= max(2 x D1 p99, D1 p99 + 100) = {cold_target} ms: {}), max {} ms",
+                    d.cold.p50, d.cold.p99, verdict(cold_met), d.cold.max
+                );
+                println!(
+                    "         hot channel {:.0} events/s = {:.2} of 10 / RTT = {hot_limit:.0} (target >= 0.80: {}); most requests in flight for one channel: {} (target 1)",
+                    d.hot_rate, d.hot_rate / hot_limit, verdict(hot_met), d.max_channel_in_flight
+                );
+            } else {
+                println!(
+                    "         cold p50 {} ms, p99 {} ms, max {} ms (no target: the kill stops delivery); hot channel {:.0} events/s over its drain",
+                    d.cold.p50, d.cold.p99, d.cold.max, d.hot_rate
+                );
+            }
+            println!(
+                "         lost {} of {} (target 0: {}); order violations {} (target 0: {}); duplicates {}; dead letters {}; most parked at once {}",
+                d.lost, d.published, verdict(d.lost == 0), d.violations, verdict(d.violations == 0),
+                d.duplicates, d.dead, d.most_parked
+            );
+            let rss_target = if burst >= 100_000 {
+                format!(" (target <= 100: {})", verdict(d.peak_rss_mb <= 100.0))
+            } else {
+                String::new()
+            };
+            println!("         peak RSS {:.1} MB{rss_target}", d.peak_rss_mb);
+        }
+
+        // D5. The hot channel as a backlog present when the worker starts:
+        // half of 20,000 intents on one channel, the rest over 99. The same
         // cold intents drained alone, in the same run, are the reference.
         let hot_n = 20_000;
         let cold_names = |i: usize| format!("bench-cold-{}", i % 99);
         let reference = {
-            let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
+            let pusher = pusher_at_distance().await;
             let q = format!("{run_id}.d0");
             support::declare_quorum(&ch, &q).await;
             let names: Vec<String> = (0..hot_n / 2).map(cold_names).collect();
             support::publish(&ch, &q, &names, &mut HashMap::new()).await;
             let run = Run::start(&pusher, &q, &[]);
+            let cores = cores_until_cold(&pusher, names.len(), run.pid()).await;
             pusher.wait_for(names.len(), Duration::from_secs(600)).await;
             run.finish(&ch).await;
-            rate_of(&pusher, |_| true)
+            (rate_of(&pusher, |_| true), cores)
         };
-        let pusher = Distant::start(KEY, SECRET, RTT, JITTER).await;
-        let q = format!("{run_id}.d");
+        let (reference, reference_cores) = reference;
+        let pusher = pusher_at_distance().await;
+        let q = format!("{run_id}.d5");
         support::declare_quorum(&ch, &q).await;
         let names: Vec<String> = (0..hot_n)
             .map(|i| {
@@ -496,6 +752,7 @@ async fn main() {
             .collect();
         support::publish(&ch, &q, &names, &mut HashMap::new()).await;
         let run = Run::start(&pusher, &q, &[]);
+        let cores = cores_until_cold(&pusher, hot_n / 2, run.pid()).await;
         pusher.wait_for(hot_n, Duration::from_secs(600)).await;
         let d_dead = run.finish(&ch).await;
         let hot = rate_of(&pusher, |e| e.channel == "bench-hot");
@@ -504,22 +761,18 @@ async fn main() {
             let seen = pusher.seen();
             (seen.violations, seen.max_channel_in_flight)
         };
-        let hot_limit = 10.0 / rtt_s;
-        let cold_limit = 99.0 * 10.0 / rtt_s;
-        println!("  D. {hot_n} intents, half on one channel, the rest over 99 (a backlog when the worker starts):");
+        println!("     D5. {hot_n} intents, half on one channel, the rest over 99 (a backlog when the worker starts):");
         println!(
-        "     hot channel {hot:>6.0} events/s = {:.2} of 10 / RTT = {hot_limit:.0} (target >= 0.80: {}); most requests in flight for one channel: {per_channel} (target 1)",
-        hot / hot_limit,
-        verdict(hot / hot_limit >= 0.8 && per_channel == 1)
-    );
+            "         cold channels keep {:.2} of their rate alone ({cold:.0} against {reference:.0} events/s; target >= 0.80: {}); dead letters {d_dead}; order violations {d_violations}",
+            cold / reference,
+            verdict(cold / reference >= 0.8)
+        );
         println!(
-        "     cold channels {cold:>6.0} events/s = {:.2} of 99 x 10 / RTT = {cold_limit:.0} (target >= 0.80: {}); dead letters {d_dead}; order violations {d_violations}",
-        cold / cold_limit,
-        verdict(cold / cold_limit >= 0.8)
-    );
+            "         hot channel {hot:.0} events/s = {:.2} of 10 / RTT = {hot_limit:.0}; most requests in flight for one channel: {per_channel} (target 1)",
+            hot / hot_limit,
+        );
         println!(
-            "     the same cold intents with no hot channel: {reference:.0} events/s; with it, the cold channels keep {:.2} of that",
-            cold / reference
+            "         cores busy (worker + RabbitMQ + this process, of 2) until the cold intents were delivered: {cores:.2}, alone {reference_cores:.2}"
         );
     }
     if wants("l") {

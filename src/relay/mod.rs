@@ -286,21 +286,37 @@ async fn consume(
 }
 
 /// The circuit's probe: `GET /channels` needs a valid signature and changes
-/// nothing.
+/// nothing. A Pusher that stays away (sockudo still building on a first
+/// run, a long outage) is reported at the first failed probe and then every
+/// [`PROBE_WARN_EVERY`] probes, not once a second.
 fn probe(client: Client) -> circuit::Probe {
+    let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     Arc::new(move || {
         let client = client.clone();
+        let failed = failed.clone();
         Box::pin(async move {
+            use std::sync::atomic::Ordering;
             match client.channels(None, &[]).await {
-                Ok(_) => true,
+                Ok(_) => {
+                    failed.store(0, Ordering::Relaxed);
+                    true
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "probe failed; delivery stays paused");
+                    let n = failed.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n % PROBE_WARN_EVERY == 1 {
+                        tracing::warn!(error = %e, failed_probes = n, "Pusher does not answer; delivery stays paused, intents wait in RabbitMQ");
+                    } else {
+                        tracing::debug!(error = %e, failed_probes = n, "probe failed");
+                    }
                     false
                 }
             }
         })
     })
 }
+
+/// Failed probes between two warnings (about 30 s at one probe a second).
+const PROBE_WARN_EVERY: u64 = 30;
 
 async fn ping_store(store: Store, health: Arc<Health>, mut shutdown: Shutdown) {
     loop {
