@@ -47,6 +47,8 @@ use crate::shutdown::Shutdown;
 
 /// How often the queue depth is sampled for the lag gauge.
 const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a lag sample may hold the event loop (see `sample_lag`).
+const LAG_SAMPLE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// After a connection loss, how long in-flight requests may finish so that
 /// what they delivered is remembered (and not sent again on redelivery).
@@ -558,16 +560,23 @@ impl Session {
         Ok(())
     }
 
+    /// The event loop waits on this broker round trip, so it is bounded by
+    /// [`LAG_SAMPLE_TIMEOUT`]: a broker that stops answering while the
+    /// connection looks alive (a partition the heartbeat has not caught
+    /// yet) would otherwise hold every delivery, ack and Pusher answer
+    /// behind it. A sample that times out is skipped.
     async fn sample_lag(&self) {
         let passive = QueueDeclareOptions {
             passive: true,
             ..Default::default()
         };
-        if let Ok(queue) = self
-            .channel
-            .queue_declare(&self.queue.name, passive, FieldTable::default())
-            .await
-        {
+        let declared = tokio::time::timeout(
+            LAG_SAMPLE_TIMEOUT,
+            self.channel
+                .queue_declare(&self.queue.name, passive, FieldTable::default()),
+        )
+        .await;
+        if let Ok(Ok(queue)) = declared {
             self.queue
                 .ready
                 .store(queue.message_count(), Ordering::Relaxed);
