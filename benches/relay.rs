@@ -25,7 +25,7 @@
 //!
 //! Figures are printed beside their targets, never asserted: these machines
 //! are noisy. Needs RabbitMQ on 127.0.0.1:5672. `BENCH_ONLY=a,b,c,d,l,e`
-//! runs some sections; `BENCH_WORKER_ENV="RELAY_PREFETCH=1000 ..."` passes
+//! runs some sections (`d5`: D5 alone); `BENCH_WORKER_ENV="RELAY_PREFETCH=1000 ..."` passes
 //! settings to every worker, for experiments.
 
 #[path = "../tests/common/distant.rs"]
@@ -719,7 +719,9 @@ async fn main() {
             };
             println!("         peak RSS {:.1} MB{rss_target}", d.peak_rss_mb);
         }
-
+    }
+    if wants("d") || wants("d5") {
+        let hot_limit = 10.0 / rtt_s;
         // D5. The hot channel as a backlog present when the worker starts:
         // half of 20,000 intents on one channel, the rest over 99. The same
         // cold intents drained alone, in the same run, are the reference.
