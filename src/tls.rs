@@ -168,6 +168,27 @@ pub fn add_pem(roots: &mut RootCertStore, pem: &[u8], where_from: &str) -> Resul
     Ok(added)
 }
 
+/// A client certificate and its key given together, or neither: `names`
+/// are the two settings, for the error when only one is given.
+pub fn both_or_neither<T>(
+    cert: Option<T>,
+    key: Option<T>,
+    names: (&'static str, &'static str),
+) -> Result<Option<(T, T)>, TlsError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(TlsError::HalfIdentity {
+            given: names.0,
+            missing: names.1,
+        }),
+        (None, Some(_)) => Err(TlsError::HalfIdentity {
+            given: names.1,
+            missing: names.0,
+        }),
+    }
+}
+
 /// A client certificate chain and its key, from PEM files.
 pub fn client_identity(
     cert: &[u8],

@@ -115,6 +115,19 @@ fn worker_vars(
     vars
 }
 
+/// Runs the binary with `args` in exactly `vars`; tokio's process, so the
+/// terminators on this runtime keep serving meanwhile.
+async fn run_cli(args: &[&str], vars: &[(String, String)]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_pusher-relay"))
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("pusher-relay {args:?} runs: {e}"))
+}
+
 /// `sslmode=verify-full` against `ca`.
 fn verify_full(ca: &Ca) -> String {
     format!("sslmode=verify-full&sslrootcert={}", ca.cert_file.display())
@@ -173,16 +186,7 @@ async fn intents_flow_and_dead_letters_are_stored_with_every_link_verified() {
     worker.stop().await;
 
     // `check` says the same, link by link.
-    // tokio's, so the terminator on this runtime keeps serving meanwhile.
-    let check = tokio::process::Command::new(env!("CARGO_BIN_EXE_pusher-relay"))
-        .arg("check")
-        .arg("--json")
-        .current_dir(std::env::temp_dir())
-        .env_clear()
-        .envs(vars.iter().map(|(k, v)| (k, v)))
-        .output()
-        .await
-        .expect("check runs");
+    let check = run_cli(&["check", "--json"], &vars).await;
     let report: serde_json::Value =
         serde_json::from_slice(&check.stdout).expect("check --json prints JSON");
     assert!(check.status.success(), "{report}");
@@ -442,17 +446,14 @@ async fn intents_flow_over_amqps_with_a_client_certificate() {
     broker.wait_acked(WAIT).await;
 
     // `publish` (the Rust Publisher) over the same URL.
-    let published = tokio::process::Command::new(env!("CARGO_BIN_EXE_pusher-relay"))
-        .args([
+    let published = run_cli(
+        &[
             "publish",
             r#"{"type":"chat.message","room_id":2,"user_id":7,"user_name":"ada","message":"over TLS"}"#,
-        ])
-        .current_dir(std::env::temp_dir())
-        .env_clear()
-        .envs(vars.iter().map(|(k, v)| (k, v)))
-        .output()
-        .await
-        .expect("publish runs");
+        ],
+        &vars,
+    )
+    .await;
     assert!(
         published.status.success(),
         "publish over amqps: {}",
@@ -473,14 +474,7 @@ async fn intents_flow_over_amqps_with_a_client_certificate() {
     );
     worker.stop().await;
 
-    let check = tokio::process::Command::new(env!("CARGO_BIN_EXE_pusher-relay"))
-        .args(["check", "--json"])
-        .current_dir(std::env::temp_dir())
-        .env_clear()
-        .envs(vars.iter().map(|(k, v)| (k, v)))
-        .output()
-        .await
-        .expect("check runs");
+    let check = run_cli(&["check", "--json"], &vars).await;
     let report: serde_json::Value =
         serde_json::from_slice(&check.stdout).expect("check --json prints JSON");
     let rabbit = report["links"]

@@ -84,8 +84,10 @@ pub fn endpoint(url: &str) -> Result<Option<Endpoint>, AmqpTlsError> {
             tls::add_pem_file(&mut roots, Path::new(&ca)).map_err(tls_err)?;
         }
     }
-    let identity = match (param("certfile"), param("keyfile")) {
-        (Some(cert), Some(key)) => {
+    let pair = tls::both_or_neither(param("certfile"), param("keyfile"), ("certfile", "keyfile"))
+        .map_err(tls_err)?;
+    let identity = match pair {
+        Some((cert, key)) => {
             let read = |path: &str, what: &'static str| {
                 std::fs::read(path).map_err(|e| {
                     tls_err(TlsError::ReadClient {
@@ -98,19 +100,7 @@ pub fn endpoint(url: &str) -> Result<Option<Endpoint>, AmqpTlsError> {
             let (cert_pem, key_pem) = (read(&cert, "certificate")?, read(&key, "key")?);
             Some(tls::client_identity(&cert_pem, &key_pem, &cert, &key).map_err(tls_err)?)
         }
-        (None, None) => None,
-        (Some(_), None) => {
-            return Err(tls_err(TlsError::HalfIdentity {
-                given: "certfile",
-                missing: "keyfile",
-            }))
-        }
-        (None, Some(_)) => {
-            return Err(tls_err(TlsError::HalfIdentity {
-                given: "keyfile",
-                missing: "certfile",
-            }))
-        }
+        None => None,
     };
     let host = parsed
         .host_str()

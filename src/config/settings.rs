@@ -164,11 +164,7 @@ impl Setting {
         &self,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Option<String>, String> {
-        let set = |var: &str| {
-            lookup(var)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let set = |var: &str| set_value(lookup, var);
         let direct = set(self.name);
         let Some(file_var) = self.file_var() else {
             return Ok(direct);
@@ -198,11 +194,7 @@ impl Setting {
         lookup: &dyn Fn(&str) -> Option<String>,
         dotenv: &std::collections::HashMap<String, String>,
     ) -> super::Origin {
-        let set = |var: &str| {
-            lookup(var)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let set = |var: &str| set_value(lookup, var);
         if let Some(file_var) = self.file_var() {
             if let Some(path) = set(&file_var) {
                 return super::Origin::File {
@@ -262,6 +254,14 @@ impl Setting {
     pub(super) fn shown(&self, config: &Config) -> String {
         self.secrecy.redact((self.show)(config))
     }
+}
+
+/// `var`'s value, trimmed; `None` when unset or empty (the seed's
+/// `PUSHER_HOST=` means unset).
+fn set_value(lookup: &dyn Fn(&str) -> Option<String>, var: &str) -> Option<String> {
+    lookup(var)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// The config the rows write into. A row with a default always writes its

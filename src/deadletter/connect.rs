@@ -198,8 +198,15 @@ pub fn tls_endpoint(url: &str) -> Result<Option<Endpoint>, StoreError> {
             ca.add_to(&mut roots).map_err(tls_err)?;
         }
     }
-    let identity = match (&files.cert, &files.key) {
-        (Some(cert), Some(key)) => Some(
+    // sqlx refuses the connection on half an identity too.
+    let identity = match tls::both_or_neither(
+        files.cert.as_ref(),
+        files.key.as_ref(),
+        ("sslcert", "sslkey"),
+    )
+    .map_err(tls_err)?
+    {
+        Some((cert, key)) => Some(
             tls::client_identity(
                 &cert.read().map_err(tls_err)?,
                 &key.read().map_err(tls_err)?,
@@ -208,20 +215,7 @@ pub fn tls_endpoint(url: &str) -> Result<Option<Endpoint>, StoreError> {
             )
             .map_err(tls_err)?,
         ),
-        (None, None) => None,
-        // sqlx refuses the connection then too.
-        (Some(_), None) => {
-            return Err(tls_err(TlsError::HalfIdentity {
-                given: "sslcert",
-                missing: "sslkey",
-            }))
-        }
-        (None, Some(_)) => {
-            return Err(tls_err(TlsError::HalfIdentity {
-                given: "sslkey",
-                missing: "sslcert",
-            }))
-        }
+        None => None,
     };
     let host = opts.get_host().to_owned();
     Ok(Some(Endpoint {
