@@ -337,12 +337,12 @@ impl Session {
             .parking
             .then(|| Parking::new(relay.park_threshold.min(usize::from(queue.prefetch) / 2)));
         Session {
+            acks: AckTracker::new(usize::from(queue.prefetch)),
             shared,
             queue,
             channel,
             taken: HashMap::new(),
             scheduler: Scheduler::default(),
-            acks: AckTracker::default(),
             in_flight: 0,
             storing: 0,
             consumed: HashMap::new(),
@@ -442,7 +442,8 @@ impl Session {
                 _ = sleep_until(linger_deadline), if linger_deadline.is_some() => {}
                 _ = self.shared.limiter.room(), if !self.scheduler.is_empty() => {}
                 _ = ack_tick.tick(), if !phase.is_lost() && self.acks.unacked() > 0 => {
-                    if let Err(e) = self.send_acks(Some(STRAGGLER_DELAY)).await {
+                    let wait = self.acks.straggler_wait();
+                    if let Err(e) = self.send_acks(Some(wait)).await {
                         phase.lose(e);
                     }
                 }
