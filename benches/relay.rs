@@ -501,6 +501,8 @@ async fn main() {
     let run_id = format!("bench-{}-{}", std::process::id(), now_ms());
     let (_conn, ch) = support::channel().await;
     let rtt_s = RTT.as_secs_f64();
+    // One channel's ceiling: 10 events a request, one request in flight.
+    let hot_limit = 10.0 / rtt_s;
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let wants = |section: &str| only.is_empty() || only.split(',').any(|s| s == section);
     println!(
@@ -676,7 +678,6 @@ async fn main() {
             "     D1. cold alone: publish -> Pusher's answer p50 {} ms, p99 {} ms, max {} ms ({} intents; lost {}, order violations {})",
             d1.cold.p50, d1.cold.p99, d1.cold.max, d1.cold.n, d1.lost, d1.violations
         );
-        let hot_limit = 10.0 / rtt_s;
         for (label, burst, kill) in [
             ("D2", 20_000, None),
             ("D3", 100_000, None),
@@ -721,7 +722,6 @@ async fn main() {
         }
     }
     if wants("d") || wants("d5") {
-        let hot_limit = 10.0 / rtt_s;
         // D5. The hot channel as a backlog present when the worker starts:
         // half of 20,000 intents on one channel, the rest over 99. The same
         // cold intents drained alone, in the same run, are the reference.
