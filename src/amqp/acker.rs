@@ -42,8 +42,9 @@ pub struct Ack {
 /// Finished delivery tags of one channel and what has been acked.
 #[derive(Debug)]
 pub struct AckTracker {
-    /// Finished deliveries waiting for a run past which stragglers are
-    /// acked after [`STRAGGLER_DELAY`] instead of [`STRAGGLER_PATIENCE`].
+    /// More finished deliveries than this behind a gap crowd the window:
+    /// stragglers are then acked after [`STRAGGLER_DELAY`], not
+    /// [`STRAGGLER_PATIENCE`].
     crowded: usize,
     /// Every tag below this is acked (singly or by a run).
     floor: u64,
