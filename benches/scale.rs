@@ -89,7 +89,7 @@ async fn measure(workers: usize) -> Measured {
         &format!("{queue}.w"),
     );
     amqp.shards = SHARDS;
-    pusher_relay::amqp::declare_topology(&ch, &amqp)
+    pusher_relay::amqp::declare_topology(&conn, &amqp)
         .await
         .expect("topology (is the consistent-hash exchange plugin enabled?)");
     let pusher = Distant::start(

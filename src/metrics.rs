@@ -148,7 +148,7 @@ fn describe() {
         Unit::Count,
         "Requests retried after a transient failure, by reason (5xx, 429, timeout, connect, skew)."
     );
-    describe_counter!(DEAD_LETTERS, Unit::Count, "Intents stored as dead letters, by reason (invalid, too_large, rejected, exhausted, expired).");
+    describe_counter!(DEAD_LETTERS, Unit::Count, "Intents stored as dead letters, by reason (invalid, too_large, rejected, exhausted, expired, delivery_limit).");
     describe_gauge!(IN_FLIGHT, Unit::Count, "Requests to Pusher in flight now.");
     describe_gauge!(CIRCUIT_OPEN, Unit::Count, "1 while delivery is paused because Pusher is failing every request (outage, 401, 403), else 0.");
     describe_counter!(

@@ -348,7 +348,7 @@ async fn the_image_runs_the_worker_as_non_root_delivers_and_stops_cleanly_on_sig
         ("PUSHER_HOST", "127.0.0.1".to_string()),
         ("PUSHER_PORT", pusher.port.to_string()),
         ("PUSHER_SCHEME", "http".to_string()),
-        ("AMQP_URL", common::AMQP_URL.to_string()),
+        ("AMQP_URL", common::amqp_url()),
         ("AMQP_EXCHANGE", broker.exchange.clone()),
         ("AMQP_QUEUE", broker.queue.clone()),
         ("AMQP_WEBHOOK_EXCHANGE", broker.webhooks.clone()),

@@ -50,7 +50,7 @@ async fn killed_after_commit_before_ack(db: Db) {
     let (fake, server, broker, db) = rig("dl-crash", db).await;
     fake.plan().reject_containing = Some(REJECTED.into());
     broker.declare().await;
-    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let proxy = Proxy::start(&common::amqp_addr()).await;
     let via_proxy = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port);
     let mut intent = chat(1, 0);
     intent["message"] = REJECTED.into();

@@ -280,8 +280,8 @@ async fn cleanup(url: &str, names: &Names, shards: u16) {
 }
 
 async fn declare(url: &str, cfg: &AmqpConfig) {
-    let (conn, ch) = connect(url).await;
-    pusher_relay::amqp::declare_topology(&ch, cfg)
+    let (conn, _) = connect(url).await;
+    pusher_relay::amqp::declare_topology(&conn, cfg)
         .await
         .expect("topology");
     let _ = conn.close(200, "done").await;
@@ -785,7 +785,7 @@ echo "published " . getenv('COUNT');
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_declared_otherwise_stops_the_worker_with_the_way_out() {
     let names = Names::new("ha-mismatch");
-    let urls = [common::AMQP_URL.to_string()];
+    let urls = [common::amqp_url()];
     declare(&urls[0], &names.amqp(&urls, false, 0)).await;
     let fake = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
     let mut worker = spawn_worker(

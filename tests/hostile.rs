@@ -41,7 +41,7 @@ async fn poison_between_good(
     let (fake, server, broker, db) = rig(name, Db::sqlite()).await;
     let mut topology = broker.amqp_config();
     topology.single_active = extra.contains(&("RELAY_SINGLE_ACTIVE", "true"));
-    pusher_relay::amqp::declare_topology(&broker.channel, &topology)
+    pusher_relay::amqp::declare_topology(&broker.conn, &topology)
         .await
         .expect("topology");
     let expected = poison.len();

@@ -168,7 +168,7 @@ async fn a_kill_between_the_parked_write_and_the_ack_loses_and_reorders_nothing(
     let pusher = Distant::start(KEY, SECRET, LATENCY, Duration::ZERO).await;
     let broker = Broker::new("park-kill").await;
     let db = Db::sqlite();
-    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let proxy = Proxy::start(&common::amqp_addr()).await;
     let via_proxy = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port);
     let mut worker = Process::start(
         &pusher.uri(),

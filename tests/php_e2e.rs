@@ -33,7 +33,7 @@ async fn intents_enqueued_by_the_php_service_are_delivered_by_the_worker() {
         .env("PUSHER_APP_ID", common::APP_ID)
         .env("PUSHER_APP_KEY", common::KEY)
         .env("PUSHER_APP_SECRET", common::SECRET)
-        .env("AMQP_URL", common::AMQP_URL)
+        .env("AMQP_URL", common::amqp_url())
         .env("AMQP_EXCHANGE", &broker.exchange)
         .output()
         .expect("php runs (scripts/test installs php-cli and php-amqplib)");

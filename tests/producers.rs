@@ -158,7 +158,7 @@ impl Producer {
             .args(self.args)
             .arg(script)
             .env(self.env.0, self.env.1)
-            .env("AMQP_URL", common::AMQP_URL)
+            .env("AMQP_URL", common::amqp_url())
             .env_remove("RELAY_CHANNEL_STYLE");
         command
     }

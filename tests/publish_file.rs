@@ -32,7 +32,7 @@ async fn a_file_is_published_whole_and_in_order_and_bad_lines_are_named() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pusher-relay"))
         .args(["publish", "--file", "-", "--json"])
         .current_dir(std::env::temp_dir())
-        .env("AMQP_URL", common::AMQP_URL)
+        .env("AMQP_URL", common::amqp_url())
         .env("AMQP_EXCHANGE", &broker.exchange)
         .env("PUSHER_APP_ID", common::APP_ID)
         .env("PUSHER_APP_KEY", common::KEY)

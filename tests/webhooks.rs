@@ -220,7 +220,7 @@ async fn unverifiable_webhooks_are_refused_and_nothing_is_published() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_is_answered_503_while_the_broker_is_unreachable() {
     let (_fake, server, broker, db) = rig("webhooks-down", Db::sqlite()).await;
-    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let proxy = Proxy::start(&common::amqp_addr()).await;
     let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port);
     let worker = Process::start(&server.uri(), &broker, &db, &[("AMQP_URL", url.as_str())]).await;
     proxy.cut();

@@ -208,11 +208,47 @@ pub fn roll_call_queue(cfg: &AmqpConfig) -> String {
     format!("{}.workers", cfg.queue)
 }
 
+/// How many times RabbitMQ may hand out one intent before it dead-letters
+/// it to [`limit_queue`]. Every return counts: a worker that crashes, loses
+/// its connection or hands its queue over while it holds the intent. The
+/// worker holds nothing through a Pusher outage (see the relay's circuit),
+/// so only those events spend it; 50 is far more than a healthy queue
+/// spends, and few enough that a message which kills the worker every time
+/// it is taken stops the crash loop after 50 rounds instead of never.
+/// RabbitMQ 4 sets 20 on every quorum queue that names none, and drops
+/// what reaches it unless the queue has a dead-letter target.
+pub const DELIVERY_LIMIT: i64 = 50;
+
+/// The limit queue's own limit: its consumer returns a message only when
+/// the store is down, and a store outage must not cost what it holds.
+const LIMIT_QUEUE_DELIVERY_LIMIT: i64 = 1_000_000;
+
+/// Where RabbitMQ dead-letters intents that reached [`DELIVERY_LIMIT`]
+/// (from the intent queue or any shard); the worker drains it into the
+/// dead-letter store.
+pub fn limit_queue(cfg: &AmqpConfig) -> String {
+    format!("{}.delivery-limit", cfg.queue)
+}
+
+/// What the topology's declaration found.
+#[derive(Debug, Default)]
+pub struct Declared {
+    /// Intent queues that existed from before the delivery limit, with
+    /// their old arguments: RabbitMQ cannot change a queue's arguments, so
+    /// they are used as they are, and [`limit_policy_command`] is the way to
+    /// give them the limit and its dead-letter target.
+    pub without_limit: Vec<String>,
+}
+
 /// Declares the worker's topology; idempotent, the same declarations on
-/// every start. A queue that exists with other arguments fails here with
-/// the way out, rather than being silently used.
+/// every start. A queue that exists with other arguments than these
+/// settings declare fails here with the way out, rather than being silently
+/// used; one that only lacks the delivery limit (declared by an earlier
+/// version) is used, and reported in [`Declared::without_limit`].
 ///
 /// - The intent exchange (topic) and the webhook exchange.
+/// - The limit queue ([`limit_queue`]), first: at-least-once dead-lettering
+///   keeps what it cannot yet route.
 /// - Unsharded: the quorum intent queue bound with `#`
 ///   (single-active-consumer with `RELAY_SINGLE_ACTIVE`).
 /// - Sharded: `{exchange}.shards`, a headers exchange bound with `#`, sends
@@ -222,20 +258,37 @@ pub fn roll_call_queue(cfg: &AmqpConfig) -> String {
 ///   message id: a consistent-hash exchange alone would send every intent
 ///   without the header to one shard. Both feed the N single-active-consumer
 ///   shard queues with equal weights.
-pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> Result<(), AmqpError> {
+///
+/// Every intent queue has [`DELIVERY_LIMIT`] and dead-letters at least once
+/// (`x-dead-letter-strategy`, which RabbitMQ honours only with
+/// `x-overflow=reject-publish`; that overflow mode acts only on a length
+/// limit, and none is set, so publishers see no difference).
+pub async fn declare_topology(conn: &Connection, cfg: &AmqpConfig) -> Result<Declared, AmqpError> {
+    let mut channel = open_channel(conn).await?;
+    let mut declared = Declared::default();
     for exchange in [&cfg.exchange, &cfg.webhook_exchange] {
         declare_exchange(
-            channel,
+            &channel,
             exchange,
             ExchangeKind::Topic,
             FieldTable::default(),
         )
         .await?;
     }
+    declare_limit_queue(&channel, cfg).await?;
     if cfg.shards == 0 {
-        declare_queue(channel, &cfg.queue, cfg.single_active).await?;
-        bind_queue(channel, &cfg.queue, &cfg.exchange, "#").await?;
-        return Ok(());
+        declare_intent_queue(
+            conn,
+            &mut channel,
+            cfg,
+            &cfg.queue,
+            cfg.single_active,
+            &mut declared,
+        )
+        .await?;
+        bind_queue(&channel, &cfg.queue, &cfg.exchange, "#").await?;
+        let _ = channel.close(200, "declared").await;
+        return Ok(declared);
     }
     let router = format!("{}.shards", cfg.exchange);
     let by_key = format!("{}.by-key", cfg.exchange);
@@ -243,31 +296,112 @@ pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> Result<(),
     let hash = ExchangeKind::Custom("x-consistent-hash".into());
     let mut args = FieldTable::default();
     args.insert("hash-property".into(), long_string("message_id"));
-    declare_exchange(channel, &by_id, hash.clone(), args).await?;
+    declare_exchange(&channel, &by_id, hash.clone(), args).await?;
     let mut args = FieldTable::default();
     args.insert("hash-header".into(), long_string(ORDERING_KEY_HEADER));
-    declare_exchange(channel, &by_key, hash, args).await?;
+    declare_exchange(&channel, &by_key, hash, args).await?;
     let mut args = FieldTable::default();
     args.insert("alternate-exchange".into(), long_string(&by_id));
-    declare_exchange(channel, &router, ExchangeKind::Headers, args).await?;
+    declare_exchange(&channel, &router, ExchangeKind::Headers, args).await?;
     // A void value matches on the header's presence, whatever its value.
     let mut has_key = FieldTable::default();
     has_key.insert("x-match".into(), long_string("all"));
     has_key.insert(ORDERING_KEY_HEADER.into(), AMQPValue::Void);
-    bind_exchange(channel, &by_key, &router, "", has_key).await?;
-    bind_exchange(channel, &router, &cfg.exchange, "#", FieldTable::default()).await?;
+    bind_exchange(&channel, &by_key, &router, "", has_key).await?;
+    bind_exchange(&channel, &router, &cfg.exchange, "#", FieldTable::default()).await?;
     for queue in consumed_queues(cfg) {
-        declare_queue(channel, &queue, true).await?;
+        declare_intent_queue(conn, &mut channel, cfg, &queue, true, &mut declared).await?;
         // The binding key of a consistent-hash exchange is the queue's weight.
-        bind_queue(channel, &queue, &by_key, "1").await?;
-        bind_queue(channel, &queue, &by_id, "1").await?;
+        bind_queue(&channel, &queue, &by_key, "1").await?;
+        bind_queue(&channel, &queue, &by_id, "1").await?;
     }
-    declare_roll_call(channel, cfg).await
+    declare_roll_call(&channel, cfg).await?;
+    let _ = channel.close(200, "declared").await;
+    Ok(declared)
+}
+
+/// Declares one intent queue with the delivery limit; one that exists with
+/// the arguments of an earlier version (the same, less the limit) is taken
+/// as it is. A refused declaration closes its channel, so `channel` is
+/// replaced then.
+async fn declare_intent_queue(
+    conn: &Connection,
+    channel: &mut Channel,
+    cfg: &AmqpConfig,
+    name: &str,
+    single_active: bool,
+    declared: &mut Declared,
+) -> Result<(), AmqpError> {
+    let limited = QueueKind::Intents {
+        single_active,
+        limit: Some(limit_queue(cfg)),
+    };
+    match declare_queue(channel, name, limited).await {
+        Err(AmqpError::Topology(first)) => {
+            *channel = open_channel(conn).await?;
+            let earlier = QueueKind::Intents {
+                single_active,
+                limit: None,
+            };
+            match declare_queue(channel, name, earlier).await {
+                Ok(()) => {
+                    declared.without_limit.push(name.to_string());
+                    Ok(())
+                }
+                // Not the earlier version's queue either: the settings are
+                // what differs, which the first refusal explains.
+                Err(AmqpError::Topology(_)) => Err(AmqpError::Topology(first)),
+                Err(e) => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
+/// The `rabbitmqctl set_policy` line that gives intent queues declared
+/// before the delivery limit the same limit and dead-letter target as new
+/// ones (a policy applies to existing queues; arguments cannot be changed).
+pub fn limit_policy_command(cfg: &AmqpConfig) -> String {
+    let pattern = format!("^{}(\\.shard-[0-9]+)?$", regex_escape(&cfg.queue));
+    let definition = serde_json::json!({
+        "delivery-limit": DELIVERY_LIMIT,
+        "dead-letter-exchange": "",
+        "dead-letter-routing-key": limit_queue(cfg),
+        "dead-letter-strategy": "at-least-once",
+        "overflow": "reject-publish",
+    });
+    let vhost = cfg
+        .urls()
+        .first()
+        .and_then(|u| u.parse::<AMQPUri>().ok())
+        .map(|u| u.vhost)
+        .filter(|v| v != "/")
+        .map(|v| format!("-p '{v}' "))
+        .unwrap_or_default();
+    format!(
+        "rabbitmqctl set_policy {vhost}--apply-to queues --priority 10 pusher-relay-delivery-limit '{pattern}' '{definition}'"
+    )
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Declares the limit queue (see [`limit_queue`]).
+pub async fn declare_limit_queue(channel: &Channel, cfg: &AmqpConfig) -> Result<(), AmqpError> {
+    declare_queue(channel, &limit_queue(cfg), QueueKind::Limit).await
 }
 
 /// Declares the roll-call queue (see [`roll_call_queue`]).
 pub async fn declare_roll_call(channel: &Channel, cfg: &AmqpConfig) -> Result<(), AmqpError> {
-    declare_queue(channel, &roll_call_queue(cfg), false).await
+    declare_queue(channel, &roll_call_queue(cfg), QueueKind::RollCall).await
 }
 
 fn long_string(s: &str) -> AMQPValue {
@@ -296,30 +430,69 @@ async fn declare_exchange(
         .map_err(|source| explain(what, source))
 }
 
-async fn declare_queue(
-    channel: &Channel,
-    name: &str,
-    single_active: bool,
-) -> Result<(), AmqpError> {
+/// The queues the worker declares, by the arguments each needs.
+enum QueueKind {
+    /// An intent queue or shard; `limit` is the limit queue its intents go
+    /// to at [`DELIVERY_LIMIT`], `None` for the arguments of an earlier
+    /// version.
+    Intents {
+        single_active: bool,
+        limit: Option<String>,
+    },
+    /// [`limit_queue`].
+    Limit,
+    /// [`roll_call_queue`].
+    RollCall,
+}
+
+async fn declare_queue(channel: &Channel, name: &str, kind: QueueKind) -> Result<(), AmqpError> {
     let mut args = FieldTable::default();
     // Quorum queues replicate and survive a broker restart with their
     // messages; classic queues would lose the backlog on a node failure.
     args.insert("x-queue-type".into(), long_string("quorum"));
-    if single_active {
-        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
-    }
+    let what = match &kind {
+        QueueKind::Intents {
+            single_active,
+            limit,
+        } => {
+            if *single_active {
+                args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+            }
+            if let Some(target) = limit {
+                args.insert(
+                    "x-delivery-limit".into(),
+                    AMQPValue::LongLongInt(DELIVERY_LIMIT),
+                );
+                args.insert("x-dead-letter-exchange".into(), long_string(""));
+                args.insert("x-dead-letter-routing-key".into(), long_string(target));
+                args.insert(
+                    "x-dead-letter-strategy".into(),
+                    long_string("at-least-once"),
+                );
+                args.insert("x-overflow".into(), long_string("reject-publish"));
+            }
+            let mut what = format!("quorum queue {name:?}");
+            if *single_active {
+                what.push_str(" (single active consumer)");
+            }
+            if limit.is_some() {
+                what.push_str(&format!(" with delivery limit {DELIVERY_LIMIT}"));
+            }
+            what
+        }
+        QueueKind::Limit => {
+            args.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(LIMIT_QUEUE_DELIVERY_LIMIT),
+            );
+            format!("quorum queue {name:?} (intents that reached the delivery limit)")
+        }
+        QueueKind::RollCall => format!("quorum queue {name:?} (roll call)"),
+    };
     let durable = QueueDeclareOptions {
         durable: true,
         ..Default::default()
     };
-    let what = format!(
-        "quorum queue {name:?}{}",
-        if single_active {
-            " (single active consumer)"
-        } else {
-            ""
-        }
-    );
     channel
         .queue_declare(name, durable, args)
         .await

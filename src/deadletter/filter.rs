@@ -21,7 +21,8 @@ use super::record::{Reason, Status};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct FilterSpec {
-    /// Reasons, comma separated: invalid, too_large, rejected, exhausted, expired.
+    /// Reasons, comma separated: invalid, too_large, rejected, exhausted, expired,
+    /// delivery_limit.
     #[arg(long)]
     pub reason: Option<String>,
     /// Intent type, e.g. chat.message.

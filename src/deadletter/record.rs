@@ -21,6 +21,10 @@ pub enum Reason {
     Exhausted,
     /// The intent was older than `RELAY_MAX_INTENT_AGE` when it came up.
     Expired,
+    /// RabbitMQ handed it out `x-delivery-limit` times without an ack (a
+    /// worker crashing or losing its connection while it held it, each
+    /// time) and dead-lettered it to the worker's limit queue.
+    DeliveryLimit,
 }
 
 impl Reason {
@@ -31,6 +35,7 @@ impl Reason {
         Reason::Rejected,
         Reason::Exhausted,
         Reason::Expired,
+        Reason::DeliveryLimit,
     ];
 
     /// The stable name stored in the database and shown to operators.
@@ -41,6 +46,7 @@ impl Reason {
             Reason::Rejected => "rejected",
             Reason::Exhausted => "exhausted",
             Reason::Expired => "expired",
+            Reason::DeliveryLimit => "delivery_limit",
         }
     }
 }
@@ -53,7 +59,7 @@ impl fmt::Display for Reason {
 
 /// A string that is not one of [`Reason::ALL`]'s names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown dead-letter reason {value:?}: expected one of invalid, too_large, rejected, exhausted, expired")]
+#[error("unknown dead-letter reason {value:?}: expected one of invalid, too_large, rejected, exhausted, expired, delivery_limit")]
 pub struct ParseReasonError {
     /// The rejected input, so a CLI filter error can echo it back.
     pub value: String,

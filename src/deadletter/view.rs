@@ -169,7 +169,7 @@ pub const FILTER_FIELDS: [FilterField; 6] = [
     filter_field!(
         reason,
         "reason",
-        Some("Comma-separated: invalid, too_large, rejected, exhausted, expired."),
+        Some("Comma-separated: invalid, too_large, rejected, exhausted, expired, delivery_limit."),
         None
     ),
     filter_field!(intent_type, "type", Some("Intent type, exact."), None),

@@ -4,8 +4,11 @@
 //! until its budget is spent would dead-letter the whole backlog. Instead,
 //! after [`FAILURE_THRESHOLD`] transient failures in a row with no success
 //! between them, or when a request spends its retry budget without any
-//! request succeeding meanwhile, the circuit *opens*: requests wait, the
-//! consumer stops taking deliveries (the backlog stays in RabbitMQ), and a
+//! request succeeding meanwhile, the circuit *opens*: requests stop, each
+//! session gives what it holds back to the queue and consumes nothing until
+//! the circuit closes (the backlog stays in RabbitMQ, where a crash or the
+//! broker's consumer timeout cannot count it against the delivery limit),
+//! and a
 //! probe (a signed `GET /channels`, which changes nothing) runs every
 //! [`PROBE_INTERVAL`]. The first successful probe closes it and everything
 //! resumes with fresh retry budgets. A 401 or 403 opens it at once: no
@@ -63,8 +66,9 @@ impl Cause {
     }
 }
 
-/// The probe: resolves to whether Pusher accepted a harmless request.
-pub type Probe = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
+/// The probe: resolves to whether Pusher accepted a harmless request, or
+/// why not.
+pub type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<(), Cause>> + Send + Sync>;
 
 #[derive(Debug, Default)]
 struct State {
@@ -157,6 +161,15 @@ impl Circuit {
         self.lock().open.is_some()
     }
 
+    /// Probes once before anything is consumed: a worker that starts while
+    /// Pusher is away (a crash loop through an outage) takes no intent until
+    /// it answers, so its restarts cost the queue's messages nothing.
+    pub async fn probe_at_start(self: &Arc<Self>) {
+        if let Err(cause) = (self.probe)().await {
+            self.open(cause);
+        }
+    }
+
     /// Opens the circuit (if closed) and starts probing.
     pub fn open(self: &Arc<Self>, cause: Cause) {
         {
@@ -183,7 +196,7 @@ impl Circuit {
                     open.next_probe = Some(SystemTime::now() + PROBE_INTERVAL);
                 }
                 tokio::time::sleep(PROBE_INTERVAL).await;
-                if (circuit.probe)().await {
+                if (circuit.probe)().await.is_ok() {
                     circuit.success();
                 }
             }
@@ -199,8 +212,25 @@ mod tests {
     fn circuit(up: Arc<AtomicBool>) -> Arc<Circuit> {
         Circuit::new(Arc::new(move || {
             let up = up.load(Ordering::SeqCst);
-            Box::pin(async move { up })
+            Box::pin(async move {
+                match up {
+                    true => Ok(()),
+                    false => Err(Cause::Outage("503".into())),
+                }
+            })
         }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_start_while_pusher_is_away_opens_it_with_the_probes_cause() {
+        let c = circuit(Arc::new(AtomicBool::new(true)));
+        c.probe_at_start().await;
+        assert!(c.open_cause().is_none());
+        let c = Circuit::new(Arc::new(|| {
+            Box::pin(async { Err(Cause::Unauthorized("401".into())) })
+        }));
+        c.probe_at_start().await;
+        assert!(matches!(c.open_cause(), Some(Cause::Unauthorized(_))));
     }
 
     #[tokio::test(start_paused = true)]

@@ -31,10 +31,15 @@ pub struct Failure {
 pub enum Outcome {
     Delivered,
     Failed(Failure),
+    /// Not delivered because the circuit opened first: it goes back to the
+    /// queue, neither failed nor delivered.
+    Returned,
 }
 
-fn failure(error: SendError) -> Failure {
+/// The outcome of a request that gave up.
+fn given_up(error: SendError) -> Outcome {
     let (reason, error, attempts) = match error {
+        SendError::Paused => return Outcome::Returned,
         SendError::Exhausted { error, attempts } => (Reason::Exhausted, error, attempts),
         SendError::Rejected { error, attempts } => {
             let reason = match &error {
@@ -45,16 +50,17 @@ fn failure(error: SendError) -> Failure {
             (reason, error, attempts)
         }
     };
-    Failure {
+    Outcome::Failed(Failure {
         reason,
         status: error.status(),
         body: error.body_excerpt().map(str::to_string),
         error: error.to_string(),
         attempts,
-    }
+    })
 }
 
-/// Delivers `work` and reports every unit's outcome, in order.
+/// Delivers `work` and reports every unit's outcome, in order. Once the
+/// circuit is open, what is left is [`Outcome::Returned`].
 ///
 /// A batch Pusher rejects (400, 413, or our own validation) is split in
 /// halves, sent one after the other so per-channel order holds, until the
@@ -77,7 +83,7 @@ pub async fn deliver(
                 .await;
             let outcome = match result {
                 Ok(_) => Outcome::Delivered,
-                Err(e) => Outcome::Failed(failure(e)),
+                Err(e) => given_up(e),
             };
             vec![(id, outcome)]
         }
@@ -108,13 +114,16 @@ pub async fn deliver(
                         segments.push_front(middle..segment.end);
                         segments.push_front(segment.start..middle);
                     }
+                    // What follows this segment goes back with it: sent
+                    // later, it would overtake it.
+                    Err(SendError::Paused) => {
+                        let back = segment.start..ids.len();
+                        outcomes.extend(ids[back].iter().map(|id| (*id, Outcome::Returned)));
+                        break;
+                    }
                     Err(error) => {
-                        let failed = failure(error);
-                        outcomes.extend(
-                            ids[segment]
-                                .iter()
-                                .map(|id| (*id, Outcome::Failed(failed.clone()))),
-                        );
+                        let outcome = given_up(error);
+                        outcomes.extend(ids[segment].iter().map(|id| (*id, outcome.clone())));
                     }
                 }
             }
@@ -137,15 +146,22 @@ mod tests {
         }
     }
 
+    fn failed(error: SendError) -> Failure {
+        match given_up(error) {
+            Outcome::Failed(f) => f,
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_dead_letter_keeps_the_attempts_that_were_made() {
-        let rejected = failure(SendError::Rejected {
+        let rejected = failed(SendError::Rejected {
             error: status(400),
             attempts: 3,
         });
         assert_eq!((rejected.reason, rejected.attempts), (Reason::Rejected, 3));
         assert_eq!(rejected.status, Some(400));
-        let exhausted = failure(SendError::Exhausted {
+        let exhausted = failed(SendError::Exhausted {
             error: status(503),
             attempts: 8,
         });
@@ -153,5 +169,6 @@ mod tests {
             (exhausted.reason, exhausted.attempts),
             (Reason::Exhausted, 8)
         );
+        assert_eq!(given_up(SendError::Paused), Outcome::Returned);
     }
 }

@@ -15,7 +15,11 @@
 //! - [`session`]: the event loop of one broker connection, tying them up;
 //!   `phase` is where a session is in its life, and every change of it;
 //! - [`rebalance`]: with shards, hands shards to other workers until each
-//!   holds its share.
+//!   holds its share;
+//! - `outage`: while the circuit is open, a queue's consumer holds nothing
+//!   and waits with a bare connection;
+//! - `limit`: drains what RabbitMQ dead-lettered at the delivery limit into
+//!   the dead-letter store.
 //!
 //! - [`health`] and [`status`]: what the relay reports of itself, read by
 //!   `/readyz` and the console, which never hold the parts themselves.
@@ -30,6 +34,8 @@ pub mod dedup;
 pub mod dispatch;
 pub mod health;
 pub mod lanes;
+mod limit;
+mod outage;
 pub mod parker;
 pub mod parking;
 mod phase;
@@ -212,10 +218,14 @@ async fn run_sessions(
         parked,
     });
 
+    // Before anything is consumed: a worker started while Pusher is away
+    // takes nothing until it answers.
+    shared.circuit.probe_at_start().await;
     let mut consumers = tokio::task::JoinSet::new();
     for queue in queues {
         consumers.spawn(consume(shared.clone(), queue, shutdown.clone()));
     }
+    consumers.spawn(limit::drain(shared.clone(), shutdown.clone()));
     let rebalancer =
         sharded.then(|| tokio::spawn(rebalance::run(shared.clone(), shutdown.clone())));
     let mut result = Ok(());
@@ -254,8 +264,17 @@ async fn consume(
     let health = &shared.health;
     let mut waits = reconnect_waits();
     while !shutdown.is_shutdown() {
+        if shared.circuit.open_cause().is_some() {
+            if outage::wait_for_pusher(&shared, &queue, &mut shutdown).await? {
+                break;
+            }
+            continue;
+        }
         match session::run(shared.clone(), queue.clone(), shutdown.clone()).await {
             Ok(session::End::Shutdown) => break,
+            Ok(session::End::Paused) => {
+                tracing::info!(queue = %queue.name, "returned what this worker held to the queue; consuming again once Pusher answers");
+            }
             Ok(session::End::ConnectionLost(reason)) => {
                 health.set_broker(queue.index, false);
                 metrics::broker_connection_lost();
@@ -299,7 +318,7 @@ fn probe(client: Client) -> circuit::Probe {
             match client.channels(None, &[]).await {
                 Ok(_) => {
                     failed.store(0, Ordering::Relaxed);
-                    true
+                    Ok(())
                 }
                 Err(e) => {
                     let n = failed.fetch_add(1, Ordering::Relaxed) + 1;
@@ -308,7 +327,13 @@ fn probe(client: Client) -> circuit::Probe {
                     } else {
                         tracing::debug!(error = %e, failed_probes = n, "probe failed");
                     }
-                    false
+                    Err(match retry::classify(&e) {
+                        retry::Verdict::Unauthorized | retry::Verdict::ClockSkew => {
+                            circuit::Cause::Unauthorized(e.to_string())
+                        }
+                        retry::Verdict::Forbidden => circuit::Cause::Forbidden(e.to_string()),
+                        _ => circuit::Cause::Outage(e.to_string()),
+                    })
                 }
             }
         })

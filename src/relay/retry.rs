@@ -112,6 +112,9 @@ pub enum SendError {
     /// Still failing transiently after the retry budget, while Pusher was
     /// otherwise healthy.
     Exhausted { error: PusherError, attempts: u32 },
+    /// Not sent, or not sent again: the circuit is open. The caller gives
+    /// the work back rather than holding it through the outage.
+    Paused,
 }
 
 /// What one request has spent of its retry budget. Neither an outage (the
@@ -156,7 +159,7 @@ impl<'a> Budget<'a> {
     }
 
     /// After a transient failure: backs off and returns `true` to go again
-    /// (at once when the circuit is open: the caller then waits for it), or
+    /// (at once when the circuit is open: the caller then stops), or
     /// returns `false` when the budget is spent while other requests
     /// succeed.
     async fn transient(&mut self, circuit: &Arc<Circuit>, error: &PusherError) -> bool {
@@ -185,8 +188,9 @@ impl<'a> Budget<'a> {
 
 /// Sends with retries until delivered or given up, and returns the value
 /// with the attempts charged to the budget. `endpoint` labels metrics. The
-/// circuit decides when a request may go, and the limiter how many may be
-/// on the wire; each attempt tells the limiter how it went.
+/// circuit decides whether a request may go (while it is open, none does:
+/// [`SendError::Paused`]), and the limiter how many may be on the wire;
+/// each attempt tells the limiter how it went.
 ///
 /// `first` is a permit the caller already holds for the first attempt.
 pub async fn send_with_retry<T, F, Fut>(
@@ -205,7 +209,9 @@ where
     let mut budget = Budget::new(policy, circuit);
     let mut skew_retried = false;
     loop {
-        circuit.admit().await;
+        if circuit.open_cause().is_some() {
+            return Err(SendError::Paused);
+        }
         let permit = match first.take() {
             Some(permit) => permit,
             None => limiter.acquire().await,
@@ -275,10 +281,11 @@ mod tests {
     use super::*;
     use crate::config::ConcurrencyMode;
     use crate::pusher::validate::ValidationError;
+    use crate::relay::circuit::FAILURE_THRESHOLD;
     use std::cell::Cell;
 
     fn circuit() -> Arc<Circuit> {
-        Circuit::new(Arc::new(|| Box::pin(async { true })))
+        Circuit::new(Arc::new(|| Box::pin(async { Ok(()) })))
     }
 
     fn limiter() -> Arc<Limiter> {
@@ -435,34 +442,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_outage_of_any_length_opens_the_circuit_and_does_not_exhaust() {
-        // Pusher is down for ten minutes, for requests and probes alike.
-        let back_at = Instant::now() + Duration::from_secs(600);
-        let circuit = Circuit::new(Arc::new(move || {
-            Box::pin(async move { Instant::now() >= back_at })
-        }));
+    async fn an_outage_opens_the_circuit_and_gives_the_work_back_unspent() {
+        let circuit = circuit();
         let calls = Cell::new(0);
         let result = send_with_retry(&circuit, &limiter(), None, &policy(), "t", || {
             calls.set(calls.get() + 1);
-            async move {
-                if Instant::now() < back_at {
-                    Err(status(503, None))
-                } else {
-                    Ok(())
-                }
-            }
+            async move { Err::<(), _>(status(503, None)) }
         })
         .await;
-        assert!(result.is_ok(), "{result:?}");
-        assert!(Instant::now() >= back_at);
-        assert!(
-            calls.get() <= policy().max_attempts + 1,
-            "waited instead of hammering: {} calls",
-            calls.get()
-        );
-        assert!(
-            circuit.open_cause().is_none(),
-            "closed again after the probe succeeded"
+        assert!(matches!(result, Err(SendError::Paused)), "{result:?}");
+        // Whichever comes first opens it: FAILURE_THRESHOLD failures in a
+        // row, or a budget spent while nothing else succeeded.
+        let opened_after = policy().max_attempts.min(FAILURE_THRESHOLD as usize);
+        assert_eq!(calls.get(), opened_after, "stopped when the circuit opened");
+        assert!(matches!(circuit.open_cause(), Some(Cause::Outage(_))));
+
+        let again = send_with_retry(&circuit, &limiter(), None, &policy(), "t", || {
+            calls.set(calls.get() + 1);
+            async move { Ok::<(), PusherError>(()) }
+        })
+        .await;
+        assert!(matches!(again, Err(SendError::Paused)));
+        assert_eq!(
+            calls.get(),
+            opened_after,
+            "nothing is sent while it is open"
         );
     }
 
@@ -483,11 +487,10 @@ mod tests {
             };
             async move { Err::<(), _>(e) }
         });
+        let result = fut.await;
         assert!(
-            tokio::time::timeout(Duration::from_millis(500), fut)
-                .await
-                .is_err(),
-            "keeps waiting, never dead-letters"
+            matches!(result, Err(SendError::Paused)),
+            "given back, never dead-lettered: {result:?}"
         );
         assert_eq!(calls.get(), 2, "one immediate retry, then paused");
         assert!(matches!(circuit.open_cause(), Some(Cause::Unauthorized(_))));

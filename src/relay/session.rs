@@ -46,9 +46,11 @@ use crate::pusher::Client;
 use crate::shutdown::Shutdown;
 
 /// How often the queue depth is sampled for the lag gauge.
-const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+pub(super) const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a lag sample may hold the event loop (see `sample_lag`).
 const LAG_SAMPLE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often the session looks at whether its channel is still open.
+pub(super) const LIVENESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// After a connection loss, how long in-flight requests may finish so that
 /// what they delivered is remembered (and not sent again on redelivery).
@@ -81,6 +83,8 @@ pub struct ConsumedQueue {
     ready: AtomicU32,
     handoff: AtomicBool,
     wake: Notify,
+    /// Whether the warning that this queue has no delivery limit was given.
+    warned_without_limit: AtomicBool,
 }
 
 impl ConsumedQueue {
@@ -93,6 +97,7 @@ impl ConsumedQueue {
             ready: AtomicU32::new(0),
             handoff: AtomicBool::new(false),
             wake: Notify::new(),
+            warned_without_limit: AtomicBool::new(false),
         }
     }
 
@@ -137,6 +142,9 @@ pub enum End {
     ConnectionLost(String),
     /// The queue was handed to another worker (shards rebalancing).
     HandedOff,
+    /// The circuit opened: what the session held went back to the queue,
+    /// and the caller consumes again once Pusher answers.
+    Paused,
 }
 
 /// A delivery taken from the queue and not yet finished (delivered, or
@@ -180,9 +188,14 @@ pub async fn run(
 ) -> Result<End, AmqpError> {
     // The queue in the connection name tells operators (and tests) which
     // worker a connection in the management UI belongs to.
-    let conn = amqp::connect(&shared.cfg.amqp, &format!("pusher-relay {}", queue.name)).await?;
+    let conn = amqp::connect(&shared.cfg.amqp, &connection_name(&queue.name)).await?;
+    let declared = amqp::declare_topology(&conn, &shared.cfg.amqp).await?;
+    if declared.without_limit.contains(&queue.name)
+        && !queue.warned_without_limit.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(queue = %queue.name, fix = %amqp::limit_policy_command(&shared.cfg.amqp), "this queue was declared by an earlier version, without a delivery limit and its dead-letter target; RabbitMQ 4 drops what a quorum queue redelivers 20 times unless it has a target. The policy below gives it both (`pusher-relay check` reports it too)");
+    }
     let channel = amqp::open_channel(&conn).await?;
-    amqp::declare_topology(&channel, &shared.cfg.amqp).await?;
     channel
         .basic_qos(queue.prefetch, BasicQosOptions::default())
         .await
@@ -223,6 +236,12 @@ pub async fn run(
 }
 
 const CONSUMER_TAG: &str = "pusher-relay";
+
+/// The connection's name as the management UI shows it: the queue in it
+/// tells operators (and tests) which worker a connection belongs to.
+pub fn connection_name(queue: &str) -> String {
+    format!("pusher-relay {queue}")
+}
 /// How long a closing session waits for RabbitMQ to apply its last acks.
 const SETTLE_PAUSE: Duration = Duration::from_millis(300);
 
@@ -363,9 +382,12 @@ impl Session {
     async fn run(&mut self, consumer: &mut lapin::Consumer, shutdown: &mut Shutdown) -> End {
         let single_active = self.shared.cfg.amqp.single_active_queues();
         let mut circuit_changes = self.shared.circuit.subscribe();
-        let mut phase = Phase::Consuming {
-            paused: self.shared.circuit.open_cause().is_some(),
-        };
+        let mut phase = Phase::Consuming;
+        if self.shared.circuit.open_cause().is_some() {
+            self.return_held(&mut phase);
+        }
+        let mut liveness = tokio::time::interval(LIVENESS_INTERVAL);
+        liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ack_tick = tokio::time::interval(STRAGGLER_DELAY / 2);
         ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut lag_tick = tokio::time::interval(LAG_SAMPLE_INTERVAL);
@@ -418,7 +440,11 @@ impl Session {
                 _ = shutdown.recv(), if phase.awaits_shutdown() => {
                     self.begin_shutdown(&mut phase, single_active).await;
                 }
-                Some(msg) = self.rx.recv() => self.on_message(msg, phase.is_lost()),
+                Some(msg) = self.rx.recv() => {
+                    if self.on_message(msg, phase.is_lost()) {
+                        self.return_held(&mut phase);
+                    }
+                }
                 delivery = consumer.next(), if phase.takes_deliveries() => match delivery {
                     Some(Ok(delivery)) => {
                         if let Err(e) = self.take(delivery).await {
@@ -433,11 +459,18 @@ impl Session {
                     // look: the failures that opened it drove the limit
                     // down, and they say nothing of the Pusher that is back.
                     let cause = self.shared.circuit.open_cause();
-                    if cause.is_none() {
-                        self.shared.limiter.restart();
+                    match &cause {
+                        None => self.shared.limiter.restart(),
+                        Some(_) => self.return_held(&mut phase),
                     }
-                    phase.pause(cause.is_some());
                     self.shared.health.set_circuit(cause.map(|c| c.describe()));
+                }
+                // A closed connection is seen here whatever else the loop
+                // waits on: a paused or leaving session polls no consumer.
+                _ = liveness.tick(), if !phase.is_lost() => {
+                    if !self.channel.status().connected() {
+                        phase.lose("RabbitMQ closed the channel or the connection".into());
+                    }
                 }
                 _ = sleep_until(linger_deadline), if linger_deadline.is_some() => {}
                 _ = self.shared.limiter.room(), if !self.scheduler.is_empty() => {}
@@ -448,7 +481,7 @@ impl Session {
                     }
                 }
                 _ = lag_tick.tick(), if !phase.is_lost() => {
-                    self.sample_lag().await;
+                    sample_lag(&self.channel, &self.queue, &self.shared.queues).await;
                     self.tick_parking().await;
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {}
@@ -457,10 +490,18 @@ impl Session {
         }
     }
 
+    /// Stops taking and starting work because the circuit opened: what is
+    /// held goes back to the queue once what is in flight has stopped.
+    fn return_held(&self, phase: &mut Phase) {
+        if phase.return_held() {
+            tracing::warn!(queue = %self.queue.name, held = self.taken.len(), in_flight = self.in_flight, "Pusher is away: returning the intents this worker holds to the queue, in order; consuming again once Pusher answers");
+        }
+    }
+
     /// Whether the session is over, and how.
     fn end(&self, phase: &Phase) -> Option<End> {
         match phase {
-            Phase::Consuming { .. } => None,
+            Phase::Consuming => None,
             Phase::Lost { reason, since } => (self.in_flight == 0 || since.elapsed() >= LOST_DRAIN)
                 .then(|| End::ConnectionLost(reason.clone())),
             // What was taken and not started goes back to the queue, in its
@@ -475,6 +516,15 @@ impl Session {
                 })
             }
             Phase::HandingOff { shutdown } => shutdown.and_then(|by| self.drained_or_late(by)),
+            Phase::Returning { shutdown }
+                if self.in_flight == 0 && self.storing == 0 && self.log_settled() =>
+            {
+                Some(match shutdown {
+                    Some(_) => End::Shutdown,
+                    None => End::Paused,
+                })
+            }
+            Phase::Returning { shutdown } => shutdown.and_then(|by| self.drained_or_late(by)),
             Phase::Draining { deadline, .. } => self.drained_or_late(*deadline),
         }
     }
@@ -559,36 +609,6 @@ impl Session {
                 .map_err(|e| format!("ack failed: {e}"))?;
         }
         Ok(())
-    }
-
-    /// The event loop waits on this broker round trip, so it is bounded by
-    /// [`LAG_SAMPLE_TIMEOUT`]: a broker that stops answering while the
-    /// connection looks alive (a partition the heartbeat has not caught
-    /// yet) would otherwise hold every delivery, ack and Pusher answer
-    /// behind it. A sample that times out is skipped.
-    async fn sample_lag(&self) {
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        let declared = tokio::time::timeout(
-            LAG_SAMPLE_TIMEOUT,
-            self.channel
-                .queue_declare(&self.queue.name, passive, FieldTable::default()),
-        )
-        .await;
-        if let Ok(Ok(queue)) = declared {
-            self.queue
-                .ready
-                .store(queue.message_count(), Ordering::Relaxed);
-            let total: u64 = self
-                .shared
-                .queues
-                .iter()
-                .map(|q| u64::from(q.ready.load(Ordering::Relaxed)))
-                .sum();
-            metrics::consumer_lag(total);
-        }
     }
 
     fn on_delivery(&mut self, delivery: lapin::message::Delivery) {
@@ -895,8 +915,9 @@ impl Session {
                 }
                 self.finish_row(unit.seq);
             }
-            // Lost: the row stays in the log for the next session.
+            // Lost or returned: the row stays in the log for the next session.
             Outcome::Failed(_) if lost => {}
+            Outcome::Returned => {}
             Outcome::Failed(f) => {
                 tracing::warn!(id = %unit.row.intent_id, reason = f.reason.as_str(), error = %f.error, "delivery of a parked intent failed; dead-lettering");
                 self.dead_letter_parked(id, unit, f);
@@ -1012,7 +1033,10 @@ impl Session {
         })
     }
 
-    fn on_message(&mut self, msg: Msg, lost: bool) {
+    /// Takes in what a request, the writer or the parker reports; returns
+    /// whether a request gave its work back (the circuit is open).
+    fn on_message(&mut self, msg: Msg, lost: bool) -> bool {
+        let mut returned = false;
         match msg {
             Msg::Done(outcomes) => {
                 self.in_flight = self.in_flight.saturating_sub(1);
@@ -1020,6 +1044,7 @@ impl Session {
                 let ids: Vec<UnitId> = outcomes.iter().map(|(id, _)| *id).collect();
                 self.scheduler.complete(&ids);
                 for (tag, outcome) in outcomes {
+                    returned |= outcome == Outcome::Returned;
                     if tag & PARKED_BIT != 0 {
                         self.on_parked_outcome(tag, outcome, lost);
                         continue;
@@ -1045,6 +1070,9 @@ impl Session {
                                 self.dead_letter(tag, taken, f);
                             }
                         }
+                        // Left unacked: the session ends, and closing its
+                        // channel gives it back.
+                        Outcome::Returned => {}
                     }
                 }
             }
@@ -1062,6 +1090,7 @@ impl Session {
             }
             Msg::Parker(reply) => self.on_parker(reply, lost),
         }
+        returned
     }
 
     fn dead_letter(&mut self, tag: u64, p: Taken, f: Failure) {
@@ -1090,6 +1119,38 @@ impl Session {
 
     fn dedup(&self) -> std::sync::MutexGuard<'_, DedupCache> {
         self.shared.dedup.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Samples the queue's depth for the lag gauge. The event loop waits on
+/// this broker round trip, so it is bounded by [`LAG_SAMPLE_TIMEOUT`]: a
+/// broker that stops answering while the connection looks alive (a
+/// partition the heartbeat has not caught yet) would otherwise hold every
+/// delivery, ack and Pusher answer behind it. A sample that times out is
+/// skipped.
+pub(super) async fn sample_lag(
+    channel: &Channel,
+    queue: &ConsumedQueue,
+    queues: &[Arc<ConsumedQueue>],
+) {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let declared = tokio::time::timeout(
+        LAG_SAMPLE_TIMEOUT,
+        channel.queue_declare(&queue.name, passive, FieldTable::default()),
+    )
+    .await;
+    if let Ok(Ok(declared)) = declared {
+        queue
+            .ready
+            .store(declared.message_count(), Ordering::Relaxed);
+        let total: u64 = queues
+            .iter()
+            .map(|q| u64::from(q.ready.load(Ordering::Relaxed)))
+            .sum();
+        metrics::consumer_lag(total);
     }
 }
 
@@ -1147,7 +1208,7 @@ fn unreadable(props: &lapin::BasicProperties) -> Option<String> {
 
 /// The `type` of a body that failed to decode, when it has one, so operators
 /// can filter dead letters by type.
-fn loose_type(body: &[u8]) -> String {
+pub(super) fn loose_type(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))

@@ -13,7 +13,14 @@ use crate::clock::rfc3339_ms;
 use crate::deadletter::view::Detail;
 use crate::deadletter::{Count, DeadLetter, FilterSpec, Page, ReplayReport, Stats};
 
-const REASONS: [&str; 5] = ["invalid", "too_large", "rejected", "exhausted", "expired"];
+const REASONS: [&str; 6] = [
+    "invalid",
+    "too_large",
+    "rejected",
+    "exhausted",
+    "expired",
+    "delivery_limit",
+];
 
 fn layout(title: &str, signed: Option<&Signed>, body: Markup) -> Markup {
     html! {

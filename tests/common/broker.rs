@@ -8,7 +8,31 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{teardown, unique};
 
-pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The broker the tests run against: the machine's RabbitMQ 3.10 unless
+/// `TEST_AMQP_URL` names another (`scripts/test` runs the broker-facing
+/// tests again with the RabbitMQ 4.0 node of `scripts/rabbitmq4`).
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// `host:port` of [`amqp_url`], for the tests' TCP proxies.
+pub fn amqp_addr() -> String {
+    let url = url::Url::parse(&amqp_url()).expect("TEST_AMQP_URL is a URL");
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5672)
+    )
+}
+
+/// Whether the tests run against RabbitMQ 4 (`TEST_AMQP_URL` on the node
+/// of `scripts/rabbitmq4`): what only one version does is checked there.
+pub fn on_rabbitmq4() -> bool {
+    amqp_addr().ends_with(":5692")
+}
 
 /// The topology names one test owns, and a channel to publish with.
 pub struct Broker {
@@ -16,7 +40,7 @@ pub struct Broker {
     pub queue: String,
     pub webhooks: String,
     pub channel: lapin::Channel,
-    _conn: lapin::Connection,
+    pub conn: lapin::Connection,
     names: Names,
 }
 
@@ -55,7 +79,7 @@ impl Drop for Names {
 
 impl Broker {
     pub async fn new(prefix: &str) -> Broker {
-        Broker::at(AMQP_URL, prefix).await
+        Broker::at(&amqp_url(), prefix).await
     }
 
     /// Names of the test's own on the broker at `url` (a node of the
@@ -71,14 +95,14 @@ impl Broker {
         Broker {
             names: Names {
                 url: url.to_string(),
-                queues: Mutex::new(vec![queue.clone()]),
+                queues: Mutex::new(vec![queue.clone(), format!("{queue}.delivery-limit")]),
                 exchanges: Mutex::new(vec![exchange.clone(), webhooks.clone()]),
             },
             exchange,
             queue,
             webhooks,
             channel,
-            _conn: conn,
+            conn,
         }
     }
 
@@ -87,7 +111,7 @@ impl Broker {
         let (conn, channel) = Self::connect(&self.names.url).await;
         Broker {
             channel,
-            _conn: conn,
+            conn,
             ..self
         }
     }
@@ -120,7 +144,7 @@ impl Broker {
     /// The worker's own declarations, so a test can publish before it starts.
     pub async fn declare(&self) {
         let cfg = self.amqp_config();
-        pusher_relay::amqp::declare_topology(&self.channel, &cfg)
+        pusher_relay::amqp::declare_topology(&self.conn, &cfg)
             .await
             .expect("topology");
     }
@@ -236,12 +260,25 @@ impl Broker {
     }
 }
 
-/// `(ready, unacked)` of `queue` on the local node, from rabbitmqctl: the
+/// `rabbitmqctl` against the tests' broker: the machine's node, or the
+/// RabbitMQ 4 node through `scripts/rabbitmq4 ctl`.
+pub fn rabbitmqctl() -> std::process::Command {
+    if on_rabbitmq4() {
+        let mut ctl =
+            std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq4"));
+        ctl.arg("ctl");
+        ctl
+    } else {
+        std::process::Command::new("rabbitmqctl")
+    }
+}
+
+/// `(ready, unacked)` of `queue` on the tests' node, from rabbitmqctl: the
 /// AMQP passive declare counts only ready messages.
 async fn queue_counts(queue: &str) -> Option<(u64, u64)> {
     let queue = queue.to_owned();
     tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new("rabbitmqctl")
+        let out = rabbitmqctl()
             .args([
                 "list_queues",
                 "name",
@@ -279,7 +316,7 @@ pub fn close_broker_connection(queue: &str) -> bool {
 pub fn close_connections_mentioning(needle: &str) -> usize {
     // The table format prints pids in the form close_connection takes
     // (`<rabbit@host.1.2.0>`); the JSON formatter does not.
-    let out = std::process::Command::new("rabbitmqctl")
+    let out = rabbitmqctl()
         .args([
             "list_connections",
             "pid",
@@ -293,7 +330,7 @@ pub fn close_connections_mentioning(needle: &str) -> usize {
     let mut closed = 0;
     for line in text.lines().filter(|l| l.contains(needle)) {
         let pid = line.split('\t').next().unwrap_or_default();
-        let status = std::process::Command::new("rabbitmqctl")
+        let status = rabbitmqctl()
             .args(["close_connection", pid, "test: simulated broker restart"])
             .status()
             .expect("rabbitmqctl");

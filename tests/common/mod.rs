@@ -34,7 +34,10 @@ pub mod tls;
 pub mod wait;
 pub mod worker;
 
-pub use broker::{close_broker_connection, close_connections_mentioning, Broker, AMQP_URL};
+pub use broker::{
+    amqp_addr, amqp_url, close_broker_connection, close_connections_mentioning, on_rabbitmq4,
+    rabbitmqctl, Broker,
+};
 pub use db::{Db, PG_URL};
 pub use intents::{assert_in_order_once, chat};
 pub use proxy::Proxy;

@@ -15,7 +15,8 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub async fn start(target: &'static str) -> Proxy {
+    pub async fn start(target: &str) -> Proxy {
+        let target = target.to_string();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -30,8 +31,9 @@ impl Proxy {
                     continue;
                 }
                 let held = hold2.subscribe();
+                let target = target.clone();
                 let link = tokio::spawn(async move {
-                    if let Ok(outbound) = tokio::net::TcpStream::connect(target).await {
+                    if let Ok(outbound) = tokio::net::TcpStream::connect(&target).await {
                         relay(inbound, outbound, held).await;
                     }
                 });

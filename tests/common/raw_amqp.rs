@@ -21,9 +21,9 @@ pub struct RawMessage {
 }
 
 impl RawPublisher {
-    /// Connects as guest to 127.0.0.1:5672, opens channel 1 in confirm mode.
+    /// Connects as guest to the tests' broker, opens channel 1 in confirm mode.
     pub async fn connect() -> RawPublisher {
-        let stream = TcpStream::connect("127.0.0.1:5672")
+        let stream = TcpStream::connect(crate::common::amqp_addr())
             .await
             .expect("RabbitMQ");
         let mut p = RawPublisher {

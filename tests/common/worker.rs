@@ -32,9 +32,16 @@ pub async fn start_worker(cfg: Config) -> pusher_relay::app::Worker {
     let worker = pusher_relay::app::Worker::start(cfg)
         .await
         .expect("the worker starts");
-    eventually(START, "the worker to consume", || {
-        worker.health.readiness().consumer
-    })
+    // A worker that finds Pusher away at start consumes nothing until it
+    // answers: started is then its circuit open.
+    eventually(
+        START,
+        "the worker to consume, or to wait for Pusher",
+        || {
+            let readiness = worker.health.readiness();
+            readiness.consumer || readiness.circuit != "closed"
+        },
+    )
     .await;
     worker
 }
@@ -105,7 +112,9 @@ impl Process {
     ) -> Process {
         let worker = Process::spawn_for(pusher_uri, broker, db, extra);
         worker
-            .wait_readyz(|status, body| status.is_some() && body["consumer"] == true)
+            .wait_readyz(|status, body| {
+                status.is_some() && (body["consumer"] == true || body["circuit"] != "closed")
+            })
             .await;
         worker
     }
