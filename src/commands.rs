@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::amqp;
 use crate::config::Config;
 use crate::links;
 use crate::pusher::webhook::{self, Webhook, WebhookError, WebhookToken};
@@ -27,6 +28,54 @@ pub struct CheckReport {
     pub error: Option<String>,
     /// Each link's TLS, as the worker's start-time check finds it.
     pub links: Vec<LinkReport>,
+    /// Each intent queue against what the worker declares.
+    pub queues: Vec<QueueReport>,
+}
+
+/// One intent queue in `check`.
+#[derive(Debug, Serialize)]
+pub struct QueueReport {
+    pub queue: String,
+    /// `absent`, `as declared`, `without delivery limit`, `refused` or
+    /// `unknown`.
+    pub state: String,
+    /// What to do about it, when anything.
+    pub fix: Option<String>,
+}
+
+impl QueueReport {
+    fn of(cfg: &Config, queue: String, state: Result<amqp::QueueState, String>) -> QueueReport {
+        let (state, fix) = match state {
+            Ok(amqp::QueueState::Absent) => ("absent (the worker declares it at start)".into(), None),
+            Ok(amqp::QueueState::AsDeclared) => (
+                format!("as declared (delivery limit {})", amqp::DELIVERY_LIMIT),
+                None,
+            ),
+            Ok(amqp::QueueState::WithoutLimit) => (
+                "without delivery limit (declared by an earlier version; RabbitMQ 4 drops what \
+                 it redelivers 20 times)"
+                    .into(),
+                Some(amqp::limit_policy_command(&cfg.amqp)),
+            ),
+            Ok(amqp::QueueState::Refused(why)) => ("refused".into(), Some(why)),
+            Err(e) => ("unknown".into(), Some(e)),
+        };
+        QueueReport { queue, state, fix }
+    }
+
+    /// Whether the worker would refuse to start on this queue.
+    fn refused(&self) -> bool {
+        self.state == "refused"
+    }
+
+    /// One line for people, and the fix on the next.
+    pub fn summary(&self) -> String {
+        let line = format!("{:<10} {:<28} {}", "queue", self.queue, self.state);
+        match &self.fix {
+            Some(fix) => format!("{line}\n           fix: {fix}"),
+            None => line,
+        }
+    }
 }
 
 /// One peer's TLS state in `check`.
@@ -110,6 +159,7 @@ impl CheckReport {
         };
         std::iter::once(head)
             .chain(self.links.iter().map(LinkReport::summary))
+            .chain(self.queues.iter().map(QueueReport::summary))
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -121,16 +171,49 @@ impl CheckReport {
 /// certificate would stop the worker.
 pub async fn check(cfg: &Config) -> CheckReport {
     let targets = links::targets(cfg);
-    let (pusher, probed) = tokio::join!(check_pusher(cfg), links::probe_all(&targets));
+    let (pusher, probed, queues) = tokio::join!(
+        check_pusher(cfg),
+        links::probe_all(&targets),
+        check_queues(cfg)
+    );
     let links: Vec<LinkReport> = probed.into_iter().map(LinkReport::of).collect();
     let (endpoint, latency_ms, error) = pusher;
     CheckReport {
-        ok: error.is_none() && !links.iter().any(|l| l.refused),
+        ok: error.is_none()
+            && !links.iter().any(|l| l.refused)
+            && !queues.iter().any(QueueReport::refused),
         endpoint,
         latency_ms,
         error,
         links,
+        queues,
     }
+}
+
+/// Each consumed queue against what the worker would declare; a broker
+/// that cannot be reached is the links' to report, so it makes every queue
+/// `unknown`, not the check failed.
+async fn check_queues(cfg: &Config) -> Vec<QueueReport> {
+    let names = amqp::consumed_queues(&cfg.amqp);
+    let single_active = cfg.amqp.single_active_queues();
+    let conn = match amqp::connect_short_lived(&cfg.amqp, "pusher-relay check").await {
+        Ok(conn) => conn,
+        Err(e) => {
+            return names
+                .into_iter()
+                .map(|q| QueueReport::of(cfg, q, Err(e.to_string())))
+                .collect()
+        }
+    };
+    let mut reports = Vec::with_capacity(names.len());
+    for name in names {
+        let state = amqp::inspect_queue(&conn, &cfg.amqp, &name, single_active)
+            .await
+            .map_err(|e| e.to_string());
+        reports.push(QueueReport::of(cfg, name, state));
+    }
+    let _ = conn.close(200, "checked").await;
+    reports
 }
 
 /// Where requests go, the signed request's round trip and why it failed.

@@ -156,18 +156,24 @@ async fn open(
         .map_err(|e| e.to_string())
 }
 
+/// A connection for a short-lived command (`check`, `publish`, `dlq
+/// replay`). It runs on lapin's own executor rather than tokio's: with
+/// tokio's, lapin's I/O thread fails loudly while a CLI's runtime shuts
+/// down right after its last exchange.
+pub async fn connect_short_lived(cfg: &AmqpConfig, name: &str) -> Result<Connection, AmqpError> {
+    connect_any(cfg, None, || {
+        ConnectionProperties::default().with_connection_name(name.into())
+    })
+    .await
+}
+
 /// A connection and a channel with publisher confirms, for short-lived
-/// publishers (the `publish` and `dlq replay` commands). It runs on lapin's
-/// own executor rather than tokio's: with tokio's, lapin's I/O thread fails
-/// loudly while a CLI's runtime shuts down right after the last confirm.
+/// publishers (see [`connect_short_lived`]).
 pub async fn connect_confirmed(
     cfg: &AmqpConfig,
     name: &str,
 ) -> Result<(Connection, Channel), AmqpError> {
-    let conn = connect_any(cfg, None, || {
-        ConnectionProperties::default().with_connection_name(name.into())
-    })
-    .await?;
+    let conn = connect_short_lived(cfg, name).await?;
     let channel = open_channel(&conn).await?;
     channel
         .confirm_select(lapin::options::ConfirmSelectOptions::default())
@@ -356,6 +362,57 @@ async fn declare_intent_queue(
         }
         other => other,
     }
+}
+
+/// How an intent queue on the broker stands against what the worker
+/// declares, for `check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueState {
+    /// Not declared yet: the worker declares it at start.
+    Absent,
+    /// Declared as this version declares it.
+    AsDeclared,
+    /// Declared by an earlier version, without the delivery limit and its
+    /// dead-letter target; [`limit_policy_command`] gives it both.
+    WithoutLimit,
+    /// Declared with other arguments than these settings ask for: the
+    /// worker would refuse to start, saying this.
+    Refused(String),
+}
+
+/// Looks at one intent queue without changing it: a passive declaration,
+/// then the worker's own (a no-op on a queue that already has those
+/// arguments, refused on one that has others).
+pub async fn inspect_queue(
+    conn: &Connection,
+    cfg: &AmqpConfig,
+    name: &str,
+    single_active: bool,
+) -> Result<QueueState, AmqpError> {
+    let channel = open_channel(conn).await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    if channel
+        .queue_declare(name, passive, FieldTable::default())
+        .await
+        .is_err()
+    {
+        return Ok(QueueState::Absent);
+    }
+    let mut channel = open_channel(conn).await?;
+    let mut declared = Declared::default();
+    let state = match declare_intent_queue(conn, &mut channel, cfg, name, single_active, &mut declared)
+        .await
+    {
+        Ok(()) if declared.without_limit.is_empty() => QueueState::AsDeclared,
+        Ok(()) => QueueState::WithoutLimit,
+        Err(AmqpError::Topology(why)) => QueueState::Refused(why),
+        Err(e) => return Err(e),
+    };
+    let _ = channel.close(200, "inspected").await;
+    Ok(state)
 }
 
 /// The `rabbitmqctl set_policy` line that gives intent queues declared

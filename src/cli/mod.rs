@@ -133,10 +133,22 @@ pub fn describe(e: &anyhow::Error) -> String {
     msg
 }
 
+/// The most that lapin may log, whatever `RUST_LOG` asks for.
+const LAPIN_CAPS: [&str; 2] = ["lapin=warn", "lapin::channel=off"];
+
 /// Logs go to stderr, so that stdout holds only what the command prints.
 fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Set after RUST_LOG, so they replace whatever it says of lapin: at
+    // debug and trace lapin logs connection.start-ok with its SASL response
+    // (the broker password), and its channel module logs every channel the
+    // broker closes at error level, which the worker and `check` report
+    // themselves with what it means.
+    let filter = LAPIN_CAPS
+        .iter()
+        .filter_map(|d| d.parse().ok())
+        .fold(filter, EnvFilter::add_directive);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour(

@@ -149,6 +149,11 @@ impl Broker {
             .expect("topology");
     }
 
+    /// The broker these names live on.
+    pub fn url(&self) -> &str {
+        &self.names.url
+    }
+
     pub fn amqp_config(&self) -> pusher_relay::config::AmqpConfig {
         pusher_relay::config::AmqpConfig::new(
             &self.names.url,

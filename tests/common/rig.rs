@@ -24,6 +24,7 @@ pub fn relay_vars(
 ) -> Vec<(String, String)> {
     let mut vars = pusher::pusher_vars(pusher_uri);
     let own = [
+        ("AMQP_URL", broker.url().to_string()),
         ("AMQP_EXCHANGE", broker.exchange.clone()),
         ("AMQP_QUEUE", broker.queue.clone()),
         ("AMQP_WEBHOOK_EXCHANGE", broker.webhooks.clone()),
