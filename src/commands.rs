@@ -46,7 +46,9 @@ pub struct QueueReport {
 impl QueueReport {
     fn of(cfg: &Config, queue: String, state: Result<amqp::QueueState, String>) -> QueueReport {
         let (state, fix) = match state {
-            Ok(amqp::QueueState::Absent) => ("absent (the worker declares it at start)".into(), None),
+            Ok(amqp::QueueState::Absent) => {
+                ("absent (the worker declares it at start)".into(), None)
+            }
             Ok(amqp::QueueState::AsDeclared) => (
                 format!("as declared (delivery limit {})", amqp::DELIVERY_LIMIT),
                 None,

@@ -403,14 +403,15 @@ pub async fn inspect_queue(
     }
     let mut channel = open_channel(conn).await?;
     let mut declared = Declared::default();
-    let state = match declare_intent_queue(conn, &mut channel, cfg, name, single_active, &mut declared)
-        .await
-    {
-        Ok(()) if declared.without_limit.is_empty() => QueueState::AsDeclared,
-        Ok(()) => QueueState::WithoutLimit,
-        Err(AmqpError::Topology(why)) => QueueState::Refused(why),
-        Err(e) => return Err(e),
-    };
+    let state =
+        match declare_intent_queue(conn, &mut channel, cfg, name, single_active, &mut declared)
+            .await
+        {
+            Ok(()) if declared.without_limit.is_empty() => QueueState::AsDeclared,
+            Ok(()) => QueueState::WithoutLimit,
+            Err(AmqpError::Topology(why)) => QueueState::Refused(why),
+            Err(e) => return Err(e),
+        };
     let _ = channel.close(200, "inspected").await;
     Ok(state)
 }

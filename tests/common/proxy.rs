@@ -50,6 +50,11 @@ impl Proxy {
     }
 
     /// Drops every connection and refuses new ones.
+    /// Connections accepted and passed on so far.
+    pub fn connections(&self) -> usize {
+        self.links.lock().expect("links").len()
+    }
+
     pub fn cut(&self) {
         self.open.store(false, Ordering::SeqCst);
         for link in self.links.lock().expect("links").drain(..) {
