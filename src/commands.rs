@@ -36,8 +36,8 @@ pub struct CheckReport {
 #[derive(Debug, Serialize)]
 pub struct QueueReport {
     pub queue: String,
-    /// `absent`, `as declared`, `without delivery limit`, `refused` or
-    /// `unknown`.
+    /// `absent ...`, `as declared ...`, `declared by an earlier version
+    /// ...`, `refused` or `unknown`.
     pub state: String,
     /// What to do about it, when anything.
     pub fix: Option<String>,
@@ -54,8 +54,9 @@ impl QueueReport {
                 None,
             ),
             Ok(amqp::QueueState::WithoutLimit) => (
-                "without delivery limit (declared by an earlier version; RabbitMQ 4 drops what \
-                 it redelivers 20 times)"
+                "declared by an earlier version without the delivery limit: unless a policy \
+                 gives it one (policies do not show here), RabbitMQ 4 drops what it redelivers \
+                 20 times"
                     .into(),
                 Some(amqp::limit_policy_command(&cfg.amqp)),
             ),

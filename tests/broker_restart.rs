@@ -1,10 +1,11 @@
 //! A real RabbitMQ restart (`rabbitmqctl stop_app` / `start_app`) under a
-//! running worker. Alone in its own test binary: cargo runs test binaries
-//! one after another, so no other test shares the broker while it is down.
+//! running worker, of the tests' broker (the machine's 3.10 node, or the 4.0
+//! node with `TEST_AMQP_URL`). Alone in its own test binary: cargo runs
+//! test binaries one after another, so no other test shares the broker
+//! while it is down.
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::{assert_in_order_once, chat, eventually, relay_config, rig, Db};
@@ -13,7 +14,7 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(90);
 
 fn rabbitmqctl(args: &[&str]) {
-    let status = Command::new("rabbitmqctl")
+    let status = common::rabbitmqctl()
         .args(args)
         .status()
         .expect("rabbitmqctl runs");
@@ -26,7 +27,7 @@ struct Restart;
 
 impl Drop for Restart {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").arg("start_app").status();
+        let _ = common::rabbitmqctl().arg("start_app").status();
     }
 }
 

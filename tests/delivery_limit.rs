@@ -322,3 +322,131 @@ async fn a_connection_the_broker_closes_during_an_outage_is_replaced_within_5_s(
     drop(worker);
     assert_in_order_once(&fake.received(), 5, 10);
 }
+
+/// A policy of the test's own, cleared on drop.
+struct Policy(String);
+
+impl Drop for Policy {
+    fn drop(&mut self) {
+        let _ = rabbitmqctl().args(["clear_policy", &self.0]).output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_of_an_earlier_version_is_used_and_check_prints_the_policy_that_limits_it() {
+    let (_fake, server, broker, db) = rig("legacy", Db::sqlite()).await;
+    // As an earlier version declared it: quorum, nothing else.
+    let mut args = lapin::types::FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
+    broker
+        .channel
+        .queue_declare(
+            &broker.queue,
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .expect("legacy queue");
+
+    let vars = common::relay_vars(&server.uri(), &broker, &db, &[]);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pusher-relay"))
+        .args(["check", "--json"])
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .envs(vars)
+        .output()
+        .await
+        .expect("check runs");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("check --json prints JSON");
+    assert!(
+        out.status.success(),
+        "usable, so not a failed check: {report}"
+    );
+    let queue = &report["queues"][0];
+    assert_eq!(queue["queue"], broker.queue.as_str(), "{report}");
+    assert!(
+        queue["state"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("declared by an earlier version")),
+        "{report}"
+    );
+    let fix = queue["fix"].as_str().expect("a fix").to_string();
+    assert!(fix.starts_with("rabbitmqctl set_policy "), "{fix}");
+
+    // The printed line, as an operator would paste it (under a policy name
+    // of this test's own), gives the queue the limit and its target.
+    let name = common::unique("limit-policy");
+    let _policy = Policy(name.clone());
+    let ctl = if common::on_rabbitmq4() {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq4 ctl")
+    } else {
+        "rabbitmqctl"
+    };
+    let line = fix
+        .replacen("rabbitmqctl", ctl, 1)
+        .replace("pusher-relay-delivery-limit", &name);
+    let applied = std::process::Command::new("sh")
+        .args(["-c", &line])
+        .output()
+        .expect("sh");
+    assert!(
+        applied.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    eventually(WAIT, "the policy applied to the queue", || {
+        let out = rabbitmqctl()
+            .args(["list_queues", "name", "policy", "-q", "--no-table-headers"])
+            .output()
+            .expect("rabbitmqctl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.starts_with(&format!("{}\t{name}", broker.queue)))
+    })
+    .await;
+
+    // The worker's declaration uses the queue as it is.
+    broker.declare().await;
+    broker.publish(&[chat(1, 0)]).await;
+    let mut deliveries = 0;
+    loop {
+        let channel = broker.conn.create_channel().await.expect("channel");
+        let got = channel
+            .basic_get(&broker.queue, BasicGetOptions { no_ack: false })
+            .await
+            .expect("basic.get");
+        let _ = channel.close(200, "gone without an ack").await;
+        if got.is_none() {
+            break;
+        }
+        deliveries += 1;
+        assert!(
+            deliveries <= DELIVERY_LIMIT + 1,
+            "still delivered after {deliveries}"
+        );
+    }
+    assert_eq!(deliveries, DELIVERY_LIMIT + 1);
+
+    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
+    let store = db.store().await;
+    let filter = Filter {
+        reasons: vec![Reason::DeliveryLimit],
+        ..Filter::default()
+    };
+    let mut stored = 0;
+    for _ in 0..600 {
+        stored = store.count_matching(&filter).await.expect("count");
+        if stored > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored, 1, "the policy's target is the worker's limit queue");
+    common::stop(worker).await;
+}
