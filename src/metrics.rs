@@ -120,7 +120,7 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
-    describe_counter!(INTENTS_CONSUMED, Unit::Count, "Intents taken from RabbitMQ, by intent type (`invalid` when the body could not be decoded).");
+    describe_counter!(INTENTS_CONSUMED, Unit::Count, "Intents taken from RabbitMQ, by intent type (`invalid` when the body could not be decoded, `wake` for a standby worker's wake-up).");
     describe_counter!(
         INTENTS_DUPLICATE,
         Unit::Count,

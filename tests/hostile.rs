@@ -209,3 +209,68 @@ async fn a_five_megabyte_body_is_cut_to_an_excerpt_and_dead_lettered_as_too_larg
     );
     assert_eq!(dl.body.len(), pusher_relay::amqp::guard::BODY_EXCERPT_BYTES);
 }
+
+/// A message carrying the worker's wake-up header. Only a worker's own
+/// wake-up (an empty body sent straight to the queue) is taken for one;
+/// anything else with the header is an ordinary intent, delivered or
+/// dead-lettered, never acked and dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producers_wake_up_header_makes_no_message_vanish() {
+    use lapin::types::{AMQPValue, FieldTable};
+    let (fake, server, broker, db) = rig("wake", Db::sqlite()).await;
+    broker.declare().await;
+    let wake = || {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            pusher_relay::relay::session::WAKE_HEADER.into(),
+            AMQPValue::Boolean(true),
+        );
+        lapin::BasicProperties::default().with_headers(headers)
+    };
+    let publish = |exchange: &str, key: &str, body: Vec<u8>| {
+        let (exchange, key) = (exchange.to_string(), key.to_string());
+        let channel = broker.channel.clone();
+        let props = wake();
+        async move {
+            let confirm = channel
+                .basic_publish(&exchange, &key, Default::default(), &body, props)
+                .await
+                .expect("publish");
+            assert!(confirm.await.expect("confirm").is_ack());
+        }
+    };
+    // An intent with the header, through the exchange: delivered.
+    publish(
+        &broker.exchange,
+        "chat.message",
+        chat(1, 0).to_string().into_bytes(),
+    )
+    .await;
+    // A body with the header, straight to the queue: not an intent, so a
+    // dead letter, as without the header.
+    publish("", &broker.queue, b"not an intent".to_vec()).await;
+    // The worker's own form: a wake-up.
+    publish("", &broker.queue, Vec::new()).await;
+    broker.publish(&[chat(1, 1)]).await;
+
+    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
+    eventually(WAIT, "both intents delivered", || {
+        fake.received().len() >= 2
+    })
+    .await;
+    broker.wait_acked(WAIT).await;
+    let metrics = common::metrics_text(&worker).await;
+    common::stop(worker).await;
+    assert_in_order_once(&fake.received(), 1, 2);
+    let dls = dead_letters(&db.store().await).await;
+    assert_eq!(dls.len(), 1, "{dls:#?}");
+    assert_eq!(dls[0].reason, Reason::Invalid);
+    assert_eq!(
+        common::metric_sum(
+            &metrics,
+            "pusher_relay_intents_consumed_total{type=\"wake\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+}

@@ -60,11 +60,29 @@ const LOST_DRAIN: Duration = Duration::from_secs(5);
 /// from delivery tags (which count up from 1 per channel).
 const PARKED_BIT: u64 = 1 << 62;
 
-/// A message with this header is not an intent: a standby session publishes
-/// it to its queue when the queue's parked log has rows, so that whichever
-/// consumer is active learns it is (single-active consumers are told
-/// nothing else) and goes on with the log even while the queue is empty.
+/// A standby session publishes a wake-up to its queue when the queue's
+/// parked log has rows, so that whichever consumer is active learns it is
+/// (single-active consumers are told nothing else) and goes on with the log
+/// even while the queue is empty. A wake-up is this header on an empty body
+/// published straight to the queue (the default exchange), as a worker
+/// sends it; see [`is_wake`].
 pub const WAKE_HEADER: &str = "x-pusher-relay-wake";
+
+/// Whether a delivery is a worker's wake-up. A producer's message with the
+/// header but a body, or published through an exchange, is an ordinary
+/// intent (delivered or dead-lettered like any other): the header alone
+/// must not let anyone have a message acked and dropped. An empty body can
+/// never be an intent, so taking one sent by someone else for a wake-up
+/// drops nothing that could have been delivered.
+fn is_wake(delivery: &lapin::message::Delivery) -> bool {
+    delivery.data.is_empty()
+        && delivery.exchange.as_str().is_empty()
+        && delivery
+            .properties
+            .headers()
+            .as_ref()
+            .is_some_and(|h| h.inner().contains_key(WAKE_HEADER))
+}
 
 /// One queue the worker consumes (the intent queue, or one shard), and what
 /// its sessions tell the rebalancer.
@@ -685,19 +703,15 @@ impl Session {
     }
 
     /// A delivery, seen first for what it says of this session: the first
-    /// one makes a single-active consumer the active one. A wake-up marker
-    /// is acked and goes no further.
+    /// one makes a single-active consumer the active one. A wake-up is
+    /// counted (as consumed type `wake`), acked and goes no further.
     async fn take(&mut self, delivery: lapin::message::Delivery) -> Result<(), String> {
         if !self.active {
             self.active = true;
             self.rebuild_parked().await?;
         }
-        let wake = delivery
-            .properties
-            .headers()
-            .as_ref()
-            .is_some_and(|h| h.inner().contains_key(WAKE_HEADER));
-        if wake {
+        if is_wake(&delivery) {
+            metrics::intent_consumed("wake");
             self.queue
                 .last_delivery_ms
                 .store(now_ms(), Ordering::Relaxed);
