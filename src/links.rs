@@ -184,6 +184,17 @@ pub async fn verify_at_start(cfg: &Config, targets: &[Target]) -> Result<(), Lin
             "PUSHER_VERIFY_SSL=false: Pusher's certificate is not verified, so anyone on the path can read the app secret's signatures and the events; set PUSHER_CA_FILE for a private CA instead"
         );
     }
+    if let Some(mode) = crate::deadletter::unverified_mode(cfg.database_url.expose()) {
+        tracing::warn!(
+            sslmode = mode,
+            "the dead-letter store's link is not verified: with sslmode={mode} anyone on the path can pose as PostgreSQL{}; set sslmode=verify-full (and sslrootcert for a private CA)",
+            if mode == "prefer" || mode == "allow" {
+                " or make the link plain text without a word"
+            } else {
+                ""
+            }
+        );
+    }
     let probed = probe_all(targets).await;
     record_expiry(&probed);
     let mut refused = None;

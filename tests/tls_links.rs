@@ -542,3 +542,41 @@ async fn a_broker_certificate_that_cannot_be_verified_stops_the_worker_at_start(
         .await;
     }
 }
+
+/// sqlx's default `sslmode=prefer` makes a plain-text link without a word
+/// when the server (or a man in the middle) declines TLS: the worker says at
+/// start that the store's link is not verified, naming the mode.
+#[tokio::test]
+async fn a_store_link_that_is_not_verified_is_warned_about_at_start() {
+    let (_fake, server) = FakePusher::start().await;
+    let broker = Broker::new("store-unverified").await;
+    for (url, mode) in [
+        ("postgres://relay:pw@db.invalid:5432/relay", "prefer"),
+        (
+            "postgres://relay:pw@db.invalid:5432/relay?sslmode=require",
+            "require",
+        ),
+    ] {
+        let log = std::env::temp_dir().join(format!("{}.log", unique("store-unverified")));
+        let vars = worker_vars(&server.uri(), &broker, url, &[]);
+        let mut worker = Process::spawn(&vars, Some(log.clone()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut stderr = String::new();
+        while Instant::now() < deadline {
+            stderr = std::fs::read_to_string(&log).unwrap_or_default();
+            if stderr.contains("not verified") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        worker.kill();
+        let _ = std::fs::remove_file(&log);
+        assert!(
+            stderr.contains("WARN")
+                && stderr.contains("the dead-letter store's link is not verified")
+                && stderr.contains(&format!("sslmode={mode}")),
+            "a warning naming sslmode={mode}:\n{stderr}"
+        );
+        assert!(!stderr.contains("pw@"), "no password in the log:\n{stderr}");
+    }
+}

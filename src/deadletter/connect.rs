@@ -231,6 +231,40 @@ pub fn tls_endpoint(url: &str) -> Result<Option<Endpoint>, StoreError> {
     }))
 }
 
+/// The `sslmode` of a PostgreSQL store reached over the network without a
+/// verified certificate (`disable`, `allow`, `prefer`, which sqlx uses when
+/// none is given and which falls back to plain text without a word, or
+/// `require`), for the warning at start; `None` for SQLite, a Unix socket,
+/// loopback, `verify-ca` and `verify-full`, and a URL that does not parse
+/// (connecting reports that).
+pub fn unverified_mode(url: &str) -> Option<&'static str> {
+    if !matches!(
+        url_scheme(url).to_ascii_lowercase().as_str(),
+        "postgres" | "postgresql"
+    ) {
+        return None;
+    }
+    let opts = pg_options(url).ok()?;
+    if opts.get_socket().is_some() || is_loopback(opts.get_host()) {
+        return None;
+    }
+    match opts.get_ssl_mode() {
+        PgSslMode::Disable => Some("disable"),
+        PgSslMode::Allow => Some("allow"),
+        PgSslMode::Prefer => Some("prefer"),
+        PgSslMode::Require => Some("require"),
+        PgSslMode::VerifyCa | PgSslMode::VerifyFull => None,
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A certificate or key as sqlx holds it: a file, or PEM text (a `PGSSL*`
 /// variable may carry either).
 enum Pem {
@@ -409,6 +443,38 @@ mod tests {
         assert_eq!(redact_url("postgres://db/x"), "postgres://db/x");
         assert_eq!(redact_url("postgres://u@db/x"), "postgres://u@db/x");
         assert_eq!(redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+    }
+
+    #[test]
+    fn a_store_reached_over_the_network_without_verification_is_named() {
+        let mode = |url: &str| unverified_mode(url);
+        assert_eq!(
+            mode("postgres://u:p@db.internal/x"),
+            Some("prefer"),
+            "sqlx's default"
+        );
+        assert_eq!(
+            mode("postgres://u:p@db.internal/x?sslmode=require"),
+            Some("require")
+        );
+        assert_eq!(
+            mode("postgres://u:p@10.0.0.5/x?sslmode=disable"),
+            Some("disable")
+        );
+        assert_eq!(
+            mode("postgres://u:p@db.internal/x?sslmode=verify-full"),
+            None
+        );
+        assert_eq!(mode("postgres://u:p@db.internal/x?sslmode=verify-ca"), None);
+        assert_eq!(mode("postgres://u:p@127.0.0.1/x"), None, "loopback");
+        assert_eq!(mode("postgres://u:p@localhost/x?sslmode=disable"), None);
+        assert_eq!(mode("postgres://u:p@[::1]/x"), None);
+        assert_eq!(
+            mode("postgres:///x?host=/var/run/postgresql"),
+            None,
+            "a socket"
+        );
+        assert_eq!(mode("sqlite://dead.db"), None);
     }
 
     #[test]

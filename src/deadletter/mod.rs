@@ -45,7 +45,7 @@ mod row;
 mod store;
 pub mod view;
 
-pub use connect::tls_endpoint;
+pub use connect::{tls_endpoint, unverified_mode};
 pub use error::StoreError;
 pub use filter::{Cursor, Filter, FilterError, FilterSpec};
 pub use ops::{Count, Page, Stats, Unreadable};
