@@ -263,3 +263,112 @@ fn webhook_and_webhooks_both_spell_the_one_group() {
         );
     }
 }
+
+/// A RabbitMQ user of this test's own, deleted on drop.
+struct BrokerUser(String);
+
+impl Drop for BrokerUser {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_user", &self.0])
+            .output();
+    }
+}
+
+/// lapin logs connection.start-ok, SASL response and all, at debug and
+/// trace: whatever RUST_LOG asks for, the worker's log never holds the
+/// broker password.
+#[test]
+fn the_broker_password_is_in_no_log_even_at_trace() {
+    let pid = std::process::id();
+    let user = BrokerUser(format!("cli-trace-{pid}"));
+    let password = format!("pw-{pid}-Zq81xv");
+    for args in [
+        vec!["add_user", &user.0, &password],
+        vec!["set_permissions", "-p", "/", &user.0, ".*", ".*", ".*"],
+    ] {
+        let out = Command::new("rabbitmqctl")
+            .args(&args)
+            .output()
+            .expect("rabbitmqctl");
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let dir = std::env::temp_dir();
+    let db = dir.join(format!("cli-trace-{pid}.db"));
+    let log = dir.join(format!("cli-trace-{pid}.log"));
+    let url = format!("amqp://{}:{password}@127.0.0.1:5672/%2f", user.0);
+    let (queue, db_url) = (
+        format!("cli-trace-{pid}.intents"),
+        format!("sqlite://{}", db.display()),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pusher-relay"))
+        .arg("run")
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(APP)
+        .envs([
+            ("RUST_LOG", "trace"),
+            ("AMQP_URL", url.as_str()),
+            ("AMQP_QUEUE", queue.as_str()),
+            ("AMQP_EXCHANGE", queue.as_str()),
+            ("DATABASE_URL", db_url.as_str()),
+            ("HTTP_ADDR", "127.0.0.1:0"),
+            // Nothing answers there: the worker waits for Pusher with a
+            // bare broker connection, which is all this needs.
+            ("PUSHER_HOST", "127.0.0.1"),
+            ("PUSHER_PORT", "1"),
+            ("PUSHER_SCHEME", "http"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("worker runs");
+    // Connected as that user means the SASL exchange is over.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut connected = false;
+    while !connected && std::time::Instant::now() < deadline {
+        let out = Command::new("rabbitmqctl")
+            .args(["list_connections", "user", "-q", "--no-table-headers"])
+            .output()
+            .expect("rabbitmqctl");
+        connected = text(&out.stdout).lines().any(|l| l.trim() == user.0);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    for path in [&log, &db] {
+        let _ = std::fs::remove_file(path);
+    }
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let url = "amqp://guest:guest@127.0.0.1:5672/%2f";
+            let conn = lapin::Connection::connect(url, Default::default()).await?;
+            let channel = conn.create_channel().await?;
+            for q in [queue.clone(), format!("{queue}.delivery-limit")] {
+                channel.queue_delete(&q, Default::default()).await?;
+            }
+            channel.exchange_delete(&queue, Default::default()).await?;
+            conn.close(200, "test done").await
+        })
+        .expect("the test's queues and exchange deleted");
+    assert!(connected, "the worker connected as {}:\n{logged}", user.0);
+    assert!(logged.contains("TRACE"), "trace logging was on:\n{logged}");
+    // lapin prints the SASL response as a list of bytes.
+    let as_bytes = password
+        .bytes()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    for form in [&password, &as_bytes] {
+        assert!(
+            !logged.contains(form.as_str()),
+            "the password is in the log at trace, as {form}"
+        );
+    }
+}
