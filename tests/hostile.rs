@@ -116,7 +116,9 @@ async fn headers_nested_1200_and_18000_levels_deep_are_dead_lettered_and_the_wor
             with_headers(nested_table(1200)),
             with_headers(nested_table(18_000)),
         ],
-        &[],
+        // Past RELAY_MAX_HEADER_BYTES, the 18,000 levels would be dropped
+        // whole as too large, not cut: this test is about the cut.
+        &[("RELAY_MAX_HEADER_BYTES", "1048576")],
     )
     .await;
     for dl in &dls {
@@ -273,4 +275,67 @@ async fn a_producers_wake_up_header_makes_no_message_vanish() {
         1.0,
         "{metrics}"
     );
+}
+
+/// A length-prefixed table of `entries` copies of `entry`.
+fn table_of(entries: usize, entry: &[u8]) -> Vec<u8> {
+    let body = entry.repeat(entries);
+    let mut t = (body.len() as u32).to_be_bytes().to_vec();
+    t.extend_from_slice(&body);
+    t
+}
+
+/// One header entry: arrays nested `levels` deep, the innermost holding
+/// `leaves` empty arrays, each one level deeper still.
+fn empty_arrays_under(levels: usize, leaves: usize) -> Vec<u8> {
+    let inner = [b'A', 0, 0, 0, 0].repeat(leaves);
+    let mut v = vec![b'A'];
+    v.extend_from_slice(&(inner.len() as u32).to_be_bytes());
+    v.extend_from_slice(&inner);
+    for _ in 1..levels {
+        let mut outer = vec![b'A'];
+        outer.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        outer.extend_from_slice(&v);
+        v = outer;
+    }
+    let mut entry = vec![1, b'k'];
+    entry.extend_from_slice(&v);
+    entry
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_the_rewrite_could_blow_up_or_that_hold_too_much_are_dead_lettered_and_the_queue_flows(
+) {
+    // 6,000 empty arrays 17 levels down, 30 KB: each rewritten as a note
+    // of 31 bytes, they once made a 186 KB content header, past frame_max,
+    // and lapin's FRAME_ERROR reconnected the worker onto the same message
+    // thousands of times.
+    let deep = with_headers(table_of(1, &empty_arrays_under(16, 6000)));
+    // 120 KB of void values, which lapin would hold in some 4 MB.
+    let voids = with_headers(table_of(40_000, &[1, b'v', b'V']));
+    let dls = poison_between_good(
+        "blowup",
+        vec![deep, voids],
+        // Room for the deep one's 6,016 values (one per 16 bytes); the
+        // voids' 40,000 are still too many.
+        &[("RELAY_MAX_HEADER_BYTES", "131072")],
+    )
+    .await;
+    let deep = dls
+        .iter()
+        .find(|dl| dl.reason == Reason::Invalid)
+        .unwrap_or_else(|| panic!("the deep one is invalid: {dls:#?}"));
+    assert!(deep.error.contains("deeper than 16"), "{}", deep.error);
+    let big = dls
+        .iter()
+        .find(|dl| dl.reason == Reason::TooLarge)
+        .unwrap_or_else(|| panic!("the voids are too large: {dls:#?}"));
+    assert!(
+        big.error
+            .contains("more than 8192 entries exceed RELAY_MAX_HEADER_BYTES (131072)")
+            && big.error.contains("40000 entries at the top"),
+        "{}",
+        big.error
+    );
+    assert_eq!(big.body, intent_body(), "the body is kept");
 }

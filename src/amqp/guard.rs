@@ -17,13 +17,24 @@
 //!
 //! The guard reads the broker's side of the connection frame by frame and
 //! rewrites only what lapin cannot take: strings that are not UTF-8 get `?`
-//! for each bad byte, tables deeper than [`MAX_HEADER_DEPTH`] lose what lies
-//! below, an unparseable header table is dropped, and a body over the limit
-//! is cut to an excerpt of [`BODY_EXCERPT_BYTES`] so that memory stays
-//! bounded whatever a producer sends. Every rewritten message carries
-//! [`UNREADABLE_HEADER`] naming what was wrong, and the relay dead-letters
-//! it with that reason (and acks it), so the good intents behind it flow on
-//! and an operator finds the poison in the dead-letter store.
+//! for each bad byte, values nested deeper than [`MAX_HEADER_DEPTH`] become
+//! void, an unparseable header table is dropped, a header table over
+//! `RELAY_MAX_HEADER_BYTES` (or with more entries than that allows) is
+//! dropped, and a body over the limit is cut to an excerpt of
+//! [`BODY_EXCERPT_BYTES`], so that memory stays bounded whatever a producer
+//! sends. Every rewritten message carries [`UNREADABLE_HEADER`] naming what
+//! was wrong, and the relay dead-letters it with that reason (and acks it),
+//! so the good intents behind it flow on and an operator finds the poison
+//! in the dead-letter store.
+//!
+//! A rewrite never outgrows the frame: a replacement is never larger than
+//! what it replaces (a `?` per bad byte, a void for a nested table), the
+//! marker is short, and a content header that would still pass the
+//! connection's `frame_max` (learned from connection.tune and tune-ok) is
+//! sent with its header table dropped, keeping only the marker. lapin
+//! closes a connection on a frame larger than `frame_max`, and the
+//! redelivery would do it again. Problems are counted, not searched for, so
+//! a message full of them costs time in proportion to its size.
 //!
 //! It is a loopback TCP hop that lapin connects to, because lapin 2 reads
 //! its socket itself and offers no hook between socket and parser. What the
@@ -38,6 +49,8 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
@@ -54,14 +67,33 @@ pub const MAX_HEADER_DEPTH: usize = 16;
 /// How much of an oversized body is kept for the dead letter.
 pub const BODY_EXCERPT_BYTES: usize = 4096;
 
-/// Names the cut of an oversized body in the marker; see [`body_was_cut`].
+/// Names the cut of an oversized body in the marker; see [`too_large`].
 const BODY_CUT: &str = "exceeds RELAY_MAX_BODY_BYTES";
 
-/// Whether the marker's problems include a cut body (the message is then
-/// too large rather than malformed).
-pub fn body_was_cut(problems: &str) -> bool {
-    problems.contains(BODY_CUT)
+/// Names a header table dropped for its size in the marker.
+const HEADERS_CUT: &str = "exceed RELAY_MAX_HEADER_BYTES";
+
+/// Header entries (values, nested ones included) allowed per byte of
+/// `RELAY_MAX_HEADER_BYTES`: lapin holds each value in 32 bytes or more, so
+/// a table of one-byte values would otherwise cost 30 times its size.
+const HEADER_BYTES_PER_ENTRY: usize = 16;
+
+/// Whether the marker's problems include a cut body or a dropped oversized
+/// header table (the message is then too large rather than malformed).
+pub fn too_large(problems: &str) -> bool {
+    problems.contains(BODY_CUT) || problems.contains(HEADERS_CUT)
 }
+
+/// Problems told one by one in the marker; beyond these they are counted.
+const MAX_NOTES: usize = 4;
+
+/// The most of the marker's text kept: enough for the notes, and short
+/// enough that the marker fits any frame beside the other properties.
+const MAX_MARKER_BYTES: usize = 512;
+
+/// `frame_max` until the connection's is known: AMQP 0-9-1's smallest, which
+/// any broker accepts.
+const MIN_FRAME_MAX: u32 = 4096;
 
 /// A frame larger than this is not from RabbitMQ (its `frame_max` is at
 /// most 128 KiB by default; operators rarely raise it past 1 MiB).
@@ -81,6 +113,9 @@ const CLASS_BASIC: u16 = 60;
 pub struct Limits {
     /// A body larger than this is cut to [`BODY_EXCERPT_BYTES`] and flagged.
     pub max_body_bytes: u64,
+    /// A header table larger than this, or with more entries than one per
+    /// [`HEADER_BYTES_PER_ENTRY`] of it, is dropped and flagged.
+    pub max_header_bytes: u32,
 }
 
 /// Guards `upstream` (a connection to the broker, before the AMQP
@@ -105,9 +140,11 @@ where
         let _ = client.set_nodelay(true);
         let (client_read, client_write) = tokio::io::split(client);
         let (broker_read, broker_write) = tokio::io::split(upstream);
+        let negotiated = Arc::new(AtomicU32::new(0));
         let mut filter = Filter::new(limits);
+        filter.negotiated = negotiated.clone();
         tokio::select! {
-            r = forward(client_read, broker_write) => {
+            r = forward(client_read, broker_write, negotiated) => {
                 if let Err(e) = r { tracing::debug!(error = %e, "AMQP guard: client side ended"); }
             }
             r = filter.pump(broker_read, client_write) => {
@@ -118,11 +155,40 @@ where
     Ok(addr)
 }
 
-async fn forward<R, W>(mut from: R, mut to: W) -> io::Result<()>
+/// Passes the client's bytes to the broker unchanged. Until connection.tune-ok
+/// it reads them frame by frame, to learn the `frame_max` lapin agreed to
+/// (0: none of its own), then it only copies.
+async fn forward<R, W>(mut from: R, mut to: W, negotiated: Arc<AtomicU32>) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let mut header = [0u8; 8];
+    from.read_exact(&mut header).await?;
+    to.write_all(&header).await?;
+    let mut frame = Vec::new();
+    loop {
+        let mut head = [0u8; 7];
+        from.read_exact(&mut head).await?;
+        let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]);
+        if size > MAX_FRAME_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("frame of {size} bytes from the client"),
+            ));
+        }
+        frame.resize(size as usize + 1, 0);
+        from.read_exact(&mut frame).await?;
+        to.write_all(&head).await?;
+        to.write_all(&frame).await?;
+        // connection.tune-ok: class 10, method 31, channel-max, frame-max.
+        if head[0] == FRAME_METHOD && frame.get(..4) == Some(&[0, 10, 0, 31][..]) {
+            if let Some(max) = be_u32(&frame, 6) {
+                negotiated.store(max, Ordering::Relaxed);
+            }
+            break;
+        }
+    }
     tokio::io::copy(&mut from, &mut to).await?;
     to.shutdown().await
 }
@@ -131,14 +197,66 @@ where
 struct Filter {
     limits: Limits,
     channels: HashMap<u16, ChannelState>,
+    /// `frame_max` from connection.tune (0 until seen, or for none).
+    offered: u32,
+    /// `frame_max` from connection.tune-ok, set by [`forward`].
+    negotiated: Arc<AtomicU32>,
 }
 
 #[derive(Default)]
 struct ChannelState {
     /// Problems found in the method frame, told in the content header.
-    problems: Vec<String>,
+    problems: Problems,
     /// Set while the body of a cut message is arriving.
     cut: Option<BodyCut>,
+}
+
+/// What is wrong with one message: the first few problems in words, the
+/// rest counted, so that memory and time stay in proportion to the message
+/// however many problems it has.
+#[derive(Default, Debug)]
+struct Problems {
+    notes: Vec<String>,
+    more: usize,
+    /// Told once, however many values were too deep.
+    nested: bool,
+}
+
+impl Problems {
+    fn note(&mut self, note: impl FnOnce() -> String) {
+        if self.notes.len() < MAX_NOTES {
+            let note = note();
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+                return;
+            }
+        }
+        self.more += 1;
+    }
+
+    /// A problem of size (a cut body, a dropped table), told first whatever
+    /// else is wrong: the marker is cut at [`MAX_MARKER_BYTES`], and whether
+    /// the message is too large or malformed is read from it.
+    fn note_size(&mut self, note: String) {
+        self.notes.insert(0, note);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.notes.is_empty() && !self.nested
+    }
+
+    fn render(&self) -> String {
+        let mut parts = self.notes.clone();
+        if self.nested {
+            parts.push(format!(
+                "headers nest deeper than {MAX_HEADER_DEPTH} levels; what lies below is void"
+            ));
+        }
+        if self.more > 0 {
+            parts.push(format!("and {} more problems", self.more));
+        }
+        parts.join("; ")
+    }
 }
 
 struct BodyCut {
@@ -153,6 +271,20 @@ impl Filter {
         Filter {
             limits,
             channels: HashMap::new(),
+            offered: 0,
+            negotiated: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// The largest frame lapin accepts on this connection: the lower of what
+    /// the broker offered and what lapin asked for, 0 meaning no limit of
+    /// that side's; the smallest any broker accepts until the broker spoke.
+    fn frame_max(&self) -> u32 {
+        let negotiated = self.negotiated.load(Ordering::Relaxed);
+        match (self.offered, negotiated) {
+            (0, 0) => MIN_FRAME_MAX,
+            (0, n) | (n, 0) => n,
+            (a, b) => a.min(b),
         }
     }
 
@@ -209,6 +341,13 @@ impl Filter {
 
     fn frame(&mut self, kind: u8, channel: u16, payload: &[u8]) -> Verdict {
         match kind {
+            FRAME_METHOD if channel == 0 => {
+                // connection.tune: class 10, method 30, channel-max, frame-max.
+                if payload.get(..4) == Some(&[0, 10, 0, 30][..]) {
+                    self.offered = be_u32(payload, 6).unwrap_or(0);
+                }
+                Verdict::Pass
+            }
             FRAME_METHOD => self.method(channel, payload),
             FRAME_HEADER => self.content_header(channel, payload),
             FRAME_BODY => self.body(channel, payload),
@@ -250,7 +389,7 @@ impl Filter {
         };
         let mut out = payload[..4].to_vec();
         let mut at = 4;
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         for field in layout {
             match field {
                 Field::Fixed(n) => {
@@ -278,6 +417,8 @@ impl Filter {
     }
 
     fn content_header(&mut self, channel: u16, payload: &[u8]) -> Verdict {
+        let frame_max = self.frame_max();
+        let limits = self.limits;
         let state = self.channels.entry(channel).or_default();
         let mut problems = std::mem::take(&mut state.problems);
         let (Some(class), Some(body_size), Some(flags)) = (
@@ -287,26 +428,39 @@ impl Filter {
                 .map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]))),
             be_u16(payload, 12),
         ) else {
-            problems.push("content header is truncated".into());
-            return Verdict::Replace(Properties::default().encode(CLASS_BASIC, 0, problems));
+            problems.note(|| "content header is truncated".into());
+            return Verdict::Replace(Properties::default().encode(CLASS_BASIC, 0, &problems));
         };
         let mut kept_size = body_size;
-        if body_size > self.limits.max_body_bytes {
+        if body_size > limits.max_body_bytes {
             kept_size = body_size.min(BODY_EXCERPT_BYTES as u64);
-            problems.push(format!(
+            problems.note_size(format!(
                 "body of {body_size} bytes {BODY_CUT} ({}); its first {kept_size} bytes are kept",
-                self.limits.max_body_bytes
+                limits.max_body_bytes
             ));
             state.cut = Some(BodyCut {
                 remaining: body_size,
                 keep: kept_size,
             });
         }
-        let props = Properties::parse(flags, &payload[14..], &mut problems).unwrap_or_default();
+        let props =
+            Properties::parse(flags, &payload[14..], &limits, &mut problems).unwrap_or_default();
         if problems.is_empty() {
             return Verdict::Pass;
         }
-        Verdict::Replace(props.encode(class, kept_size, problems))
+        let out = props.encode(class, kept_size, &problems);
+        // Seven bytes of frame head and one of frame end around it.
+        if out.len() + 8 <= frame_max as usize {
+            return Verdict::Replace(out);
+        }
+        problems.note_size(format!(
+            "its rewritten headers did not fit frame_max ({frame_max}) and were dropped"
+        ));
+        let bare = Properties {
+            headers: None,
+            ..props
+        };
+        Verdict::Replace(bare.encode(class, kept_size, &problems))
     }
 
     fn body(&mut self, channel: u16, payload: &[u8]) -> Verdict {
@@ -394,9 +548,14 @@ enum Prop {
 impl Properties {
     /// Parses what follows the flags, noting each problem; `None` when the
     /// list cannot be parsed at all (then every property is dropped).
-    fn parse(flags: u16, mut rest: &[u8], problems: &mut Vec<String>) -> Option<Properties> {
+    fn parse(
+        flags: u16,
+        mut rest: &[u8],
+        limits: &Limits,
+        problems: &mut Problems,
+    ) -> Option<Properties> {
         if flags & 1 != 0 {
-            problems.push("content header has more than 16 property flags".into());
+            problems.note(|| "content header has more than 16 property flags".into());
             return None;
         }
         let mut props = Properties::default();
@@ -407,7 +566,7 @@ impl Properties {
             match kind {
                 Prop::Str => {
                     let Some(s) = short_str(rest, 0) else {
-                        problems.push(format!("property {name} is truncated"));
+                        problems.note(|| format!("property {name} is truncated"));
                         return None;
                     };
                     rest = &rest[1 + s.len()..];
@@ -417,21 +576,49 @@ impl Properties {
                 }
                 Prop::Fixed(n) => {
                     let Some(bytes) = rest.get(..n) else {
-                        problems.push(format!("property {name} is truncated"));
+                        problems.note(|| format!("property {name} is truncated"));
                         return None;
                     };
                     props.fields.push((bit, bytes.to_vec()));
                     rest = &rest[n..];
                 }
                 Prop::Table => {
-                    let mut out = Vec::new();
-                    match table(rest, 0, &mut out, problems) {
-                        Some(used) => {
+                    let len = be_u32(rest, 0)? as usize;
+                    let Some(whole) = rest.get(..4 + len) else {
+                        problems.note(|| "headers table is truncated and was dropped".into());
+                        return None;
+                    };
+                    if len > limits.max_header_bytes as usize {
+                        problems.note_size(format!(
+                            "headers of {len} bytes {HEADERS_CUT} ({}) and were dropped: {}",
+                            limits.max_header_bytes,
+                            summary(whole)
+                        ));
+                        rest = &rest[4 + len..];
+                        continue;
+                    }
+                    let mut out = Vec::with_capacity(whole.len());
+                    let mut walk = Walk {
+                        problems,
+                        entries_left: (limits.max_header_bytes as usize / HEADER_BYTES_PER_ENTRY)
+                            .max(1),
+                    };
+                    match table(rest, 0, &mut out, &mut walk) {
+                        Some(used) if walk.entries_left > 0 => {
                             props.headers = Some(out);
                             rest = &rest[used..];
                         }
+                        Some(used) => {
+                            problems.note_size(format!(
+                                "headers with more than {} entries {HEADERS_CUT} ({}) and were dropped: {}",
+                                limits.max_header_bytes as usize / HEADER_BYTES_PER_ENTRY,
+                                limits.max_header_bytes,
+                                summary(whole)
+                            ));
+                            rest = &rest[used..];
+                        }
                         None => {
-                            problems.push("headers table is malformed and was dropped".into());
+                            problems.note(|| "headers table is malformed and was dropped".into());
                             return None;
                         }
                     }
@@ -442,9 +629,12 @@ impl Properties {
     }
 
     /// The content header's payload, with the marker added to the headers.
-    fn encode(self, class: u16, body_size: u64, problems: Vec<String>) -> Vec<u8> {
-        let mut headers = self.headers.unwrap_or_else(|| 0u32.to_be_bytes().to_vec());
-        append_marker(&mut headers, &problems.join("; "));
+    fn encode(&self, class: u16, body_size: u64, problems: &Problems) -> Vec<u8> {
+        let mut headers = self
+            .headers
+            .clone()
+            .unwrap_or_else(|| 0u32.to_be_bytes().to_vec());
+        append_marker(&mut headers, &problems.render());
         let mut flags: u16 = 1 << 13;
         for (bit, _) in &self.fields {
             flags |= 1 << bit;
@@ -454,13 +644,13 @@ impl Properties {
         out.extend_from_slice(&0u16.to_be_bytes());
         out.extend_from_slice(&body_size.to_be_bytes());
         out.extend_from_slice(&flags.to_be_bytes());
-        let mut fields = self.fields.into_iter().peekable();
+        let mut fields = self.fields.iter().peekable();
         for (bit, _, _) in PROPERTIES {
             if bit == 13 {
                 out.extend_from_slice(&headers);
             } else if fields.peek().is_some_and(|(b, _)| *b == bit) {
                 if let Some((_, bytes)) = fields.next() {
-                    out.extend_from_slice(&bytes);
+                    out.extend_from_slice(bytes);
                 }
             }
         }
@@ -472,7 +662,7 @@ impl Properties {
 fn append_marker(table: &mut Vec<u8>, reason: &str) {
     // A marker longer than this would only repeat itself; the cut keeps
     // the frame within any broker's frame_max.
-    let reason = truncate_utf8(reason, 1024);
+    let reason = truncate_utf8(reason, MAX_MARKER_BYTES);
     let mut entry = Vec::new();
     put_short_str(&mut entry, UNREADABLE_HEADER.as_bytes());
     entry.push(b'S');
@@ -491,32 +681,68 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// A walk through one header table: its problems, and how many more
+/// entries it may have.
+struct Walk<'a> {
+    problems: &'a mut Problems,
+    entries_left: usize,
+}
+
 /// Copies the table at the start of `input` into `out`, bounded and made
 /// readable; returns the bytes of `input` it took, or `None` when it is
 /// malformed or uses a field type lapin does not know.
-fn table(
-    input: &[u8],
-    depth: usize,
-    out: &mut Vec<u8>,
-    problems: &mut Vec<String>,
-) -> Option<usize> {
+fn table(input: &[u8], depth: usize, out: &mut Vec<u8>, walk: &mut Walk) -> Option<usize> {
     sized(input, out, |body, at, out| {
         let key = short_str(body, at)?;
-        copy_short_str(out, key, "header key", problems);
-        let used = value(&body[at + 1 + key.len()..], depth, out, problems)?;
+        copy_short_str(out, key, "header key", walk.problems);
+        let used = value(&body[at + 1 + key.len()..], depth, out, walk)?;
         Some(1 + key.len() + used)
     })
 }
 
-fn array(
-    input: &[u8],
-    depth: usize,
-    out: &mut Vec<u8>,
-    problems: &mut Vec<String>,
-) -> Option<usize> {
+fn array(input: &[u8], depth: usize, out: &mut Vec<u8>, walk: &mut Walk) -> Option<usize> {
     sized(input, out, |body, at, out| {
-        value(&body[at..], depth, out, problems)
+        value(&body[at..], depth, out, walk)
     })
+}
+
+/// A few words on a header table that was dropped: how many entries it has
+/// at its top level and the first keys, for the dead letter.
+fn summary(table: &[u8]) -> String {
+    let Some(body) = table.get(4..) else {
+        return "unreadable".into();
+    };
+    let (mut at, mut entries, mut keys) = (0, 0usize, Vec::new());
+    while at < body.len() {
+        let Some(key) = short_str(body, at) else {
+            break;
+        };
+        let Some(skip) = skip_value(&body[at + 1 + key.len()..]) else {
+            break;
+        };
+        if keys.len() < 5 {
+            keys.push(String::from_utf8_lossy(key).into_owned());
+        }
+        entries += 1;
+        at += 1 + key.len() + skip;
+    }
+    format!("{entries} entries at the top, the first keys {keys:?}")
+}
+
+/// The bytes of one typed value, without reading into it.
+fn skip_value(input: &[u8]) -> Option<usize> {
+    let n = match *input.first()? {
+        b't' | b'b' | b'B' => 1,
+        b's' | b'u' | b'U' => 2,
+        b'I' | b'i' | b'f' => 4,
+        b'l' | b'L' | b'T' | b'd' => 8,
+        b'D' => 5,
+        b'V' => 0,
+        b'S' | b'x' | b'F' | b'A' => 4 + be_u32(input, 1)? as usize,
+        _ => return None,
+    };
+    input.get(1 + n - 1)?;
+    Some(1 + n)
 }
 
 /// A length-prefixed run of entries (a table's or an array's): copies each
@@ -542,12 +768,8 @@ fn sized(
 
 /// One typed field value (the type tag and what follows), as lapin reads
 /// them (RabbitMQ's tags: `s` is a short int, `l` and `L` 64-bit ints).
-fn value(
-    input: &[u8],
-    depth: usize,
-    out: &mut Vec<u8>,
-    problems: &mut Vec<String>,
-) -> Option<usize> {
+fn value(input: &[u8], depth: usize, out: &mut Vec<u8>, walk: &mut Walk) -> Option<usize> {
+    walk.entries_left = walk.entries_left.saturating_sub(1);
     let tag = *input.first()?;
     let rest = &input[1..];
     let fixed = match tag {
@@ -560,7 +782,8 @@ fn value(
         b'S' | b'x' => Some(4 + be_u32(rest, 0)? as usize),
         b'F' | b'A' => None,
         other => {
-            problems.push(format!("header field type {:?} is unknown", other as char));
+            walk.problems
+                .note(|| format!("header field type {:?} is unknown", other as char));
             return None;
         }
     };
@@ -570,24 +793,19 @@ fn value(
         return Some(1 + n);
     }
     if depth + 1 > MAX_HEADER_DEPTH {
+        // A void, one byte, in place of the five or more of the table or
+        // array: the rewrite never grows.
         let len = be_u32(rest, 0)? as usize;
         rest.get(..4 + len)?;
-        if !problems.iter().any(|p| p.starts_with("headers nest")) {
-            problems.push(format!(
-                "headers nest deeper than {MAX_HEADER_DEPTH} levels; what lies below is removed"
-            ));
-        }
-        let note = b"(removed: nested too deep)";
-        out.push(b'S');
-        out.extend_from_slice(&(note.len() as u32).to_be_bytes());
-        out.extend_from_slice(note);
+        walk.problems.nested = true;
+        out.push(b'V');
         return Some(1 + 4 + len);
     }
     out.push(tag);
     let used = if tag == b'F' {
-        table(rest, depth + 1, out, problems)?
+        table(rest, depth + 1, out, walk)?
     } else {
-        array(rest, depth + 1, out, problems)?
+        array(rest, depth + 1, out, walk)?
     };
     Some(1 + used)
 }
@@ -608,9 +826,9 @@ fn short_str(b: &[u8], at: usize) -> Option<&[u8]> {
 
 /// [`put_short_str`], noting `what` (and its bytes, escaped) as a problem
 /// when it is not UTF-8.
-fn copy_short_str(out: &mut Vec<u8>, s: &[u8], what: &str, problems: &mut Vec<String>) {
+fn copy_short_str(out: &mut Vec<u8>, s: &[u8], what: &str, problems: &mut Problems) {
     if std::str::from_utf8(s).is_err() {
-        problems.push(format!("{what} \"{}\" is not UTF-8", s.escape_ascii()));
+        problems.note(|| format!("{what} \"{}\" is not UTF-8", s.escape_ascii()));
     }
     put_short_str(out, s);
 }
@@ -681,10 +899,59 @@ mod tests {
         }
     }
 
-    fn filter() -> Filter {
-        Filter::new(Limits {
+    fn limits() -> Limits {
+        Limits {
             max_body_bytes: 100,
-        })
+            max_header_bytes: 16 * 1024,
+        }
+    }
+
+    fn filter() -> Filter {
+        Filter::new(limits())
+    }
+
+    /// A filter on a connection whose frame_max is `frame_max`.
+    fn filter_on(frame_max: u32, limits: Limits) -> Filter {
+        let mut f = Filter::new(limits);
+        let mut tune = vec![0, 10, 0, 30, 0, 0];
+        tune.extend_from_slice(&frame_max.to_be_bytes());
+        tune.extend_from_slice(&[0, 60]);
+        assert!(matches!(f.frame(FRAME_METHOD, 0, &tune), Verdict::Pass));
+        assert_eq!(f.frame_max(), frame_max);
+        f
+    }
+
+    /// A table holding `entries` of what `entry` encodes, under one-letter keys.
+    fn table_of(entries: usize, entry: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for _ in 0..entries {
+            body.extend_from_slice(entry);
+        }
+        let mut t = (body.len() as u32).to_be_bytes().to_vec();
+        t.extend_from_slice(&body);
+        t
+    }
+
+    /// An entry `k` whose value is an empty array `levels` arrays down.
+    fn deep_empty_array(levels: usize) -> Vec<u8> {
+        let mut v = vec![b'A', 0, 0, 0, 0];
+        for _ in 1..levels {
+            let mut outer = vec![b'A'];
+            outer.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            outer.extend_from_slice(&v);
+            v = outer;
+        }
+        let mut entry = vec![1, b'k'];
+        entry.extend_from_slice(&v);
+        entry
+    }
+
+    fn rewritten(v: Verdict, input: &[u8]) -> Vec<u8> {
+        match v {
+            Verdict::Pass => input.to_vec(),
+            Verdict::Replace(out) => out,
+            Verdict::Drop => panic!("a content header is never dropped"),
+        }
     }
 
     #[test]
@@ -770,7 +1037,10 @@ mod tests {
 
     #[test]
     fn an_oversized_body_is_cut_to_the_excerpt_across_frames() {
-        let mut f = Filter::new(Limits { max_body_bytes: 10 });
+        let mut f = Filter::new(Limits {
+            max_body_bytes: 10,
+            ..limits()
+        });
         let total = BODY_EXCERPT_BYTES as u64 + 5000;
         let Verdict::Replace(h) = f.content_header(3, &header(total, 0, &[])) else {
             panic!("not rewritten");
@@ -798,5 +1068,300 @@ mod tests {
             panic!("not rewritten");
         };
         assert!(marker(&lapin_reads(&out)).contains("unknown"));
+    }
+
+    #[test]
+    fn thousands_of_empty_arrays_sixteen_levels_down_shrink_instead_of_growing() {
+        // About 30 KB, which the old rewrite turned into 186 KB.
+        let mut f = filter_on(
+            131_072,
+            Limits {
+                max_header_bytes: 64 * 1024,
+                ..limits()
+            },
+        );
+        let table = table_of(400, &deep_empty_array(17));
+        let payload = header(2, 1 << 13, &table);
+        let out = rewritten(f.content_header(1, &payload), &payload);
+        assert!(
+            out.len() <= payload.len(),
+            "{} > {}",
+            out.len(),
+            payload.len()
+        );
+        let m = marker(&lapin_reads(&out));
+        assert!(m.contains("deeper than 16") && m.contains("void"), "{m}");
+    }
+
+    #[test]
+    fn a_rewrite_that_would_pass_frame_max_keeps_only_the_marker() {
+        // Non-UTF-8 keys fill a header near an 8 KiB frame_max: the marker
+        // alone would push it over.
+        let mut f = filter_on(
+            8192,
+            Limits {
+                max_header_bytes: 64 * 1024,
+                ..limits()
+            },
+        );
+        let table = table_of(1620, &[3, b'k', 0xff, b'x', b'V']);
+        let mut fields = vec![16];
+        fields.extend_from_slice(b"application/json");
+        fields.extend_from_slice(&table);
+        let payload = header(2, (1 << 15) | (1 << 13), &fields);
+        assert!(payload.len() + 8 <= 8192 && payload.len() + 8 > 8192 - 200);
+        let out = rewritten(f.content_header(1, &payload), &payload);
+        assert!(out.len() + 8 <= 8192, "a frame of {} bytes", out.len() + 8);
+        let props = lapin_reads(&out);
+        assert_eq!(
+            props.content_type().as_ref().map(|s| s.as_str()),
+            Some("application/json"),
+            "the other properties are kept"
+        );
+        let headers = props.headers().clone().expect("headers");
+        assert_eq!(headers.inner().len(), 1, "only the marker is left");
+        let m = marker(&props);
+        assert!(m.contains("did not fit frame_max (8192)"), "{m}");
+        assert!(m.contains("more problems"), "counted, not listed: {m}");
+    }
+
+    #[test]
+    fn problems_are_counted_so_many_cost_no_more_than_their_bytes() {
+        // 13,000 non-UTF-8 keys and 12,000 values nested too deep.
+        let mut body = Vec::new();
+        for _ in 0..13_000 {
+            body.extend_from_slice(&[1, 0xff, b'V']);
+        }
+        let deep = deep_empty_array(17);
+        let mut deeps = Vec::new();
+        for _ in 0..12_000 {
+            deeps.extend_from_slice(&deep);
+        }
+        body.extend_from_slice(&deeps[..deeps.len().min(90_000)]);
+        let mut table = (body.len() as u32).to_be_bytes().to_vec();
+        table.extend_from_slice(&body);
+        let mut f = filter_on(
+            1 << 20,
+            Limits {
+                max_header_bytes: 1 << 20,
+                ..limits()
+            },
+        );
+        let payload = header(2, 1 << 13, &table);
+        let started = std::time::Instant::now();
+        let out = rewritten(f.content_header(1, &payload), &payload);
+        let m = marker(&lapin_reads(&out));
+        assert!(m.len() <= MAX_MARKER_BYTES, "{}", m.len());
+        assert!(m.contains("more problems"), "{m}");
+        // Not a timed assertion of speed: a quadratic walk of this input
+        // takes minutes, a linear one milliseconds.
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_header_table_over_the_cap_is_dropped_with_a_summary_and_is_too_large() {
+        let limits = Limits {
+            max_header_bytes: 1024,
+            ..limits()
+        };
+        let big = table_of(300, &[1, b'a', b'I', 0, 0, 0, 1]);
+        let payload = header(2, 1 << 13, &big);
+        let out = rewritten(Filter::new(limits).content_header(1, &payload), &payload);
+        let props = lapin_reads(&out);
+        assert_eq!(props.headers().clone().expect("marker").inner().len(), 1);
+        let m = marker(&props);
+        assert!(too_large(&m), "{m}");
+        assert!(
+            m.contains("300 entries at the top") && m.contains(r#"["a", "a""#),
+            "{m}"
+        );
+
+        // Under the bytes, over the entries: 1024 / 16 = 64 voids allowed.
+        let many = table_of(100, &[1, b'v', b'V']);
+        let payload = header(2, 1 << 13, &many);
+        let m = marker(&lapin_reads(&rewritten(
+            Filter::new(limits).content_header(1, &payload),
+            &payload,
+        )));
+        assert!(too_large(&m) && m.contains("more than 64 entries"), "{m}");
+        let few = table_of(60, &[1, b'v', b'V']);
+        assert!(matches!(
+            Filter::new(limits).content_header(1, &header(2, 1 << 13, &few)),
+            Verdict::Pass
+        ));
+    }
+
+    mod frames {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any typed value, bad strings, unknown tags and deep nesting
+        /// included, encoded as on the wire.
+        fn value() -> impl Strategy<Value = Vec<u8>> {
+            let leaf = prop_oneof![
+                Just(vec![b'V']),
+                any::<bool>().prop_map(|b| vec![b't', u8::from(b)]),
+                any::<i32>().prop_map(|n| {
+                    let mut v = vec![b'I'];
+                    v.extend_from_slice(&n.to_be_bytes());
+                    v
+                }),
+                proptest::collection::vec(any::<u8>(), 0..40).prop_map(|s| {
+                    let mut v = vec![b'S'];
+                    v.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                    v.extend_from_slice(&s);
+                    v
+                }),
+                any::<u8>().prop_map(|t| vec![t]),
+            ];
+            leaf.prop_recursive(24, 400, 6, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(
+                        (proptest::collection::vec(any::<u8>(), 0..6), inner.clone()),
+                        0..6
+                    )
+                    .prop_map(|entries| {
+                        let mut body = Vec::new();
+                        for (key, value) in entries {
+                            body.push(key.len() as u8);
+                            body.extend_from_slice(&key);
+                            body.extend_from_slice(&value);
+                        }
+                        let mut v = vec![b'F'];
+                        v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                        v.extend_from_slice(&body);
+                        v
+                    }),
+                    proptest::collection::vec(inner, 0..6).prop_map(|values| {
+                        let body: Vec<u8> = values.concat();
+                        let mut v = vec![b'A'];
+                        v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                        v.extend_from_slice(&body);
+                        v
+                    }),
+                ]
+            })
+        }
+
+        /// A content header: maybe a content type (any bytes), maybe a
+        /// header table of any entries, any body size.
+        fn content_header() -> impl Strategy<Value = Vec<u8>> {
+            (
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..255)),
+                proptest::option::of(proptest::collection::vec(
+                    (proptest::collection::vec(any::<u8>(), 0..255), value()),
+                    0..40,
+                )),
+                0u64..200_000,
+            )
+                .prop_map(|(content_type, headers, body_size)| {
+                    let mut flags = 0u16;
+                    let mut fields = Vec::new();
+                    if let Some(ct) = content_type {
+                        flags |= 1 << 15;
+                        fields.push(ct.len() as u8);
+                        fields.extend_from_slice(&ct);
+                    }
+                    if let Some(entries) = headers {
+                        flags |= 1 << 13;
+                        let mut body = Vec::new();
+                        for (key, value) in entries {
+                            body.push(key.len() as u8);
+                            body.extend_from_slice(&key);
+                            body.extend_from_slice(&value);
+                        }
+                        fields.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                        fields.extend_from_slice(&body);
+                    }
+                    header(body_size, flags, &fields)
+                })
+        }
+
+        fn deliver(routing_key: &[u8]) -> Vec<u8> {
+            let mut m = vec![0, 60, 0, 60];
+            put_raw_short_str(&mut m, b"ctag");
+            m.extend_from_slice(&7u64.to_be_bytes());
+            m.push(0);
+            put_raw_short_str(&mut m, b"ex");
+            put_raw_short_str(&mut m, routing_key);
+            m
+        }
+
+        fn put_raw_short_str(out: &mut Vec<u8>, s: &[u8]) {
+            out.push(s.len() as u8);
+            out.extend_from_slice(s);
+        }
+
+        /// Runs frames through the guard's pump as bytes on a socket and
+        /// returns the frames lapin would read.
+        fn pump(frame_max: u32, frames: &[(u8, Vec<u8>)]) -> Vec<(u8, Vec<u8>)> {
+            let mut input = Vec::new();
+            let mut tune = vec![0, 10, 0, 30, 0, 0];
+            tune.extend_from_slice(&frame_max.to_be_bytes());
+            tune.extend_from_slice(&[0, 60]);
+            for (kind, channel, payload) in std::iter::once((FRAME_METHOD, 0u16, &tune))
+                .chain(frames.iter().map(|(k, p)| (*k, 1u16, p)))
+            {
+                input.push(kind);
+                input.extend_from_slice(&channel.to_be_bytes());
+                input.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+                input.extend_from_slice(payload);
+                input.push(FRAME_END);
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            let mut output = Vec::new();
+            runtime
+                .block_on(Filter::new(limits()).pump(&input[..], &mut output))
+                .expect("pump");
+            let mut frames = Vec::new();
+            let mut at = 0;
+            while at < output.len() {
+                let kind = output[at];
+                let size = be_u32(&output, at + 3).expect("size") as usize;
+                assert_eq!(output[at + 7 + size], FRAME_END, "frame end");
+                frames.push((kind, output[at + 7..at + 7 + size].to_vec()));
+                at += 8 + size;
+            }
+            frames.remove(0);
+            frames
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn whatever_arrives_lapin_can_read_what_the_guard_sends_within_frame_max(
+                headers in proptest::collection::vec(content_header(), 1..4),
+                keys in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..255), 1..4),
+                small in any::<bool>(),
+            ) {
+                let frame_max: u32 = if small { 8192 } else { 131_072 };
+                let mut frames = Vec::new();
+                for (payload, key) in headers.iter().zip(keys.iter().cycle()) {
+                    // The broker never sends a frame over frame_max itself.
+                    if payload.len() + 8 > frame_max as usize {
+                        continue;
+                    }
+                    frames.push((FRAME_METHOD, deliver(key)));
+                    frames.push((FRAME_HEADER, payload.clone()));
+                }
+                for (kind, payload) in pump(frame_max, &frames) {
+                    prop_assert!(payload.len() + 8 <= frame_max as usize, "a frame of {} bytes", payload.len() + 8);
+                    match kind {
+                        FRAME_METHOD => {
+                            let parsed = lapin::protocol::parse_class(&payload[..]);
+                            prop_assert!(parsed.is_ok(), "lapin cannot read the method: {:?}", parsed.err());
+                        }
+                        FRAME_HEADER => {
+                            let parsed = parse_properties(&payload[12..]);
+                            prop_assert!(parsed.is_ok(), "lapin cannot read the header: {:?}", parsed.err());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
     }
 }

@@ -26,6 +26,8 @@ pub const ORDERING_KEY_HEADER: &str = "ordering-key";
 /// What a publishing connection accepts in a returned message's body: its
 /// own intents come back only when unroutable, and never past this.
 const PUBLISHER_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// And in its header table.
+const PUBLISHER_MAX_HEADER_BYTES: u32 = 1024 * 1024;
 
 /// How long one node may take to accept a connection before the next is
 /// tried: a node that is down refuses at once, an unreachable one does not.
@@ -61,6 +63,7 @@ impl AmqpError {
 pub async fn connect(cfg: &AmqpConfig, name: &str) -> Result<Connection, AmqpError> {
     let limits = guard::Limits {
         max_body_bytes: cfg.max_body_bytes,
+        max_header_bytes: cfg.max_header_bytes,
     };
     connect_any(cfg, Some(limits), || {
         ConnectionProperties::default()
@@ -134,6 +137,7 @@ async fn open(
     }
     let limits = guarded.unwrap_or(guard::Limits {
         max_body_bytes: PUBLISHER_MAX_BODY_BYTES,
+        max_header_bytes: PUBLISHER_MAX_HEADER_BYTES,
     });
     let (host, port) = match &endpoint {
         Some(e) => (e.host.clone(), e.port),

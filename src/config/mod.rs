@@ -63,6 +63,9 @@ const ADMIN_TOKEN_PLACEHOLDER: &str = "change-me-to-a-long-random-token";
 /// 64 KiB leaves room for servers with a raised event limit while a full
 /// prefetch window of 10,000 stays under 640 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024;
+/// Header table bytes kept by default: intents need a few headers (the
+/// ordering key, a trace id); 16 KiB is far beyond them.
+pub const DEFAULT_MAX_HEADER_BYTES: u32 = 16 * 1024;
 
 /// A value that must never be printed: `Debug` and `Display` show `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -251,6 +254,11 @@ pub struct AmqpConfig {
     /// to an excerpt before it is buffered and dead-lettered as too large,
     /// so a producer cannot make the prefetch window hold gigabytes.
     pub max_body_bytes: u64,
+    /// `RELAY_MAX_HEADER_BYTES`: a consumed message with a larger header
+    /// table (or more entries than one per 16 bytes of this) has it dropped
+    /// and is dead-lettered as too large: lapin holds a header value in 32
+    /// bytes or more, whatever its size on the wire.
+    pub max_header_bytes: u32,
 }
 
 impl AmqpConfig {
@@ -265,6 +273,7 @@ impl AmqpConfig {
             single_active: false,
             shards: 0,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
         }
     }
 

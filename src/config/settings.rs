@@ -540,6 +540,10 @@ pub static SETTINGS: &[Setting] = &[
         |c, v| { c.amqp.max_body_bytes = number(v, 1024, 16 << 20)?; Ok(()) },
         |c| c.amqp.max_body_bytes.to_string(),
     ),
+    Setting::new("RELAY_MAX_HEADER_BYTES", Some("16384"), "a consumed message whose header table is larger, or has more than one entry per 16 bytes of this, loses the table and is dead-lettered as too_large",
+        |c, v| { c.amqp.max_header_bytes = number(v, 1024, 1 << 20)?; Ok(()) },
+        |c| c.amqp.max_header_bytes.to_string(),
+    ),
     // Read after the other broker settings, as it always was, so that a
     // list of problems keeps its order.
     Setting::new("AMQP_URL", Some("amqp://guest:guest@127.0.0.1:5672/%2f"), "broker URL, or every node's URL separated by commas",

@@ -1012,7 +1012,7 @@ impl Session {
         // A message the guard rewrote is not what the producer sent: it is
         // never decoded, let alone delivered.
         if let Some(problems) = unreadable(&taken.properties) {
-            let reason = if amqp::guard::body_was_cut(&problems) {
+            let reason = if amqp::guard::too_large(&problems) {
                 Reason::TooLarge
             } else {
                 Reason::Invalid
