@@ -133,7 +133,7 @@ async fn require_token(State(state): State<AdminState>, req: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let check = auth::FAILED_ATTEMPTS.check(&state.token, given);
+    let check = auth::FAILED_ATTEMPTS.check(&state.token, given, auth::peer(req.extensions()));
     if let TokenCheck::Throttled(wait) = check {
         return auth::throttled(wait);
     }

@@ -4,6 +4,8 @@
 //! It lives apart from [`crate::admin`] so that the console does not import
 //! the API it sits beside.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,13 +17,20 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
 
-/// Wrong admin tokens allowed per [`THROTTLE_WINDOW`], over the API and the
-/// console's sign-in together, before every attempt is refused unchecked
-/// until the window ends. A token of 32 or more random characters cannot be
-/// guessed at any rate; this keeps a guessing script from costing CPU and
-/// flooding the log, and an operator waits at most one window.
+/// Wrong admin tokens allowed per [`THROTTLE_WINDOW`] from one peer, over
+/// the API and the console's sign-in together, before that peer's wrong
+/// tokens are answered 429 until its window ends. A token of 32 or more
+/// random characters cannot be guessed at any rate; this keeps a guessing
+/// script from flooding the log. The right token always passes, and an
+/// empty or missing one is not counted, so nobody can lock the operators
+/// out: not another peer, not a scraper without a header.
 const FAILURES_PER_WINDOW: u32 = 20;
 const THROTTLE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Peers remembered at once. Past it, windows that ended are forgotten, and
+/// if none has, the newcomers share one window: memory stays bounded
+/// whatever the number of addresses a guesser has.
+const MAX_PEERS: usize = 4096;
 
 /// Failed token checks in the current window, shared by the API and the
 /// console.
@@ -32,52 +41,66 @@ pub static FAILED_ATTEMPTS: Throttle = Throttle::new();
 pub enum TokenCheck {
     Right,
     Wrong,
-    /// Too many wrong tokens lately: not checked; try again after this.
+    /// Too many wrong tokens from this peer lately; try again after this.
     Throttled(Duration),
 }
 
-/// Counts wrong tokens in fixed windows.
+/// Counts wrong tokens per peer in fixed windows. `None` is the window the
+/// newcomers share once [`MAX_PEERS`] are remembered.
 #[derive(Debug)]
 pub struct Throttle {
-    window: Mutex<Option<(Instant, u32)>>,
+    windows: Mutex<Option<HashMap<Option<IpAddr>, (Instant, u32)>>>,
 }
 
 impl Throttle {
     pub const fn new() -> Throttle {
         Throttle {
-            window: Mutex::new(None),
+            windows: Mutex::new(None),
         }
     }
 
-    /// Checks `given` against `token`, unless too many were wrong lately.
-    pub fn check(&self, token: &Secret, given: &str) -> TokenCheck {
-        self.check_at(token, given, Instant::now())
+    /// Checks `given` from `peer` against `token`.
+    pub fn check(&self, token: &Secret, given: &str, peer: IpAddr) -> TokenCheck {
+        self.check_at(token, given, peer, Instant::now())
     }
 
-    fn check_at(&self, token: &Secret, given: &str, now: Instant) -> TokenCheck {
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        let (start, failures) = match *window {
-            Some((start, n)) if now.saturating_duration_since(start) < THROTTLE_WINDOW => {
-                (start, n)
-            }
-            _ => (now, 0),
-        };
-        if failures >= FAILURES_PER_WINDOW {
-            *window = Some((start, failures));
-            return TokenCheck::Throttled(THROTTLE_WINDOW - now.saturating_duration_since(start));
+    fn check_at(&self, token: &Secret, given: &str, peer: IpAddr, now: Instant) -> TokenCheck {
+        if given.is_empty() {
+            return TokenCheck::Wrong;
         }
         if token_matches(token, given) {
-            *window = Some((start, failures));
             return TokenCheck::Right;
         }
-        if failures + 1 == FAILURES_PER_WINDOW {
-            tracing::warn!(
-                failures = FAILURES_PER_WINDOW,
-                window = ?THROTTLE_WINDOW,
-                "wrong admin tokens: refusing every attempt until the window ends"
+        let mut guard = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let windows = guard.get_or_insert_with(HashMap::new);
+        let open =
+            |(start, _): &(Instant, u32)| now.saturating_duration_since(*start) < THROTTLE_WINDOW;
+        if windows.len() >= MAX_PEERS && !windows.contains_key(&Some(peer)) {
+            windows.retain(|_, w| open(w));
+        }
+        let key = if windows.len() < MAX_PEERS || windows.contains_key(&Some(peer)) {
+            Some(peer)
+        } else {
+            None
+        };
+        let window = windows.entry(key).or_insert((now, 0));
+        if !open(window) {
+            *window = (now, 0);
+        }
+        if window.1 >= FAILURES_PER_WINDOW {
+            return TokenCheck::Throttled(
+                THROTTLE_WINDOW - now.saturating_duration_since(window.0),
             );
         }
-        *window = Some((start, failures + 1));
+        window.1 += 1;
+        if window.1 == FAILURES_PER_WINDOW {
+            tracing::warn!(
+                %peer,
+                failures = FAILURES_PER_WINDOW,
+                window = ?THROTTLE_WINDOW,
+                "wrong admin tokens: this peer's wrong tokens are refused until its window ends"
+            );
+        }
         TokenCheck::Wrong
     }
 }
@@ -86,6 +109,16 @@ impl Default for Throttle {
     fn default() -> Self {
         Throttle::new()
     }
+}
+
+/// The peer a request came from, as the HTTP listener recorded it; the
+/// unspecified address when it did not (a router served some other way),
+/// which then counts as one peer.
+pub fn peer(extensions: &axum::http::Extensions) -> IpAddr {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
 /// 429 with `Retry-After` for a throttled token check, as the admin API's
@@ -118,25 +151,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wrong_tokens_past_the_limit_refuse_every_attempt_until_the_window_ends() {
+    fn a_peers_wrong_tokens_are_throttled_and_no_one_else_nor_the_right_token_is() {
         let t = Throttle::new();
         let token = Secret::new("a-token-of-thirty-two-characters");
+        let (guesser, operator): (IpAddr, IpAddr) =
+            ("10.0.0.66".parse().unwrap(), "10.0.0.7".parse().unwrap());
         let t0 = Instant::now();
         for _ in 0..FAILURES_PER_WINDOW {
-            assert_eq!(t.check_at(&token, "guess", t0), TokenCheck::Wrong);
+            assert_eq!(t.check_at(&token, "guess", guesser, t0), TokenCheck::Wrong);
         }
         assert!(matches!(
-            t.check_at(&token, token.expose(), t0 + Duration::from_secs(1)),
+            t.check_at(&token, "guess", guesser, t0 + Duration::from_secs(1)),
             TokenCheck::Throttled(wait) if wait == Duration::from_secs(9)
         ));
         assert_eq!(
-            t.check_at(&token, token.expose(), t0 + THROTTLE_WINDOW),
+            t.check_at(&token, token.expose(), guesser, t0 + Duration::from_secs(1)),
             TokenCheck::Right,
-            "a new window checks again"
+            "the right token passes even from a throttled peer"
         );
         assert_eq!(
-            t.check_at(&token, "", t0 + THROTTLE_WINDOW),
-            TokenCheck::Wrong
+            t.check_at(&token, "typo", operator, t0 + Duration::from_secs(1)),
+            TokenCheck::Wrong,
+            "another peer has a window of its own"
         );
+        assert_eq!(
+            t.check_at(&token, "guess", guesser, t0 + THROTTLE_WINDOW),
+            TokenCheck::Wrong,
+            "a new window checks again"
+        );
+    }
+
+    #[test]
+    fn missing_tokens_are_not_counted_and_many_peers_stay_bounded() {
+        let t = Throttle::new();
+        let token = Secret::new("a-token-of-thirty-two-characters");
+        let peer: IpAddr = "10.0.0.66".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..FAILURES_PER_WINDOW * 5 {
+            assert_eq!(t.check_at(&token, "", peer, t0), TokenCheck::Wrong);
+        }
+        assert_eq!(t.check_at(&token, "guess", peer, t0), TokenCheck::Wrong);
+        for i in 0..(MAX_PEERS as u32 + 500) {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            t.check_at(&token, "guess", ip, t0);
+        }
+        let remembered = t.windows.lock().unwrap().as_ref().map_or(0, |w| w.len());
+        assert!(remembered <= MAX_PEERS + 1, "{remembered}");
     }
 }

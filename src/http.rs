@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::ConnectInfo;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -23,6 +24,7 @@ use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tower_http::add_extension::AddExtension;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::relay::health::Health;
@@ -209,10 +211,10 @@ pub async fn serve_with(
                 }
             }
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.recv() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     tracing::error!(error = %e, "HTTP listener cannot accept; retrying in {ACCEPT_ERROR_PAUSE:?}");
@@ -224,7 +226,12 @@ pub async fn serve_with(
             },
         };
         let connection = builder
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()))
+            .serve_connection(
+                TokioIo::new(stream),
+                // The peer, for what is counted per peer (the admin token
+                // throttle).
+                TowerToHyperService::new(AddExtension::new(app.clone(), ConnectInfo(peer))),
+            )
             .into_owned();
         let connection = graceful.watch(connection);
         connections.spawn(async move {

@@ -810,3 +810,55 @@ async fn a_corrupt_dead_letter_is_flagged_and_the_listings_still_answer() {
     common::stop(worker).await;
     store.close().await;
 }
+
+/// The admin token's throttle counts wrong tokens per peer: a guesser is
+/// answered 429 after 20 in 10 s, while another peer, any peer with the
+/// right token, and requests without a token (a scraper, a health check)
+/// go on as before. Peers are loopback addresses of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_throttle_is_per_peer_and_never_locks_out_the_right_token() {
+    let (_fake, server, broker, db) = rig("throttle", Db::sqlite()).await;
+    let token = "s3cret-admin-token-0123456789abcdefghij";
+    let worker = Process::start(&server.uri(), &broker, &db, &[("RELAY_ADMIN_TOKEN", token)]).await;
+    let url = format!("http://{}/api/dead-letters", worker.http_addr);
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().expect("ip"))
+            .build()
+            .expect("client")
+    };
+    let status = |client: &reqwest::Client, auth: Option<&str>| {
+        let mut req = client.get(&url);
+        if let Some(t) = auth {
+            req = req.bearer_auth(t);
+        }
+        async move { req.send().await.expect("http").status().as_u16() }
+    };
+    let (guesser, operator, scraper) = (from("127.0.0.2"), from("127.0.0.3"), from("127.0.0.4"));
+
+    for _ in 0..50 {
+        assert_eq!(status(&scraper, None).await, 401);
+    }
+    assert_eq!(
+        status(&scraper, Some("typo")).await,
+        401,
+        "requests without a token are not counted"
+    );
+    let mut answers = Vec::new();
+    for _ in 0..25 {
+        answers.push(status(&guesser, Some("guess")).await);
+    }
+    assert_eq!(answers[..20], [401; 20], "{answers:?}");
+    assert_eq!(answers[20..], [429; 5], "{answers:?}");
+    assert_eq!(
+        status(&operator, Some("typo")).await,
+        401,
+        "a window per peer"
+    );
+    assert_eq!(status(&operator, Some(token)).await, 200);
+    assert_eq!(
+        status(&guesser, Some(token)).await,
+        200,
+        "the right token passes even from the throttled peer"
+    );
+}

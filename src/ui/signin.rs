@@ -57,7 +57,12 @@ fn login_cookie(headers: &HeaderMap) -> Option<&str> {
         })
 }
 
-pub async fn login(State(state): State<ConsoleState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn login(
+    State(state): State<ConsoleState>,
+    extensions: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let fields = Fields::parse(&body);
     let cookie_csrf = login_cookie(&headers).unwrap_or("");
     if !session::same(fields.get("csrf").unwrap_or(""), cookie_csrf) {
@@ -67,7 +72,11 @@ pub async fn login(State(state): State<ConsoleState>, headers: HeaderMap, body: 
         )
             .into_response();
     }
-    let check = crate::auth::FAILED_ATTEMPTS.check(&state.token, fields.get("token").unwrap_or(""));
+    let check = crate::auth::FAILED_ATTEMPTS.check(
+        &state.token,
+        fields.get("token").unwrap_or(""),
+        crate::auth::peer(&extensions),
+    );
     if let crate::auth::TokenCheck::Throttled(wait) = check {
         return crate::auth::throttled(wait);
     }
