@@ -49,8 +49,11 @@ pub enum TokenCheck {
 /// newcomers share once [`MAX_PEERS`] are remembered.
 #[derive(Debug)]
 pub struct Throttle {
-    windows: Mutex<Option<HashMap<Option<IpAddr>, (Instant, u32)>>>,
+    windows: Mutex<Option<Windows>>,
 }
+
+/// Each peer's window: when it started and the wrong tokens in it.
+type Windows = HashMap<Option<IpAddr>, (Instant, u32)>;
 
 impl Throttle {
     pub const fn new() -> Throttle {

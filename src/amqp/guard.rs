@@ -36,8 +36,13 @@
 //! redelivery would do it again. Problems are counted, not searched for, so
 //! a message full of them costs time in proportion to its size.
 //!
-//! It is a loopback TCP hop that lapin connects to, because lapin 2 reads
-//! its socket itself and offers no hook between socket and parser. What the
+//! It is a loopback TCP hop, because lapin 2 reads its socket itself (an
+//! OS socket, registered with its reactor) and offers no hook between
+//! socket and parser. The hop belongs to the worker alone: the guard
+//! connects lapin's end itself, accepts only the connection from that end's
+//! port (any other process that connects meanwhile is dropped), closes its
+//! listener, and hands lapin the connected socket; no other local process
+//! can take the broker session, client certificate included. What the
 //! client sends passes through untouched; so do all frames but
 //! `basic.deliver`, `basic.get-ok`, `basic.return`, content headers and the
 //! bodies of cut messages. The alternatives weighed: a bigger stack for
@@ -99,7 +104,7 @@ const MIN_FRAME_MAX: u32 = 4096;
 /// most 128 KiB by default; operators rarely raise it past 1 MiB).
 const MAX_FRAME_BYTES: u32 = 16 * 1024 * 1024;
 
-/// How long lapin has to connect to the guard's loopback port.
+/// How long the guard waits for its own connection to its loopback port.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const FRAME_METHOD: u8 = 1;
@@ -119,24 +124,28 @@ pub struct Limits {
 }
 
 /// Guards `upstream` (a connection to the broker, before the AMQP
-/// handshake) and returns the loopback address lapin should connect to.
-/// The guard ends when either side closes.
-pub async fn spawn<S>(upstream: S, limits: Limits) -> io::Result<SocketAddr>
+/// handshake) and returns lapin's end of the loopback hop, connected. The
+/// guard ends when either side closes.
+pub async fn spawn<S>(upstream: S, limits: Limits) -> io::Result<std::net::TcpStream>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
-    let addr = listener.local_addr()?;
+    let lapin_end = tokio::net::TcpStream::connect(listener.local_addr()?).await?;
+    let ours = lapin_end.local_addr()?;
+    let client = tokio::time::timeout(ACCEPT_TIMEOUT, accept_only(&listener, ours))
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the guard's own connection did not arrive",
+            )
+        })??;
+    drop(listener);
+    lapin_end.set_nodelay(true)?;
+    // Non-blocking, as lapin's own connect leaves a socket for its reactor.
+    let lapin_end = lapin_end.into_std()?;
     tokio::spawn(async move {
-        let client = match tokio::time::timeout(ACCEPT_TIMEOUT, listener.accept()).await {
-            Ok(Ok((client, _))) => client,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "AMQP guard: accepting lapin's connection failed");
-                return;
-            }
-            Err(_) => return,
-        };
-        drop(listener);
         let _ = client.set_nodelay(true);
         let (client_read, client_write) = tokio::io::split(client);
         let (broker_read, broker_write) = tokio::io::split(upstream);
@@ -152,7 +161,22 @@ where
             }
         }
     });
-    Ok(addr)
+    Ok(lapin_end)
+}
+
+/// Accepts connections on `listener` until the one from `ours`, dropping
+/// any other: another local process that found the port gets nothing.
+async fn accept_only(
+    listener: &TcpListener,
+    ours: SocketAddr,
+) -> io::Result<tokio::net::TcpStream> {
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        if peer == ours {
+            return Ok(stream);
+        }
+        tracing::warn!(%peer, "AMQP guard: a connection to its loopback port that is not the worker's own was dropped");
+    }
 }
 
 /// Passes the client's bytes to the broker unchanged. Until connection.tune-ok
@@ -1189,6 +1213,40 @@ mod tests {
             Filter::new(limits).content_header(1, &header(2, 1 << 13, &few)),
             Verdict::Pass
         ));
+    }
+
+    #[tokio::test]
+    async fn the_loopback_hop_is_the_workers_alone() {
+        // Another process that reaches the port first is dropped; the
+        // worker's own connection is the one taken.
+        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut rogue = tokio::net::TcpStream::connect(addr).await.expect("rogue");
+        let ours = tokio::net::TcpStream::connect(addr).await.expect("ours");
+        let taken = accept_only(&listener, ours.local_addr().expect("local"))
+            .await
+            .expect("accepted");
+        assert_eq!(
+            taken.peer_addr().expect("peer"),
+            ours.local_addr().expect("local")
+        );
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            rogue.read(&mut buf).await.expect("read"),
+            0,
+            "closed on the rogue"
+        );
+
+        // Once the guard runs, its port takes no one.
+        let (upstream, _broker) = tokio::io::duplex(64);
+        let lapin_end = spawn(upstream, limits()).await.expect("guard");
+        let port = lapin_end.peer_addr().expect("the guard's end");
+        assert!(
+            tokio::net::TcpStream::connect(port).await.is_err(),
+            "the listener is closed"
+        );
     }
 
     mod frames {

@@ -147,17 +147,29 @@ async fn open(
         .await
         .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
-    let local = match &endpoint {
+    let lapin_end = match &endpoint {
         None => guard::spawn(tcp, limits).await,
         Some(e) => guard::spawn(tls::connect(tcp, e).await?, limits).await,
     }
     .map_err(|e| format!("cannot start the AMQP guard: {e}"))?;
+    // lapin speaks plain AMQP on the socket the guard connected for it.
     uri.scheme = AMQPScheme::AMQP;
-    uri.authority.host = local.ip().to_string();
-    uri.authority.port = local.port();
-    Connection::connect_uri(uri, props)
+    #[allow(clippy::result_large_err)] // lapin's type, see `hand_over`
+    let connect: Box<dyn FnOnce(&AMQPUri) -> lapin::tcp::HandshakeResult + Send + Sync> =
+        Box::new(move |_| hand_over(lapin_end));
+    Connection::connector(uri, connect, props)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// lapin's end of the guard's hop, as lapin's own connect would leave a
+/// socket for its reactor: non-blocking. The result type is lapin's, large
+/// error variant and all.
+#[allow(clippy::result_large_err)]
+fn hand_over(stream: std::net::TcpStream) -> lapin::tcp::HandshakeResult {
+    let stream = lapin::tcp::TcpStream::from_std(stream)?;
+    stream.set_nonblocking(true)?;
+    Ok(stream)
 }
 
 /// A connection for a short-lived command (`check`, `publish`, `dlq
