@@ -7,7 +7,7 @@
 //! connection forever, and enough of them (slowloris) starved `/healthz` and
 //! `/readyz`. See [`Limits`] for the bounds and why.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,6 +116,18 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// store and Pusher connections, which fail if accept uses every descriptor.
 pub const MAX_CONNECTIONS: usize = 512;
 
+/// Connections one peer (an IP address) may hold at once; one more from it
+/// is closed as soon as it is accepted. A single peer then cannot take every
+/// slot of [`MAX_CONNECTIONS`] and starve the probes, whatever it sends.
+/// Behind a reverse proxy every client is the proxy: 64 is still far above
+/// what its few callers (webhooks, the console) need.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 64;
+
+/// The most hyper buffers of a connection's unread input (its smallest
+/// allowed is 8 KiB); request heads are a few hundred bytes, and bodies are
+/// read by the handlers under their own limits.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 /// How long shutdown waits for connections in flight to finish before
 /// dropping them. Longer than a request normally takes, shorter than the
 /// 45 s the deployment gives the whole drain.
@@ -138,6 +150,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// See [`MAX_CONNECTIONS`].
     pub max_connections: usize,
+    /// See [`MAX_CONNECTIONS_PER_PEER`].
+    pub max_connections_per_peer: usize,
     /// See [`SHUTDOWN_GRACE`].
     pub shutdown_grace: Duration,
 }
@@ -148,6 +162,7 @@ impl Default for Limits {
             header_read_timeout: HEADER_READ_TIMEOUT,
             request_timeout: REQUEST_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
+            max_connections_per_peer: MAX_CONNECTIONS_PER_PEER,
             shutdown_grace: SHUTDOWN_GRACE,
         }
     }
@@ -185,7 +200,9 @@ pub async fn serve_with(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(READ_BUFFER_BYTES);
+    let peers = PeerCounts::default();
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
@@ -225,6 +242,12 @@ pub async fn serve_with(
                 }
             },
         };
+        let Some(held) = peers.admit(peer.ip(), limits.max_connections_per_peer) else {
+            // Closed at once, so it neither waits in the backlog nor holds
+            // a slot; the next of that peer's connections may fare better.
+            drop(stream);
+            continue;
+        };
         let connection = builder
             .serve_connection(
                 TokioIo::new(stream),
@@ -240,6 +263,7 @@ pub async fn serve_with(
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
             drop(permit);
+            drop(held);
         });
     }
     drop(listener);
@@ -255,6 +279,44 @@ pub async fn serve_with(
     }
     connections.shutdown().await;
     Ok(())
+}
+
+/// Connections held per peer, for [`MAX_CONNECTIONS_PER_PEER`].
+#[derive(Clone, Default)]
+struct PeerCounts(Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>);
+
+/// One connection of a peer, counted until dropped.
+struct PeerSlot {
+    counts: PeerCounts,
+    peer: IpAddr,
+}
+
+impl PeerCounts {
+    /// A slot for one more connection of `peer`, unless it holds `max`.
+    fn admit(&self, peer: IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let held = counts.entry(peer).or_insert(0);
+        if *held >= max {
+            return None;
+        }
+        *held += 1;
+        Some(PeerSlot {
+            counts: self.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = counts.get_mut(&self.peer) {
+            *held -= 1;
+            if *held == 0 {
+                counts.remove(&self.peer);
+            }
+        }
+    }
 }
 
 /// Accept errors that concern one client's connection, not the listener.

@@ -73,7 +73,41 @@ fn limits(header: Duration, max_connections: usize) -> Limits {
         request_timeout: Duration::from_secs(30),
         max_connections,
         shutdown_grace: Duration::from_secs(1),
+        ..Limits::default()
     }
+}
+
+/// A connection from the loopback address `from` (127.0.0.0/8 is all
+/// loopback on Linux), so that a test has peers of its own.
+async fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from.parse().expect("ip"), 0))?;
+    socket.connect(to).await
+}
+
+/// `/healthz` from a peer of its own, answered within a second.
+async fn healthz_within_a_second(addr: SocketAddr) {
+    let asked = Instant::now();
+    let mut stream = connect_from("127.0.0.1", addr).await.expect("connect");
+    stream.write_all(HEALTHZ.as_bytes()).await.expect("send");
+    let answer =
+        String::from_utf8_lossy(&until_closed(stream, Duration::from_secs(1)).await).into_owned();
+    let took = asked.elapsed();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{answer:?} after {took:?}"
+    );
+    assert!(took <= Duration::from_secs(1), "answered after {took:?}");
+}
+
+/// The test process's resident memory, in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// A connection that sent [`HALF_REQUEST`] and nothing more.
@@ -263,6 +297,79 @@ async fn readyz_shows_states_but_no_error_text() {
     );
     // The signed-in side keeps the reasons.
     assert!(server.health.readiness().store_error.is_some());
+    server.trigger.fire();
+    server.task.await.expect("joined").expect("served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_half_requests_from_one_peer_leave_healthz_answering() {
+    // A header timeout far past the test: only the per-peer cap can keep
+    // a slot for the probe.
+    let server = start(Limits {
+        header_read_timeout: Duration::from_secs(60),
+        shutdown_grace: Duration::from_secs(1),
+        ..Limits::default()
+    })
+    .await;
+    let before = rss();
+    let addr = server.addr;
+    let flood: Vec<_> = (0..1000)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut s = connect_from("127.0.0.2", addr).await.ok()?;
+                s.write_all(HALF_REQUEST).await.ok()?;
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                Some(s)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    healthz_within_a_second(server.addr).await;
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 64 << 20, "the flood took {} MiB", grown >> 20);
+    for f in flood {
+        f.abort();
+    }
+    server.trigger.fire();
+    server.task.await.expect("joined").expect("served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_pipeline_requests_and_never_read_leave_healthz_answering() {
+    let server = start(Limits {
+        shutdown_grace: Duration::from_secs(1),
+        ..Limits::default()
+    })
+    .await;
+    let before = rss();
+    // More of them than the whole listener's limit, each asking for
+    // /readyz a thousand times over and reading nothing back.
+    let pipelined = "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1000);
+    let mut writers = Vec::new();
+    for _ in 0..600 {
+        let Ok(mut s) = connect_from("127.0.0.3", server.addr).await else {
+            continue;
+        };
+        let pipelined = pipelined.clone();
+        writers.push(tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(30), async {
+                loop {
+                    if s.write_all(pipelined.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            })
+            .await;
+            s
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    healthz_within_a_second(server.addr).await;
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 128 << 20, "the pipelining took {} MiB", grown >> 20);
+    for w in writers {
+        w.abort();
+    }
     server.trigger.fire();
     server.task.await.expect("joined").expect("served");
 }
