@@ -42,6 +42,29 @@ async fn wait_paused(worker: &Process) {
         .await;
 }
 
+/// Takes the head of the test's queue and goes away without an ack, as a
+/// worker killed while holding it does, until RabbitMQ gives up on it;
+/// returns how many times it was handed out.
+async fn take_until_dead_lettered(broker: &Broker) -> i64 {
+    let mut deliveries = 0;
+    loop {
+        let channel = broker.conn.create_channel().await.expect("channel");
+        let got = channel
+            .basic_get(&broker.queue, BasicGetOptions { no_ack: false })
+            .await
+            .expect("basic.get");
+        let _ = channel.close(200, "gone without an ack").await;
+        if got.is_none() {
+            return deliveries;
+        }
+        deliveries += 1;
+        assert!(
+            deliveries <= DELIVERY_LIMIT + 1,
+            "still handed out after {deliveries} deliveries"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_loop_through_an_outage_loses_nothing_and_spends_nothing_of_the_limit() {
     let (fake, server, broker, db) = rig("crashloop", Db::sqlite()).await;
@@ -111,27 +134,8 @@ async fn an_intent_redelivered_past_the_limit_is_a_replayable_dead_letter_naming
     broker.declare().await;
     broker.publish(&[chat(1, 0)]).await;
 
-    // A consumer that takes it and goes away without an ack, as a worker
-    // killed while holding it does, until RabbitMQ gives up on it.
-    let mut deliveries = 0;
-    loop {
-        let channel = broker.conn.create_channel().await.expect("channel");
-        let got = channel
-            .basic_get(&broker.queue, BasicGetOptions { no_ack: false })
-            .await
-            .expect("basic.get");
-        let _ = channel.close(200, "gone without an ack").await;
-        if got.is_none() {
-            break;
-        }
-        deliveries += 1;
-        assert!(
-            deliveries <= DELIVERY_LIMIT + 1,
-            "still delivered after {deliveries} deliveries"
-        );
-    }
     assert_eq!(
-        deliveries,
+        take_until_dead_lettered(&broker).await,
         DELIVERY_LIMIT + 1,
         "RabbitMQ dead-letters once the limit is passed"
     );
@@ -414,26 +418,10 @@ async fn a_queue_of_an_earlier_version_is_used_and_check_prints_the_policy_that_
     // The worker's declaration uses the queue as it is.
     broker.declare().await;
     broker.publish(&[chat(1, 0)]).await;
-    let mut deliveries = 0;
-    loop {
-        let channel = broker.conn.create_channel().await.expect("channel");
-        let got = channel
-            .basic_get(&broker.queue, BasicGetOptions { no_ack: false })
-            .await
-            .expect("basic.get");
-        let _ = channel.close(200, "gone without an ack").await;
-        if got.is_none() {
-            break;
-        }
-        deliveries += 1;
-        assert!(
-            deliveries <= DELIVERY_LIMIT + 1,
-            "still delivered after {deliveries}"
-        );
-    }
-    assert_eq!(deliveries, DELIVERY_LIMIT + 1);
+    assert_eq!(take_until_dead_lettered(&broker).await, DELIVERY_LIMIT + 1);
 
-    let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
+    // A process of its own: the in-process metrics are the other test's.
+    let worker = Process::start(&server.uri(), &broker, &db, &[]).await;
     let store = db.store().await;
     let filter = Filter {
         reasons: vec![Reason::DeliveryLimit],
@@ -448,5 +436,5 @@ async fn a_queue_of_an_earlier_version_is_used_and_check_prints_the_policy_that_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(stored, 1, "the policy's target is the worker's limit queue");
-    common::stop(worker).await;
+    assert!(worker.terminate().await.success());
 }
