@@ -310,6 +310,7 @@ async fn a_connection_the_broker_closes_during_an_outage_is_replaced_within_5_s(
     )
     .await;
     let took = closed_at.elapsed();
+    eprintln!("closed during an outage: reconnected after {took:?}");
     assert!(took <= Duration::from_secs(5), "reconnected after {took:?}");
     let metrics = worker.metrics_text().await;
     assert!(
