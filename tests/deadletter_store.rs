@@ -384,6 +384,7 @@ async fn pending_by_reason(t: &Target) {
             (Reason::Rejected, 0),
             (Reason::Exhausted, 0),
             (Reason::Expired, 2),
+            (Reason::DeliveryLimit, 0),
         ]
     );
     assert_eq!(store.count().await.expect("count"), 6);
