@@ -42,6 +42,8 @@ pub const PARKED_CHANNELS: &str = "pusher_relay_parked_channels";
 pub const INTENTS_PARKED: &str = "pusher_relay_intents_parked_total";
 pub const INTENTS_UNPARKED: &str = "pusher_relay_intents_unparked_total";
 pub const PARKED_OLDEST_AGE: &str = "pusher_relay_parked_oldest_age_seconds";
+pub const HELD_BYTES: &str = "pusher_relay_held_bytes";
+pub const INTAKE_HELD_BACK: &str = "pusher_relay_intake_held_back_total";
 
 /// How often histogram samples are folded into their buckets. The recorder
 /// keeps every sample until then; without this, a worker nobody scrapes
@@ -180,6 +182,16 @@ fn describe() {
         PARKED_OLDEST_AGE,
         Unit::Seconds,
         "Age of the oldest intent in the parked log (0 when none)."
+    );
+    describe_gauge!(
+        HELD_BYTES,
+        Unit::Bytes,
+        "Bytes (as on the wire) of the deliveries the worker holds and has not yet acked, against RELAY_MAX_HELD_BYTES."
+    );
+    describe_counter!(
+        INTAKE_HELD_BACK,
+        Unit::Count,
+        "Times a delivery waited because the held bytes reached RELAY_MAX_HELD_BYTES."
     );
     describe_counter!(
         STORE_ERRORS,
@@ -370,6 +382,18 @@ pub fn intents_unparked(n: usize) {
 
 pub fn parked_oldest_age(seconds: f64) {
     gauge!(PARKED_OLDEST_AGE).set(seconds);
+}
+
+pub fn held_bytes_taken(n: u64) {
+    gauge!(HELD_BYTES).increment(n as f64);
+}
+
+pub fn held_bytes_released(n: u64) {
+    gauge!(HELD_BYTES).decrement(n as f64);
+}
+
+pub fn intake_held_back() {
+    counter!(INTAKE_HELD_BACK).increment(1);
 }
 
 pub fn store_error() {

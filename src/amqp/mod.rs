@@ -2,8 +2,12 @@
 
 pub mod acker;
 pub mod guard;
+mod held;
+
+pub use held::Budget;
 pub mod tls;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::{
@@ -61,11 +65,29 @@ impl AmqpError {
 /// executor threads), through the [`guard`]: every connection made here may
 /// consume, and what arrives on it is producers' input.
 pub async fn connect(cfg: &AmqpConfig, name: &str) -> Result<Connection, AmqpError> {
+    connect_guarded(cfg, name, None).await
+}
+
+/// [`connect`] for the worker's consuming sessions: deliveries wait while
+/// the worker holds `budget`'s bytes of them, over all its connections.
+pub async fn connect_within(
+    cfg: &AmqpConfig,
+    name: &str,
+    budget: &Arc<Budget>,
+) -> Result<Connection, AmqpError> {
+    connect_guarded(cfg, name, Some(budget)).await
+}
+
+async fn connect_guarded(
+    cfg: &AmqpConfig,
+    name: &str,
+    budget: Option<&Arc<Budget>>,
+) -> Result<Connection, AmqpError> {
     let limits = guard::Limits {
         max_body_bytes: cfg.max_body_bytes,
         max_header_bytes: cfg.max_header_bytes,
     };
-    connect_any(cfg, Some(limits), || {
+    connect_any(cfg, Some((limits, budget)), || {
         ConnectionProperties::default()
             .with_executor(tokio_executor_trait::Tokio::current())
             .with_reactor(tokio_reactor_trait::Tokio)
@@ -79,7 +101,7 @@ pub async fn connect(cfg: &AmqpConfig, name: &str) -> Result<Connection, AmqpErr
 /// connection made; the error lists every node's failure.
 async fn connect_any(
     cfg: &AmqpConfig,
-    guarded: Option<guard::Limits>,
+    guarded: Option<(guard::Limits, Option<&Arc<Budget>>)>,
     props: impl Fn() -> ConnectionProperties,
 ) -> Result<Connection, AmqpError> {
     let mut urls = cfg.urls();
@@ -109,7 +131,7 @@ async fn connect_any(
 /// made here and lapin talks AMQP to the guard in front of it.
 async fn open(
     url: &str,
-    guarded: Option<guard::Limits>,
+    guarded: Option<(guard::Limits, Option<&Arc<Budget>>)>,
     props: ConnectionProperties,
 ) -> Result<Connection, String> {
     // A raw / ? # in the password would be misread, its rest taken for the
@@ -135,10 +157,14 @@ async fn open(
             .await
             .map_err(|e| e.to_string());
     }
-    let limits = guarded.unwrap_or(guard::Limits {
-        max_body_bytes: PUBLISHER_MAX_BODY_BYTES,
-        max_header_bytes: PUBLISHER_MAX_HEADER_BYTES,
-    });
+    let (limits, budget) = guarded.unwrap_or((
+        guard::Limits {
+            max_body_bytes: PUBLISHER_MAX_BODY_BYTES,
+            max_header_bytes: PUBLISHER_MAX_HEADER_BYTES,
+        },
+        None,
+    ));
+    let budget = budget.cloned();
     let (host, port) = match &endpoint {
         Some(e) => (e.host.clone(), e.port),
         None => (uri.authority.host.clone(), uri.authority.port),
@@ -148,8 +174,8 @@ async fn open(
         .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
     let lapin_end = match &endpoint {
-        None => guard::spawn(tcp, limits).await,
-        Some(e) => guard::spawn(tls::connect(tcp, e).await?, limits).await,
+        None => guard::spawn(tcp, limits, budget).await,
+        Some(e) => guard::spawn(tls::connect(tcp, e).await?, limits, budget).await,
     }
     .map_err(|e| format!("cannot start the AMQP guard: {e}"))?;
     // lapin speaks plain AMQP on the socket the guard connected for it.

@@ -66,6 +66,11 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024;
 /// Header table bytes kept by default: intents need a few headers (the
 /// ordering key, a trace id); 16 KiB is far beyond them.
 pub const DEFAULT_MAX_HEADER_BYTES: u32 = 16 * 1024;
+/// The default `RELAY_MAX_HELD_BYTES`: ten thousand intents of a typical
+/// size (under 1 KiB) fit in it, so it holds back only large messages, and
+/// the worker's memory, under about 60 MB + 4 x this (the README's
+/// formula), stays inside the Deployment's 160 MiB.
+pub const DEFAULT_MAX_HELD_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A value that must never be printed: `Debug` and `Display` show `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -259,6 +264,9 @@ pub struct AmqpConfig {
     /// and is dead-lettered as too large: lapin holds a header value in 32
     /// bytes or more, whatever its size on the wire.
     pub max_header_bytes: u32,
+    /// `RELAY_MAX_HELD_BYTES`: the worker takes no further delivery while
+    /// those it holds unsettled come to this many bytes on the wire.
+    pub max_held_bytes: u64,
 }
 
 impl AmqpConfig {
@@ -274,6 +282,7 @@ impl AmqpConfig {
             shards: 0,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_held_bytes: DEFAULT_MAX_HELD_BYTES,
         }
     }
 

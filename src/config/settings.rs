@@ -544,6 +544,10 @@ pub static SETTINGS: &[Setting] = &[
         |c, v| { c.amqp.max_header_bytes = number(v, 1024, 1 << 20)?; Ok(()) },
         |c| c.amqp.max_header_bytes.to_string(),
     ),
+    Setting::new("RELAY_MAX_HELD_BYTES", Some("16777216"), "bytes of unsettled deliveries the worker holds before it takes no more (the memory bound: resident memory stays under about 60 MB + 4 x this)",
+        |c, v| { c.amqp.max_held_bytes = number(v, 1 << 20, 4 << 30)?; Ok(()) },
+        |c| c.amqp.max_held_bytes.to_string(),
+    ),
     // Read after the other broker settings, as it always was, so that a
     // list of problems keeps its order.
     Setting::new("AMQP_URL", Some("amqp://guest:guest@127.0.0.1:5672/%2f"), "broker URL, or every node's URL separated by commas",

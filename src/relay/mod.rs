@@ -205,6 +205,7 @@ async fn run_sessions(
         .collect();
     health.set_queues(queues.len());
     let sharded = cfg.amqp.shards > 0;
+    let held = crate::amqp::Budget::new(cfg.amqp.max_held_bytes);
     let shared = Arc::new(session::Shared {
         dedup: Arc::new(Mutex::new(dedup::DedupCache::new(cfg.relay.dedup_capacity))),
         circuit,
@@ -216,6 +217,7 @@ async fn run_sessions(
         cfg,
         queues: queues.clone(),
         parked,
+        held,
     });
 
     // Before anything is consumed: a worker started while Pusher is away

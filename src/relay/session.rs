@@ -149,6 +149,8 @@ pub struct Shared {
     pub policy: RetryPolicy,
     pub queues: Vec<Arc<ConsumedQueue>>,
     pub parked: Arc<Board>,
+    /// `RELAY_MAX_HELD_BYTES`, shared by every queue's session.
+    pub held: Arc<amqp::Budget>,
 }
 
 /// How a session ended.
@@ -206,7 +208,12 @@ pub async fn run(
 ) -> Result<End, AmqpError> {
     // The queue in the connection name tells operators (and tests) which
     // worker a connection in the management UI belongs to.
-    let conn = amqp::connect(&shared.cfg.amqp, &connection_name(&queue.name)).await?;
+    let conn = amqp::connect_within(
+        &shared.cfg.amqp,
+        &connection_name(&queue.name),
+        &shared.held,
+    )
+    .await?;
     let declared = amqp::declare_topology(&conn, &shared.cfg.amqp).await?;
     if declared.without_limit.contains(&queue.name)
         && !queue.warned_without_limit.swap(true, Ordering::Relaxed)
@@ -399,11 +406,17 @@ impl Session {
 
     async fn run(&mut self, consumer: &mut lapin::Consumer, shutdown: &mut Shutdown) -> End {
         let single_active = self.shared.cfg.amqp.single_active_queues();
+        // Subscribed before the circuit is read: a change between the two
+        // is then seen in the loop. Health is told here too, since the
+        // circuit may have closed after the outage's wait last told it
+        // (seen once under load: readiness said open for good).
         let mut circuit_changes = self.shared.circuit.subscribe();
         let mut phase = Phase::Consuming;
-        if self.shared.circuit.open_cause().is_some() {
+        let cause = self.shared.circuit.open_cause();
+        if cause.is_some() {
             self.return_held(&mut phase);
         }
+        self.shared.health.set_circuit(cause.map(|c| c.describe()));
         let mut liveness = tokio::time::interval(LIVENESS_INTERVAL);
         liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ack_tick = tokio::time::interval(STRAGGLER_DELAY / 2);
