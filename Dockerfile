@@ -72,7 +72,7 @@ ENV HTTP_ADDR=0.0.0.0:9464 \
     RELAY_LOG_FORMAT=json
 WORKDIR /var/lib/pusher-relay
 USER 10001:10001
-EXPOSE 9464
+EXPOSE 9464 9465
 # SIGTERM drains in-flight work within RELAY_SHUTDOWN_TIMEOUT (default 30 s);
 # give the engine's stop timeout more than that.
 STOPSIGNAL SIGTERM

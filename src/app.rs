@@ -41,9 +41,12 @@ pub enum AppError {
 
 /// A running worker: the relay and the interfaces around it.
 pub struct Worker {
-    /// Where `/metrics`, `/healthz` and `/readyz` are served (the bound
-    /// address, so `HTTP_ADDR=127.0.0.1:0` works in tests).
+    /// Where the listener of `HTTP_ADDR` is bound (so `HTTP_ADDR=127.0.0.1:0`
+    /// works in tests): every route, or all but the ops routes.
     pub http_addr: SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served alone, with
+    /// `HTTP_OPS_ADDR`.
+    pub ops_addr: Option<SocketAddr>,
     /// Readiness of each part.
     pub health: Arc<Health>,
     status: Status,
@@ -64,8 +67,13 @@ impl Worker {
         let tls_links = links::targets(&cfg);
         links::verify_at_start(&cfg, &tls_links).await?;
         let (trigger, shutdown) = shutdown::channel();
-        let listener = http::bind(cfg.http.addr).await?;
+        let listener = http::bind("HTTP_ADDR", cfg.http.addr).await?;
         let http_addr = listener.local_addr()?;
+        let ops_listener = match cfg.http.ops_addr {
+            Some(addr) => Some(http::bind("HTTP_OPS_ADDR", addr).await?),
+            None => None,
+        };
+        let ops_addr = ops_listener.as_ref().map(|l| l.local_addr()).transpose()?;
         let relay = Relay::new(&cfg)?;
         let health = relay.health();
         let status = relay.status();
@@ -108,17 +116,32 @@ impl Worker {
             admin,
             console,
         };
-        let serving = http::serve(listener, state, trigger.subscribe());
+        let public = match ops_listener {
+            Some(ops) => {
+                let serving =
+                    http::serve(ops, http::ops_router(state.clone()), trigger.subscribe());
+                interfaces.spawn(async move {
+                    if let Err(e) = serving.await {
+                        tracing::error!(error = %e, "the ops listener (HTTP_OPS_ADDR) stopped");
+                    }
+                });
+                tracing::info!(addr = ?ops_addr, "listening for /metrics, /healthz, /readyz (HTTP_OPS_ADDR)");
+                http::public_router(state)
+            }
+            None => http::router(state),
+        };
+        let serving = http::serve(listener, public, trigger.subscribe());
         interfaces.spawn(async move {
             if let Err(e) = serving.await {
                 tracing::error!(error = %e, "the HTTP listener stopped");
             }
         });
-        tracing::info!(%http_addr, pusher = %cfg.pusher.base_url(), "listening for /metrics, /healthz, /readyz");
+        tracing::info!(%http_addr, pusher = %cfg.pusher.base_url(), "listening for HTTP (HTTP_ADDR)");
 
         let relay = tokio::spawn(relay.run(cfg, store_cell, shutdown));
         Ok(Worker {
             http_addr,
+            ops_addr,
             health,
             status,
             trigger,

@@ -1,14 +1,20 @@
-//! The worker's one HTTP listener: `/metrics`, `/healthz`, `/readyz`,
+//! The worker's HTTP listeners: `/metrics`, `/healthz`, `/readyz`,
 //! `POST /webhooks/pusher`, and the admin API ([`crate::admin`]) and the ops
-//! console ([`crate::ui`]) when `RELAY_ADMIN_TOKEN` is set.
+//! console ([`crate::ui`]) when `RELAY_ADMIN_TOKEN` is set. With
+//! `HTTP_OPS_ADDR`, the first three are served on a listener of their own
+//! ([`ops_router`]) and the public one serves the rest ([`public_router`]):
+//! each listener has its own connection limit, so a flood of the public
+//! port, from as many peers as it likes, leaves the probes answering.
 //!
 //! Served by an accept loop of its own rather than `axum::serve`, which has
 //! no header-read timeout: a client that sent half a request held its
 //! connection forever, and enough of them (slowloris) starved `/healthz` and
 //! `/readyz`. See [`Limits`] for the bounds and why.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
@@ -22,6 +28,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tower_http::add_extension::AddExtension;
@@ -43,21 +50,30 @@ pub struct AppState {
     pub console: Option<crate::ui::ConsoleState>,
 }
 
-/// The routes, separate from binding so tests can call them directly.
+/// Every route, for one listener; separate from binding so tests can call
+/// them directly.
 pub fn router(state: AppState) -> Router {
-    let webhooks = Router::new()
+    ops_router(state.clone()).merge(public_router(state))
+}
+
+/// The probes and the metrics.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// The webhook, the admin API and the console.
+pub fn public_router(state: AppState) -> Router {
+    let router = Router::new()
         .route("/webhooks/pusher", post(webhooks::receive))
         // Over the limit, axum answers 413 before the body is read.
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
         .with_state(state.webhooks.clone());
     let admin = state.admin.clone();
     let console = state.console.clone();
-    let router = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(state)
-        .merge(webhooks);
     let router = match admin {
         Some(admin) => router.merge(crate::admin::router(admin)),
         None => router,
@@ -86,11 +102,11 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (status, Json(readiness.public()))
 }
 
-/// Binds `addr` (failing with the address named) and serves until shutdown.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on HTTP_ADDR {addr}: {e}"))
-    })
+/// Binds `addr`, the value of the setting `name`, failing with both named.
+pub async fn bind(name: &str, addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {name} {addr}: {e}")))
 }
 
 /// How long a client has to send a request's line and headers, counted
@@ -128,6 +144,13 @@ pub const MAX_CONNECTIONS_PER_PEER: usize = 64;
 /// read by the handlers under their own limits.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
 
+/// How long a write to a client may make no progress before the
+/// connection is dropped: hyper has no write timeout, so a client that
+/// pipelines requests and never reads the answers would hold its
+/// connection (and the answers' memory) for good. Probes and Prometheus
+/// read what they asked for at once.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long shutdown waits for connections in flight to finish before
 /// dropping them. Longer than a request normally takes, shorter than the
 /// 45 s the deployment gives the whole drain.
@@ -152,6 +175,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// See [`MAX_CONNECTIONS_PER_PEER`].
     pub max_connections_per_peer: usize,
+    /// See [`WRITE_STALL_TIMEOUT`].
+    pub write_stall_timeout: Duration,
     /// See [`SHUTDOWN_GRACE`].
     pub shutdown_grace: Duration,
 }
@@ -163,31 +188,32 @@ impl Default for Limits {
             request_timeout: REQUEST_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
             max_connections_per_peer: MAX_CONNECTIONS_PER_PEER,
+            write_stall_timeout: WRITE_STALL_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
         }
     }
 }
 
-/// Serves the router on `listener` until `shutdown` fires, with the default
+/// Serves `app` on `listener` until `shutdown` fires, with the default
 /// [`Limits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: AppState,
+    app: Router,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    serve_with(listener, state, shutdown, Limits::default()).await
+    serve_with(listener, app, shutdown, Limits::default()).await
 }
 
-/// Serves the router on `listener` within `limits` until `shutdown` fires,
+/// Serves `app` on `listener` within `limits` until `shutdown` fires,
 /// then stops accepting and gives the connections in flight
 /// `limits.shutdown_grace` to finish.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
-    state: AppState,
+    app: Router,
     mut shutdown: Shutdown,
     limits: Limits,
 ) -> std::io::Result<()> {
-    let app = router(state).layer(TimeoutLayer::with_status_code(
+    let app = app.layer(TimeoutLayer::with_status_code(
         StatusCode::SERVICE_UNAVAILABLE,
         limits.request_timeout,
     ));
@@ -250,7 +276,7 @@ pub async fn serve_with(
         };
         let connection = builder
             .serve_connection(
-                TokioIo::new(stream),
+                TokioIo::new(StallDeadline::new(stream, limits.write_stall_timeout)),
                 // The peer, for what is counted per peer (the admin token
                 // throttle).
                 TowerToHyperService::new(AddExtension::new(app.clone(), ConnectInfo(peer))),
@@ -326,4 +352,84 @@ fn is_connection_error(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionRefused | ConnectionAborted | ConnectionReset
     )
+}
+
+/// A connection whose writes fail once one has made no progress for its
+/// timeout; see [`WRITE_STALL_TIMEOUT`].
+struct StallDeadline<S> {
+    inner: S,
+    timeout: Duration,
+    /// Set while a write is pending: when it gives up.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> StallDeadline<S> {
+    fn new(inner: S, timeout: Duration) -> StallDeadline<S> {
+        StallDeadline {
+            inner,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// Turns a pending write into an error once it has waited too long.
+    fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        let timeout = self.timeout;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client read nothing for {timeout:?}"),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for StallDeadline<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for StallDeadline<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Pending => self.pending(cx),
+            done => {
+                self.stalled = None;
+                done
+            }
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => self.pending(cx),
+            done => {
+                self.stalled = None;
+                done
+            }
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

@@ -42,6 +42,7 @@ pub const PARKED_CHANNELS: &str = "pusher_relay_parked_channels";
 pub const INTENTS_PARKED: &str = "pusher_relay_intents_parked_total";
 pub const INTENTS_UNPARKED: &str = "pusher_relay_intents_unparked_total";
 pub const PARKED_OLDEST_AGE: &str = "pusher_relay_parked_oldest_age_seconds";
+pub const INTENTS_SETTLED: &str = "pusher_relay_intents_settled_total";
 pub const HELD_BYTES: &str = "pusher_relay_held_bytes";
 pub const INTAKE_HELD_BACK: &str = "pusher_relay_intake_held_back_total";
 
@@ -183,6 +184,11 @@ fn describe() {
         Unit::Seconds,
         "Age of the oldest intent in the parked log (0 when none)."
     );
+    describe_counter!(
+        INTENTS_SETTLED,
+        Unit::Count,
+        "Messages taken from RabbitMQ and finished, each in exactly one outcome: delivered, dead_lettered, parked, duplicate or wake. Their sum is what was consumed."
+    );
     describe_gauge!(
         HELD_BYTES,
         Unit::Bytes,
@@ -310,6 +316,32 @@ impl Default for ConcurrencyMetrics {
 
 pub fn concurrency_decrease(cause: &'static str) {
     counter!(CONCURRENCY_DECREASES, "cause" => cause).increment(1);
+}
+
+/// How a message taken from the queue was finished, so that it may be acked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    Delivered,
+    DeadLettered,
+    Parked,
+    Duplicate,
+    Wake,
+}
+
+impl Settled {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Settled::Delivered => "delivered",
+            Settled::DeadLettered => "dead_lettered",
+            Settled::Parked => "parked",
+            Settled::Duplicate => "duplicate",
+            Settled::Wake => "wake",
+        }
+    }
+}
+
+pub fn intents_settled(outcome: Settled, n: u64) {
+    counter!(INTENTS_SETTLED, "outcome" => outcome.as_str()).increment(n);
 }
 
 pub fn intent_duplicate() {

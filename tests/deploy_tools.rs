@@ -701,13 +701,21 @@ fn the_custom_resources_point_at_the_deployment_service_and_secret() {
         yaml_value(&monitor, "kind").as_deref(),
         Some("ServiceMonitor")
     );
-    // The ServiceMonitor finds the pods by the Service's port name.
-    assert_eq!(yaml_value(&monitor, "port").as_deref(), Some("http"));
+    // The ServiceMonitor finds the pods by the Service's port name: the
+    // ops listener's, which the probes use too.
+    assert_eq!(yaml_value(&monitor, "port").as_deref(), Some("ops"));
     assert!(
-        service.contains("    - name: http\n      port: 9464\n"),
-        "the Service's port 9464 is not named http"
+        service.contains("    - name: http\n      port: 9464\n")
+            && service.contains("    - name: ops\n      port: 9465\n"),
+        "the Service's ports 9464 and 9465 are not named http and ops"
     );
     assert!(deployment.contains("- name: http\n              containerPort: 9464\n"));
+    assert!(deployment.contains("- name: ops\n              containerPort: 9465\n"));
+    assert_eq!(
+        deployment.matches("              port: ops\n").count(),
+        2,
+        "both probes on the ops port"
+    );
     assert_eq!(yaml_value(&monitor, "path").as_deref(), Some("/metrics"));
     // The operator's job label is the Service's name; alerts.yml keys on it.
     assert_eq!(
@@ -864,6 +872,10 @@ fn the_deployment_fits_the_workers_settings() {
     assert_eq!(
         yaml_value(&config, "HTTP_ADDR").as_deref(),
         Some("0.0.0.0:9464")
+    );
+    assert_eq!(
+        yaml_value(&config, "HTTP_OPS_ADDR").as_deref(),
+        Some("0.0.0.0:9465")
     );
     // SQLite would need a writable root filesystem.
     assert!(yaml_value(&secret, "DATABASE_URL").is_some_and(|u| u.starts_with("postgres://")));

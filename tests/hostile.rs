@@ -275,6 +275,14 @@ async fn a_producers_wake_up_header_makes_no_message_vanish() {
         1.0,
         "{metrics}"
     );
+    assert_eq!(
+        common::metric_sum(
+            &metrics,
+            "pusher_relay_intents_settled_total{outcome=\"wake\"}"
+        ),
+        1.0,
+        "the wake-up is settled as one: {metrics}"
+    );
 }
 
 /// A length-prefixed table of `entries` copies of `entry`.

@@ -43,22 +43,39 @@ fn config() -> Config {
     Config::from_lookup(&move |k| vars.get(k).map(|v| v.to_string())).expect("test config")
 }
 
-async fn start(limits: Limits) -> Server {
+fn state() -> AppState {
     let cfg = config();
-    let health = Arc::new(Health::default());
-    let state = AppState {
-        health: health.clone(),
+    AppState {
+        health: Arc::new(Health::default()),
         prometheus: pusher_relay::metrics::install(),
         webhooks: WebhookIngress::new(cfg.pusher.key.clone(), cfg.pusher.secret.clone(), cfg.amqp),
         admin: None,
         console: None,
-    };
-    let listener = http::bind("127.0.0.1:0".parse().unwrap())
+    }
+}
+
+/// Serves `app` on a loopback port of its own.
+async fn serve(
+    app: axum::Router,
+    limits: Limits,
+    shutdown: pusher_relay::shutdown::Shutdown,
+) -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
+    let listener = http::bind("HTTP_ADDR", "127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    (
+        addr,
+        tokio::spawn(http::serve_with(listener, app, shutdown, limits)),
+    )
+}
+
+/// One listener with every route, as without `HTTP_OPS_ADDR`.
+async fn start(limits: Limits) -> Server {
+    let state = state();
+    let health = state.health.clone();
     let (trigger, shutdown) = shutdown::channel();
-    let task = tokio::spawn(http::serve_with(listener, state, shutdown, limits));
+    let (addr, task) = serve(http::router(state), limits, shutdown).await;
     Server {
         addr,
         health,
@@ -370,6 +387,93 @@ async fn clients_that_pipeline_requests_and_never_read_leave_healthz_answering()
     for w in writers {
         w.abort();
     }
+    server.trigger.fire();
+    server.task.await.expect("joined").expect("served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_ops_listener_a_flood_from_many_peers_leaves_the_probes_answering() {
+    // As the worker serves with HTTP_OPS_ADDR: the probes on a listener of
+    // their own, the rest on the public one.
+    let state = state();
+    let (trigger, shutdown) = shutdown::channel();
+    let limits = Limits {
+        header_read_timeout: Duration::from_secs(60),
+        shutdown_grace: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let (public, public_task) = serve(http::public_router(state.clone()), limits, shutdown).await;
+    let (ops, ops_task) = serve(http::ops_router(state), limits, trigger.subscribe()).await;
+    // 12 peers, each at its cap of 64 idle half requests: 768 connections,
+    // past the public listener's 512.
+    let before = rss();
+    let mut flood = Vec::new();
+    for peer in 0..12 {
+        for _ in 0..http::MAX_CONNECTIONS_PER_PEER {
+            let from = format!("127.0.1.{}", peer + 1);
+            flood.push(tokio::spawn(async move {
+                let mut s = connect_from(&from, public).await.ok()?;
+                s.write_all(HALF_REQUEST).await.ok()?;
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                Some(s)
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The public port is full: a request there waits in the backlog.
+    let mut waiting = connect_from("127.0.0.1", public).await.expect("connect");
+    waiting
+        .write_all(b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    let mut got = [0u8; 64];
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), waiting.read(&mut got))
+            .await
+            .is_err(),
+        "the public listener answered: the flood did not fill it"
+    );
+    // The probes do not wait.
+    healthz_within_a_second(ops).await;
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 64 << 20, "the flood took {} MiB", grown >> 20);
+    for f in flood {
+        f.abort();
+    }
+    trigger.fire();
+    public_task.await.expect("joined").expect("served");
+    ops_task.await.expect("joined").expect("served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answers_is_cut_at_the_write_stall_timeout() {
+    let stall = Duration::from_secs(1);
+    let server = start(Limits {
+        write_stall_timeout: stall,
+        shutdown_grace: Duration::from_secs(1),
+        ..Limits::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(server.addr).await.expect("connect");
+    let pipelined = "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1000);
+    // The answers fill both sockets' buffers; then the server's write
+    // stalls, and the connection is dropped a second later, which ends
+    // these writes too.
+    let started = Instant::now();
+    let cut = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if s.write_all(pipelined.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        cut.is_ok(),
+        "the server still held the connection after 30 s"
+    );
+    println!("cut after {:?}", started.elapsed());
+    healthz_within_a_second(server.addr).await;
     server.trigger.fire();
     server.task.await.expect("joined").expect("served");
 }

@@ -308,3 +308,59 @@ async fn a_hot_standby_goes_on_with_the_parked_log_of_the_worker_it_replaces() {
         .is_empty());
     standby.stop().await;
 }
+
+/// Every message the worker takes is finished in exactly one outcome, so
+/// the outcome counter adds up to what was consumed: delivered, parked (a
+/// hot channel), dead-lettered (bodies that are not intents) and duplicate
+/// (the same intents published again after they were sent). Wake-ups are
+/// counted by `tests/hostile.rs`, where a producer's header is shown to be
+/// an ordinary intent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_taken_is_counted_in_exactly_one_outcome() {
+    let pusher = Distant::start(KEY, SECRET, LATENCY, Duration::ZERO).await;
+    let broker = Broker::new("outcomes").await;
+    let db = Db::sqlite();
+    let worker = Process::start(&pusher.uri(), &broker, &db, &settings(&[])).await;
+
+    broker.publish(&hot("outcomes", 0, HOT)).await;
+    broker.publish(&cold("outcomes")).await;
+    let invalid = 5;
+    for _ in 0..invalid {
+        let confirm = broker.publish_raw("event", b"not an intent").await;
+        assert!(confirm.await.expect("confirm").is_ack());
+    }
+    pusher.wait_for(total(), WAIT).await;
+    // The same ids again: the worker sent them already.
+    let again: Vec<Value> = cold("outcomes").into_iter().take(20).collect();
+    broker.publish(&again).await;
+    broker.wait_acked(WAIT).await;
+
+    let text = worker.metrics_text().await;
+    let consumed = common::metric_sum(&text, "pusher_relay_intents_consumed_total");
+    let outcome = |o: &str| {
+        common::metric_sum(
+            &text,
+            &format!("pusher_relay_intents_settled_total{{outcome=\"{o}\"}}"),
+        )
+    };
+    let settled = common::metric_sum(&text, "pusher_relay_intents_settled_total");
+    let published = (total() + invalid + again.len()) as f64;
+    println!(
+        "consumed {consumed}, settled {settled}: delivered {}, parked {}, dead_lettered {}, duplicate {}",
+        outcome("delivered"),
+        outcome("parked"),
+        outcome("dead_lettered"),
+        outcome("duplicate")
+    );
+    assert_eq!(consumed, published, "each message taken once");
+    assert_eq!(settled, consumed, "every message taken is in one outcome");
+    assert!(outcome("parked") > 0.0, "the hot channel was parked");
+    assert_eq!(outcome("dead_lettered"), invalid as f64);
+    assert_eq!(outcome("duplicate"), again.len() as f64);
+    assert_eq!(
+        outcome("delivered") + outcome("parked"),
+        total() as f64,
+        "each intent delivered from the queue or parked, once"
+    );
+    worker.stop().await;
+}

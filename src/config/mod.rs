@@ -364,6 +364,10 @@ pub struct RelayConfig {
 pub struct HttpConfig {
     /// Address `/metrics`, `/healthz`, `/readyz` and webhooks are served on.
     pub addr: SocketAddr,
+    /// `HTTP_OPS_ADDR`: when set, `/metrics`, `/healthz` and `/readyz` are
+    /// served there alone, and `addr` serves the rest, so that no flood of
+    /// the public port can starve the probes.
+    pub ops_addr: Option<SocketAddr>,
     /// Bearer token for the admin API and sign-in token of the ops console;
     /// both are off when unset.
     pub admin_token: Option<Secret>,

@@ -308,6 +308,7 @@ pub(super) fn blank() -> Config {
         },
         http: HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ops_addr: None,
             admin_token: None,
         },
         log_json: false,
@@ -680,6 +681,16 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         |c| c.http.addr.to_string(),
+    ),
+    Setting::new("HTTP_OPS_ADDR", None, "when set, /metrics, /healthz and /readyz listen here alone, and HTTP_ADDR serves the rest: the probes answer whatever floods the public port",
+        |c, v| {
+            let addr = v.parse().map_err(|_| {
+                format!("{v:?} is not a socket address; expected ip:port like 0.0.0.0:9465")
+            })?;
+            c.http.ops_addr = Some(addr);
+            Ok(())
+        },
+        |c| c.http.ops_addr.map(|a| a.to_string()).unwrap_or_default(),
     ),
     Setting::new("RELAY_ADMIN_TOKEN", None, "admin API token and the ops console's sign-in; both off when unset",
         |c, v| {

@@ -41,7 +41,7 @@ use crate::amqp::{self, AmqpError};
 use crate::config::Config;
 use crate::deadletter::{replay, NewDeadLetter, NewParked, Parked, Reason, Store};
 use crate::intent::{self, DecodeContext, Intent};
-use crate::metrics;
+use crate::metrics::{self, Settled};
 use crate::pusher::Client;
 use crate::shutdown::Shutdown;
 
@@ -696,7 +696,7 @@ impl Session {
         if self.dedup().contains(&intent.id) {
             metrics::intent_duplicate();
             tracing::debug!(id = %intent.id, "already delivered; acking the redelivery without sending");
-            self.acks.finish(tag, Instant::now().into_std());
+            self.settle(tag, Settled::Duplicate, Instant::now().into_std());
             return;
         }
 
@@ -728,8 +728,11 @@ impl Session {
             self.queue
                 .last_delivery_ms
                 .store(now_ms(), Ordering::Relaxed);
-            self.acks
-                .finish(delivery.delivery_tag, Instant::now().into_std());
+            self.settle(
+                delivery.delivery_tag,
+                Settled::Wake,
+                Instant::now().into_std(),
+            );
             return Ok(());
         }
         self.on_delivery(delivery);
@@ -828,7 +831,7 @@ impl Session {
                 if !lost {
                     let now = Instant::now().into_std();
                     for tag in &tags {
-                        self.acks.finish(*tag, now);
+                        self.settle(*tag, Settled::Parked, now);
                     }
                 }
                 let written = self
@@ -1088,7 +1091,7 @@ impl Session {
                             }
                             self.dedup().insert(&taken.intent_id);
                             if !lost {
-                                self.acks.finish(tag, Instant::now().into_std());
+                                self.settle(tag, Settled::Delivered, Instant::now().into_std());
                             }
                         }
                         Outcome::Failed(f) => {
@@ -1111,13 +1114,20 @@ impl Session {
                     if tag & PARKED_BIT != 0 {
                         self.finish_row((tag & !PARKED_BIT) as i64);
                     } else {
-                        self.acks.finish(tag, now);
+                        self.settle(tag, Settled::DeadLettered, now);
                     }
                 }
             }
             Msg::Parker(reply) => self.on_parker(reply, lost),
         }
         returned
+    }
+
+    /// A delivery is finished: it goes to the acker, counted in its one
+    /// outcome.
+    fn settle(&mut self, tag: u64, outcome: Settled, now: std::time::Instant) {
+        metrics::intents_settled(outcome, 1);
+        self.acks.finish(tag, now);
     }
 
     fn dead_letter(&mut self, tag: u64, p: Taken, f: Failure) {
