@@ -36,6 +36,10 @@
 //! redelivery would do it again. Problems are counted, not searched for, so
 //! a message full of them costs time in proportion to its size.
 //!
+//! On the relay's consuming connections the guard also keeps the worker's
+//! byte budget: it holds the next delivery back while the worker holds
+//! `RELAY_MAX_HELD_BYTES` of unsettled ones (see [`super::held`]).
+//!
 //! It is a loopback TCP hop, because lapin 2 reads its socket itself (an
 //! OS socket, registered with its reactor) and offers no hook between
 //! socket and parser. The hop belongs to the worker alone: the guard
