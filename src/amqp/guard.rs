@@ -62,7 +62,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
 use tokio::net::TcpListener;
 
 use super::held::{self, Budget, Held};
@@ -370,76 +372,98 @@ impl Filter {
     {
         let mut from = BufReader::with_capacity(64 * 1024, from);
         let mut to = BufWriter::with_capacity(64 * 1024, to);
-        // One buffer for every frame: most are a few hundred bytes, and a
-        // fresh allocation each would churn the allocator at 100,000/s.
+        // One buffer for a frame that is not whole in the read buffer: most
+        // are a few hundred bytes, and a fresh allocation each would churn
+        // the allocator at 100,000/s.
         let mut payload = Vec::new();
         loop {
-            let mut head = [0u8; 7];
-            match from.read_exact(&mut head[..1]).await {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    to.flush().await?;
-                    return to.shutdown().await;
-                }
-                Err(e) => return Err(e),
+            let buffered = from.fill_buf().await?;
+            if buffered.is_empty() {
+                to.flush().await?;
+                return to.shutdown().await;
             }
-            if head[0] == b'A' {
+            if buffered[0] == b'A' {
                 // "AMQP" and a version: the broker refuses ours and closes.
-                to.write_all(&head[..1]).await?;
                 tokio::io::copy(&mut from, &mut to).await?;
                 to.flush().await?;
                 return to.shutdown().await;
             }
-            from.read_exact(&mut head[1..]).await?;
-            let kind = head[0];
-            let channel = u16::from_be_bytes([head[1], head[2]]);
-            let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]);
-            if size > MAX_FRAME_BYTES {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("frame of {size} bytes from the broker"),
-                ));
-            }
-            payload.resize(size as usize + 1, 0);
-            from.read_exact(&mut payload).await?;
-            payload.pop();
-            let delivery = match (&self.held, kind) {
-                (Some(held), FRAME_METHOD) if channel != 0 => {
-                    let tag = held::deliver_tag(&payload);
-                    if tag.is_some() && held.must_wait(channel) {
-                        wait_for_room(held, channel, &mut to).await?;
-                    }
-                    tag
+            match frame_head(buffered)? {
+                // Whole in the read buffer, as nearly every frame is: looked
+                // at there, and a clean one copied once, straight to the
+                // write buffer.
+                Some((kind, channel, size)) if buffered.len() >= size + 8 => {
+                    let whole = &buffered[..size + 8];
+                    self.pass(kind, channel, &whole[7..7 + size], Some(whole), &mut to)
+                        .await?;
+                    from.consume(size + 8);
                 }
-                _ => None,
-            };
-            let passed = match self.frame(kind, channel, &payload) {
-                Verdict::Pass => {
-                    write_frame(&mut to, kind, channel, &payload).await?;
-                    payload.len()
-                }
-                Verdict::Replace(new) => {
-                    write_frame(&mut to, kind, channel, &new).await?;
-                    new.len()
-                }
-                Verdict::Drop => 0,
-            } as u64;
-            if let Some(held) = &self.held {
-                match (kind, delivery) {
-                    (FRAME_METHOD, Some(tag)) => held.with(|s| s.delivered(channel, tag, passed)),
-                    (FRAME_METHOD, None) => held.with(|s| s.other_method(channel)),
-                    (FRAME_HEADER, _) => {
-                        let weight = passed + self.header_entries as u64 * HELD_PER_HEADER_ENTRY;
-                        held.with(|s| s.content(channel, weight))
-                    }
-                    (FRAME_BODY, _) => held.with(|s| s.content(channel, passed)),
-                    _ => {}
+                _ => {
+                    let mut head = [0u8; 7];
+                    from.read_exact(&mut head).await?;
+                    let (kind, channel, size) = frame_head(&head)?.ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "frame head cut short")
+                    })?;
+                    payload.resize(size + 1, 0);
+                    from.read_exact(&mut payload).await?;
+                    payload.pop();
+                    self.pass(kind, channel, &payload, None, &mut to).await?;
                 }
             }
             if from.buffer().is_empty() {
                 to.flush().await?;
             }
         }
+    }
+
+    /// Filters one frame and writes what lapin gets of it (`whole`, when
+    /// given, is the frame as it arrived), keeping the byte budget: a
+    /// delivery waits here while the worker holds too much.
+    async fn pass<W: AsyncWrite + Unpin>(
+        &mut self,
+        kind: u8,
+        channel: u16,
+        payload: &[u8],
+        whole: Option<&[u8]>,
+        to: &mut W,
+    ) -> io::Result<()> {
+        let delivery = match (&self.held, kind) {
+            (Some(held), FRAME_METHOD) if channel != 0 => {
+                let tag = held::deliver_tag(payload);
+                if tag.is_some() && held.must_wait(channel) {
+                    wait_for_room(held, channel, to).await?;
+                }
+                tag
+            }
+            _ => None,
+        };
+        let passed = match self.frame(kind, channel, payload) {
+            Verdict::Pass => {
+                match whole {
+                    Some(frame) => to.write_all(frame).await?,
+                    None => write_frame(to, kind, channel, payload).await?,
+                }
+                payload.len()
+            }
+            Verdict::Replace(new) => {
+                write_frame(to, kind, channel, &new).await?;
+                new.len()
+            }
+            Verdict::Drop => 0,
+        } as u64;
+        if let Some(held) = &self.held {
+            match (kind, delivery) {
+                (FRAME_METHOD, Some(tag)) => held.with(|s| s.delivered(channel, tag, passed)),
+                (FRAME_METHOD, None) => held.with(|s| s.other_method(channel)),
+                (FRAME_HEADER, _) => {
+                    let weight = passed + self.header_entries as u64 * HELD_PER_HEADER_ENTRY;
+                    held.with(|s| s.content(channel, weight))
+                }
+                (FRAME_BODY, _) => held.with(|s| s.content(channel, passed)),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn frame(&mut self, kind: u8, channel: u16, payload: &[u8]) -> Verdict {
@@ -616,6 +640,26 @@ async fn wait_for_room<W: AsyncWrite + Unpin>(
         }
     }
     Ok(())
+}
+
+/// The kind, channel and payload size of the frame `b` starts with, once
+/// its seven bytes of head are there.
+fn frame_head(b: &[u8]) -> io::Result<Option<(u8, u16, usize)>> {
+    let Some(head) = b.get(..7) else {
+        return Ok(None);
+    };
+    let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]);
+    if size > MAX_FRAME_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {size} bytes from the broker"),
+        ));
+    }
+    Ok(Some((
+        head[0],
+        u16::from_be_bytes([head[1], head[2]]),
+        size as usize,
+    )))
 }
 
 enum Verdict {
