@@ -53,6 +53,59 @@ async fn broker_connection_loss_reconnects_and_delivers_everything_once_in_order
     assert_eq!(broker.ready_settled().await, 0);
 }
 
+/// A connection lost while Pusher is slow (8 s, inside its 10 s timeout):
+/// the session waits for the requests it has out before it ends, so what
+/// they delivered is known when the intents come back, and none of them
+/// lands after what the next session sends. It waited 5 s and left them
+/// running: every run sent about 30 events twice, and some after later
+/// events of their channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_while_pusher_is_slow_sends_nothing_twice_or_out_of_order() {
+    use common::{distant::Distant, Broker, KEY, SECRET};
+    let pusher = Distant::start(KEY, SECRET, Duration::from_secs(8), Duration::ZERO).await;
+    let broker = Broker::new("slowlost").await;
+    let db = Db::sqlite();
+    let worker = Process::start(&pusher.uri(), &broker, &db, &[]).await;
+    let (channels, per_channel) = (10, 6);
+    let intents: Vec<Value> = (0..per_channel)
+        .flat_map(|seq| {
+            (0..channels).map(move |c| {
+                serde_json::json!({"type": "event", "id": format!("slow-{c}-{seq}"),
+                    "channels": [format!("slow-{c}")], "event": "e", "data": {"seq": seq}})
+            })
+        })
+        .collect();
+    broker.publish(&intents).await;
+    // A request out, waiting its 8 s at Pusher (the concurrency limit
+    // starts low and grows per round trip, so one or two at first).
+    eventually(WAIT, "a request in flight", || {
+        !pusher.seen().requests.is_empty()
+    })
+    .await;
+    assert!(
+        close_broker_connection(&broker.queue),
+        "found and closed the worker's connection"
+    );
+    pusher
+        .wait_for(channels * per_channel, Duration::from_secs(120))
+        .await;
+    broker.wait_acked(Duration::from_secs(120)).await;
+    let seen = pusher.seen();
+    println!(
+        "connection lost with requests 8 s out: {} events, {} duplicates, {} order violations",
+        seen.accepted(),
+        seen.duplicates,
+        seen.violations
+    );
+    assert_eq!(seen.duplicates, 0, "nothing sent twice");
+    assert_eq!(
+        seen.violations, 0,
+        "nothing after a later event of its channel"
+    );
+    drop(seen);
+    worker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unavailable_store_holds_the_ack_until_the_dead_letter_is_written() {
     let (_fake, server, broker, db) = rig("store-down", Db::postgres().await).await;

@@ -23,6 +23,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::circuit::Circuit;
@@ -52,9 +53,12 @@ const LAG_SAMPLE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often the session looks at whether its channel is still open.
 pub(super) const LIVENESS_INTERVAL: Duration = Duration::from_secs(1);
 
-/// After a connection loss, how long in-flight requests may finish so that
-/// what they delivered is remembered (and not sent again on redelivery).
-const LOST_DRAIN: Duration = Duration::from_secs(5);
+/// After a connection loss, how long in-flight requests may still take
+/// beyond Pusher's request timeout: whatever a request answered within it
+/// delivered is remembered (so its redelivery is dropped, not sent again),
+/// and a request still out when the session ends is cancelled, so no old
+/// request lands after what the next session sends for the same channel.
+const LOST_DRAIN_MARGIN: Duration = Duration::from_secs(1);
 
 /// Unit ids of parked rows read back: their seq with this bit set, apart
 /// from delivery tags (which count up from 1 per channel).
@@ -247,6 +251,7 @@ pub async fn run(
 
     let mut session = Session::new(shared.clone(), queue.clone(), channel.clone());
     let end = session.run(&mut consumer, &mut shutdown).await;
+    session.finish().await;
     shared.parked.set(&queue.name, Vec::new(), None);
     shared.health.set_consumer(queue.index, false);
     queue.last_delivery_ms.store(0, Ordering::Relaxed);
@@ -330,6 +335,8 @@ struct Session {
     active: bool,
     /// The parked log's name in the store.
     log: String,
+    /// Every task the session started; see [`Session::finish`].
+    tasks: JoinSet<()>,
 }
 
 impl Session {
@@ -337,14 +344,15 @@ impl Session {
         let (tx, rx) = mpsc::unbounded_channel();
         let (to_store, rows) = mpsc::unbounded_channel();
         let (stored_tx, mut stored_rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer::run(
+        let mut tasks = JoinSet::new();
+        tasks.spawn(writer::run(
             shared.store.clone(),
             shared.health.clone(),
             rows,
             stored_tx,
         ));
         let forward = tx.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             while let Some(stored) = stored_rx.recv().await {
                 if forward.send(Msg::Stored(stored)).is_err() {
                     return;
@@ -361,7 +369,7 @@ impl Session {
         };
         let (to_parker, requests) = mpsc::unbounded_channel();
         let (replies, mut replies_rx) = mpsc::unbounded_channel();
-        tokio::spawn(parker::run(
+        tasks.spawn(parker::run(
             shared.store.clone(),
             shared.health.clone(),
             log.clone(),
@@ -369,7 +377,7 @@ impl Session {
             replies,
         ));
         let forward = tx.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             while let Some(reply) = replies_rx.recv().await {
                 if forward.send(Msg::Parker(reply)).is_err() {
                     return;
@@ -401,6 +409,7 @@ impl Session {
             unparking_rows: 0,
             active: !single_active,
             log,
+            tasks,
         }
     }
 
@@ -464,7 +473,7 @@ impl Session {
             // Woken at the shutdown deadline, or when a lost connection's
             // in-flight requests have had their time.
             let deadline = match &phase {
-                Phase::Lost { since, .. } => Some(*since + LOST_DRAIN),
+                Phase::Lost { since, .. } => Some(*since + self.lost_drain()),
                 _ => phase.deadline(),
             };
             tokio::select! {
@@ -533,8 +542,9 @@ impl Session {
     fn end(&self, phase: &Phase) -> Option<End> {
         match phase {
             Phase::Consuming => None,
-            Phase::Lost { reason, since } => (self.in_flight == 0 || since.elapsed() >= LOST_DRAIN)
-                .then(|| End::ConnectionLost(reason.clone())),
+            Phase::Lost { reason, since } => (self.in_flight == 0
+                || since.elapsed() >= self.lost_drain())
+            .then(|| End::ConnectionLost(reason.clone())),
             // What was taken and not started goes back to the queue, in its
             // order, for the worker that takes over: nothing it sends can
             // overtake what this one sent.
@@ -558,6 +568,18 @@ impl Session {
             Phase::Returning { shutdown } => shutdown.and_then(|by| self.drained_or_late(by)),
             Phase::Draining { deadline, .. } => self.drained_or_late(*deadline),
         }
+    }
+
+    /// See [`LOST_DRAIN_MARGIN`].
+    fn lost_drain(&self) -> Duration {
+        self.shared.cfg.pusher.timeout + LOST_DRAIN_MARGIN
+    }
+
+    /// Cancels and awaits every task the session started (the request
+    /// tasks, the dead-letter writer, the parker and their forwarders): none
+    /// outlives it.
+    async fn finish(mut self) {
+        self.tasks.shutdown().await;
     }
 
     fn drained_or_late(&self, deadline: Instant) -> Option<End> {
@@ -594,6 +616,9 @@ impl Session {
     }
 
     fn dispatch_due(&mut self, flush: bool) {
+        // Finished request tasks are reaped here, as they end by the
+        // thousand a second.
+        while self.tasks.try_join_next().is_some() {}
         // A request is made only with a permit in hand: one made to wait for
         // a permit would hold its lanes, which could meanwhile fill fuller
         // batches. A request waiting to retry holds no permit.
@@ -612,7 +637,7 @@ impl Session {
             metrics::in_flight(self.in_flight);
             let shared = self.shared.clone();
             let tx = self.tx.clone();
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 let outcomes = dispatch::deliver(
                     &shared.client,
                     &shared.circuit,
