@@ -90,19 +90,15 @@ async fn a_connection_lost_while_pusher_is_slow_sends_nothing_twice_or_out_of_or
         .wait_for(channels * per_channel, Duration::from_secs(120))
         .await;
     broker.wait_acked(Duration::from_secs(120)).await;
-    let seen = pusher.seen();
+    let (events, duplicates, violations) = {
+        let seen = pusher.seen();
+        (seen.accepted(), seen.duplicates, seen.violations)
+    };
     println!(
-        "connection lost with requests 8 s out: {} events, {} duplicates, {} order violations",
-        seen.accepted(),
-        seen.duplicates,
-        seen.violations
+        "connection lost with requests 8 s out: {events} events, {duplicates} duplicates, {violations} order violations"
     );
-    assert_eq!(seen.duplicates, 0, "nothing sent twice");
-    assert_eq!(
-        seen.violations, 0,
-        "nothing after a later event of its channel"
-    );
-    drop(seen);
+    assert_eq!(duplicates, 0, "nothing sent twice");
+    assert_eq!(violations, 0, "nothing after a later event of its channel");
     worker.stop().await;
 }
 
