@@ -416,12 +416,10 @@ pub fn parked_oldest_age(seconds: f64) {
     gauge!(PARKED_OLDEST_AGE).set(seconds);
 }
 
-pub fn held_bytes_taken(n: u64) {
-    gauge!(HELD_BYTES).increment(n as f64);
-}
-
-pub fn held_bytes_released(n: u64) {
-    gauge!(HELD_BYTES).decrement(n as f64);
+/// The held-bytes gauge's handle: it moves with every frame of a
+/// delivery, so the guard keeps the handle rather than look it up.
+pub fn held_bytes() -> metrics::Gauge {
+    gauge!(HELD_BYTES)
 }
 
 pub fn intake_held_back() {

@@ -33,12 +33,21 @@ use tokio::sync::watch;
 /// One worker's budget, shared by all its consuming connections (a worker
 /// on shards has one per queue it consumes), so that the bound is the
 /// worker's whatever its shard count.
-#[derive(Debug)]
 pub struct Budget {
     limit: u64,
     total: AtomicU64,
+    gauge: metrics::Gauge,
     /// Bumped whenever bytes are released, to wake held-back deliveries.
     released: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budget")
+            .field("limit", &self.limit)
+            .field("held", &self.held())
+            .finish()
+    }
 }
 
 impl Budget {
@@ -47,6 +56,7 @@ impl Budget {
         Arc::new(Budget {
             limit,
             total: AtomicU64::new(0),
+            gauge: crate::metrics::held_bytes(),
             released: watch::Sender::new(0),
         })
     }
@@ -62,12 +72,12 @@ impl Budget {
 
     fn take(&self, n: u64) {
         self.total.fetch_add(n, Ordering::Relaxed);
-        crate::metrics::held_bytes_taken(n);
+        self.gauge.increment(n as f64);
     }
 
     fn release(&self, n: u64) {
         self.total.fetch_sub(n, Ordering::Relaxed);
-        crate::metrics::held_bytes_released(n);
+        self.gauge.decrement(n as f64);
         self.released.send_modify(|g| *g = g.wrapping_add(1));
     }
 }

@@ -1,5 +1,7 @@
 //! Settings, read once from the environment (and `.env`), validated at start
-//! and passed down. No other module reads the environment.
+//! and passed down. Beyond the settings, only the process's surroundings are
+//! read elsewhere: `HOSTNAME` (the parked log of a competing consumer, in
+//! the relay), and `RUST_LOG` and `NO_COLOR` (logging, in the CLI).
 //!
 //! The `PUSHER_*` names and defaults are the seed PHP app's, so an app's
 //! existing `.env` works unchanged. A bad value fails start-up with the

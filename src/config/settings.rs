@@ -11,7 +11,11 @@
 //! `tests/settings_docs.rs` checks they agree.
 //!
 //! The layout imitates ripgrep's flag definitions (`crates/core/flags/defs.rs`):
-//! one list, each entry carrying its own parser, so a new setting is one row.
+//! one list, each entry carrying its own parser and printer. A new setting
+//! is a row here and a field of [`Config`] (with its value in `blank()`),
+//! and a line in `.env.example`, the README's table and, when Kubernetes
+//! should set it, the ConfigMap; `tests/settings_docs.rs` fails until the
+//! documents agree with the rows.
 
 use std::fmt;
 use std::net::SocketAddr;

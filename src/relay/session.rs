@@ -1,11 +1,13 @@
 //! One connection's worth of relaying: the event loop that takes deliveries,
 //! feeds the lanes, starts requests, collects outcomes and acks.
 //!
-//! What a session changes lives in its one task; the only lock it takes
-//! per delivery is the dedup cache's, which the sessions of every queue
-//! share (one capacity for the worker) and which is held for one hash
-//! lookup or insert. Requests and dead-letter writes run in their own tasks
-//! and report back through channels. Where the session is in its life is
+//! What a session changes lives in its one task. The locks it takes per
+//! delivery are short: the dedup cache's, which the sessions of every
+//! queue share (one capacity for the worker) and which is held for one
+//! hash lookup or insert, and, when a channel is parked, the circuit's.
+//! Requests and dead-letter writes run in tasks of the session's own
+//! (cancelled and awaited before it returns) and report back through
+//! channels. Where the session is in its life is
 //! one value, a `Phase`, changed only by its own methods. A session
 //! ends on shutdown (after draining), on a handoff, or when the connection
 //! is lost (the caller reconnects).
