@@ -879,7 +879,7 @@ async fn main() {
         let (p50, p99) = (percentile(&mut lat, 0.50), percentile(&mut lat, 0.99));
 
         println!("  ceiling (lapin consume + multiple ack):  {ceiling:>9.0} msg/s");
-        println!("  worker drain:                            {rate:>9.0} events/s   ratio {:.2} (target >= 0.80)", rate / ceiling);
+        println!("  worker drain:                            {rate:>9.0} events/s   ratio {:.2} (target >= 0.85)", rate / ceiling);
         println!(
             "  requests per event:                      {:>9.3}            (target <= 0.105)",
             requests as f64 / events as f64

@@ -30,11 +30,23 @@ pub async fn channel() -> (Connection, Channel) {
 }
 
 pub async fn declare_quorum(ch: &Channel, queue: &str) {
+    use lapin::types::AMQPValue;
+    let text = |s: &str| AMQPValue::LongString(s.into());
+    // The arguments the worker declares its queues with (its delivery limit
+    // and the target beside it), so that it finds the queue as its own.
     let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), text("quorum"));
     args.insert(
-        "x-queue-type".into(),
-        lapin::types::AMQPValue::LongString("quorum".into()),
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(pusher_relay::amqp::DELIVERY_LIMIT),
     );
+    args.insert("x-dead-letter-exchange".into(), text(""));
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        text(&format!("{queue}.delivery-limit")),
+    );
+    args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+    args.insert("x-overflow".into(), text("reject-publish"));
     ch.queue_declare(
         queue,
         QueueDeclareOptions {
@@ -79,6 +91,9 @@ pub fn worker(
 /// Removes what [`worker`] and [`declare_quorum`] made for `queue`.
 pub async fn cleanup(ch: &Channel, queue: &str, db: &Path) {
     let _ = ch.queue_delete(queue, Default::default()).await;
+    let _ = ch
+        .queue_delete(&format!("{queue}.delivery-limit"), Default::default())
+        .await;
     let _ = ch
         .exchange_delete(&format!("{queue}.x"), Default::default())
         .await;
