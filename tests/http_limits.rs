@@ -24,6 +24,13 @@ const HALF_REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n";
 /// Slack over a timeout for the server to act on it, on a busy 2-core box.
 const SLACK: Duration = Duration::from_secs(5);
 
+/// Held by each flood test for its whole run: they measure this process's
+/// memory and fill listeners with hundreds of connections, so one running
+/// beside another would read the other's memory as its own (CI saw 211 MiB
+/// "taken" by a pipelining flood) and share its CPU with the flood it waits
+/// on.
+static FLOODS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Server {
     addr: SocketAddr,
     health: Arc<Health>,
@@ -320,6 +327,7 @@ async fn readyz_shows_states_but_no_error_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_idle_half_requests_from_one_peer_leave_healthz_answering() {
+    let _alone = FLOODS.lock().await;
     // A header timeout far past the test: only the per-peer cap can keep
     // a slot for the probe.
     let server = start(Limits {
@@ -353,6 +361,7 @@ async fn a_thousand_idle_half_requests_from_one_peer_leave_healthz_answering() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_pipeline_requests_and_never_read_leave_healthz_answering() {
+    let _alone = FLOODS.lock().await;
     let server = start(Limits {
         shutdown_grace: Duration::from_secs(1),
         ..Limits::default()
@@ -393,6 +402,7 @@ async fn clients_that_pipeline_requests_and_never_read_leave_healthz_answering()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_ops_listener_a_flood_from_many_peers_leaves_the_probes_answering() {
+    let _alone = FLOODS.lock().await;
     // As the worker serves with HTTP_OPS_ADDR: the probes on a listener of
     // their own, the rest on the public one.
     let state = state();
@@ -408,29 +418,46 @@ async fn with_an_ops_listener_a_flood_from_many_peers_leaves_the_probes_answerin
     // past the public listener's 512.
     let before = rss();
     let mut flood = Vec::new();
-    for peer in 0..12 {
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let peers = 12;
+    for peer in 0..peers {
         for _ in 0..http::MAX_CONNECTIONS_PER_PEER {
             let from = format!("127.0.1.{}", peer + 1);
+            let sent = sent.clone();
             flood.push(tokio::spawn(async move {
                 let mut s = connect_from(&from, public).await.ok()?;
                 s.write_all(HALF_REQUEST).await.ok()?;
-                tokio::time::sleep(Duration::from_secs(20)).await;
+                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(60)).await;
                 Some(s)
             }));
         }
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    // The public port is full: a request there waits in the backlog.
-    let mut waiting = connect_from("127.0.0.1", public).await.expect("connect");
-    waiting
-        .write_all(b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("send");
-    let mut got = [0u8; 64];
-    assert!(
-        tokio::time::timeout(Duration::from_secs(1), waiting.read(&mut got))
+    // The listener holds 512 and its backlog 128 more (the rest of the
+    // flood waits to connect at all): full once well past 512 are in.
+    let full = http::MAX_CONNECTIONS + 64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sent.load(std::sync::atomic::Ordering::SeqCst) < full {
+        assert!(
+            Instant::now() < deadline,
+            "only {} flood connections made",
+            sent.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The public port is full: a request there gets no answer (it waits to
+    // connect, or in the backlog).
+    let asked = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut s = connect_from("127.0.0.1", public).await.ok()?;
+        s.write_all(b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
-            .is_err(),
+            .ok()?;
+        let mut got = [0u8; 64];
+        s.read(&mut got).await.ok()
+    })
+    .await;
+    assert!(
+        asked.is_err(),
         "the public listener answered: the flood did not fill it"
     );
     // The probes do not wait.
@@ -447,6 +474,7 @@ async fn with_an_ops_listener_a_flood_from_many_peers_leaves_the_probes_answerin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_its_answers_is_cut_at_the_write_stall_timeout() {
+    let _alone = FLOODS.lock().await;
     let stall = Duration::from_secs(1);
     let server = start(Limits {
         write_stall_timeout: stall,
