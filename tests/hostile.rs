@@ -472,3 +472,73 @@ async fn thousands_of_large_headers_and_bodies_stay_within_the_byte_budget() {
     assert!(held_back > 0.0, "the byte budget held deliveries back");
     assert!(peak <= 150.0, "peak RSS {peak:.1} MB, over 150 MB");
 }
+
+/// Pusher goes away while the worker's held bytes are at their budget: the
+/// session returns what it holds and closes its channel, although the
+/// answer to the close's round trip waits behind a delivery the guard holds
+/// back (it waited forever before the round trip was bounded); everything
+/// is delivered in order once Pusher answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_with_the_byte_budget_full_returns_what_is_held() {
+    use common::{distant::Distant, Broker, Process, KEY, SECRET};
+
+    let pusher = Distant::start(KEY, SECRET, Duration::from_secs(2), Duration::ZERO).await;
+    let broker = Broker::new("heldout").await;
+    broker.declare().await;
+    let db = Db::sqlite();
+    let settings = [
+        ("PUSHER_MAX_EVENT_BYTES", "65536"),
+        ("RELAY_MAX_HELD_BYTES", "1048576"),
+    ];
+    let worker = Process::start(&pusher.uri(), &broker, &db, &settings).await;
+    let (channels, per_channel) = (3, 20);
+    let pad = "x".repeat(60_000);
+    let intents: Vec<serde_json::Value> = (0..per_channel)
+        .flat_map(|seq| {
+            let pad = pad.clone();
+            (0..channels).map(move |c| {
+                serde_json::json!({"type": "event", "id": format!("heldout-{c}-{seq}"),
+                    "channels": [format!("heldout-{c}")], "event": "e",
+                    "data": {"seq": seq, "pad": pad}})
+            })
+        })
+        .collect();
+    broker.publish(&intents).await;
+    let deadline = Instant::now() + WAIT;
+    while worker
+        .metric("pusher_relay_intake_held_back_total")
+        .await
+        .unwrap_or_default()
+        == 0.0
+    {
+        assert!(Instant::now() < deadline, "the budget never filled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pusher.set_status(Some(503));
+    worker
+        .wait_readyz(|_, body| body["circuit"].as_str().is_some_and(|c| c != "closed"))
+        .await;
+    // Paused: the session gave its window back and closed its channel.
+    let deadline = Instant::now() + WAIT;
+    while worker
+        .metric("pusher_relay_held_bytes")
+        .await
+        .unwrap_or_default()
+        > 0.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the session still holds its deliveries: its close is stuck"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pusher.set_latency(Duration::ZERO, Duration::ZERO);
+    pusher.set_status(None);
+    pusher
+        .wait_for(channels * per_channel, Duration::from_secs(120))
+        .await;
+    broker.wait_acked(WAIT).await;
+    let violations = pusher.seen().violations;
+    assert_eq!(violations, 0, "every channel in order");
+    worker.stop().await;
+}

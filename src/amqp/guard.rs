@@ -454,7 +454,7 @@ impl Filter {
         if let Some(held) = &self.held {
             match (kind, delivery) {
                 (FRAME_METHOD, Some(tag)) => held.with(|s| s.delivered(channel, tag, passed)),
-                (FRAME_METHOD, None) => held.with(|s| s.other_method(channel)),
+                (FRAME_METHOD, None) => held.with(|s| s.other_method(channel, payload)),
                 (FRAME_HEADER, _) => {
                     let weight = passed + self.header_entries as u64 * HELD_PER_HEADER_ENTRY;
                     held.with(|s| s.content(channel, weight))

@@ -15,10 +15,12 @@
 //! or more. The broker then sees a slow reader: TCP backpressure, which it
 //! handles as any slow consumer.
 //!
-//! Nothing the worker must read to finish what it holds waits behind the
-//! held frame: acks need no answer, a lag sample gives up after its
-//! timeout, and a cancelled consumer or closed channel is never held back
-//! (its session is leaving, and waits for the broker's answer). While it
+//! Everything behind the held frame waits too, answers to the worker's own
+//! questions included, so the worker never waits on the broker where that
+//! would stop it from acking: acks need no answer, the lag sample runs
+//! beside the session, the close's round trip gives up after a while, and a
+//! cancelled consumer's or a closing channel's deliveries are neither held
+//! back nor counted (its session is leaving, and waits for the answer). While it
 //! holds back, the guard sends lapin a heartbeat frame now and then, since
 //! lapin gives up on a connection it has heard nothing from for two
 //! heartbeat intervals; a broker that is gone meanwhile is still found, as
@@ -116,7 +118,7 @@ impl Held {
 
     /// Whether the next delivery on `channel` must wait for room.
     pub(super) fn must_wait(&self, channel: u16) -> bool {
-        self.budget.full() && !self.with(|s| s.leaving(channel))
+        self.budget.full() && !self.with(|s| s.never_held(channel))
     }
 
     /// Told of every release, from now on.
@@ -159,7 +161,7 @@ struct HeldChannel {
     /// The delivery whose content frames are arriving.
     current: Option<u64>,
     /// The client cancelled its consumer or is closing the channel: what
-    /// still arrives there is never held back.
+    /// still arrives there is never held back, nor counted.
     leaving: bool,
 }
 
@@ -172,13 +174,19 @@ impl HeldState {
         self.total
     }
 
-    fn leaving(&self, channel: u16) -> bool {
+    /// Whether deliveries on `channel` pass whatever the budget says.
+    fn never_held(&self, channel: u16) -> bool {
         self.channels.get(&channel).is_some_and(|c| c.leaving)
     }
 
     /// A delivery passed to the client: `bytes` of its method frame.
     pub(super) fn delivered(&mut self, channel: u16, tag: u64, bytes: u64) {
         let c = self.channels.entry(channel).or_default();
+        if c.leaving {
+            // The client will not ack it: the broker takes it back.
+            c.current = None;
+            return;
+        }
         c.current = Some(tag);
         *c.tags.entry(tag).or_default() += bytes;
         self.total += bytes;
@@ -186,7 +194,15 @@ impl HeldState {
 
     /// A method other than `basic.deliver` passed: content frames that
     /// follow are not the last delivery's.
-    pub(super) fn other_method(&mut self, channel: u16) {
+    /// A channel.open-ok or close-ok starts the channel afresh.
+    pub(super) fn other_method(&mut self, channel: u16, p: &[u8]) {
+        if matches!(
+            (be_u16(p, 0), be_u16(p, 2)),
+            (Some(CLASS_CHANNEL), Some(11 | 41))
+        ) {
+            self.closed(channel);
+            return;
+        }
         if let Some(c) = self.channels.get_mut(&channel) {
             c.current = None;
         }
@@ -256,10 +272,15 @@ impl HeldState {
                 self.channels.entry(channel).or_default().leaving = true;
                 true
             }
-            // close: the client closes it; close-ok: it answers the
-            // broker's close. A channel opened again under the same number
-            // starts afresh.
-            (CLASS_CHANNEL, 40) | (CLASS_CHANNEL, 41) => {
+            // close: the client closes the channel; the broker takes back
+            // what it holds, and the close-ok starts the number afresh.
+            (CLASS_CHANNEL, 40) => {
+                self.closed(channel);
+                self.channels.entry(channel).or_default().leaving = true;
+                true
+            }
+            // close-ok: the client answers the broker's close.
+            (CLASS_CHANNEL, 41) => {
                 self.closed(channel);
                 true
             }
@@ -361,6 +382,19 @@ mod tests {
         a.client_frame(1, &[0, 60, 0, 30, 3, b'c', b't', b'g', 0]);
         assert!(!a.must_wait(1), "its session waits for the cancel-ok");
         assert!(a.must_wait(2) && b.must_wait(1), "the others still wait");
+        // A delivery arriving on a channel the client closes is not
+        // counted: the broker takes it back.
+        b.client_frame(2, &[0, 20, 0, 40, 0, 200, 0]);
+        b.with(|s| s.delivered(2, 9, 5000));
+        assert_eq!(budget.held(), 1200, "not counted");
+        b.with(|s| s.other_method(2, &[0, 20, 0, 41]));
+        b.with(|s| s.delivered(2, 1, 10));
+        assert_eq!(
+            budget.held(),
+            1210,
+            "counted again once closed and reopened"
+        );
+        b.with(|s| s.other_method(2, &[0, 20, 0, 41]));
         let released = b.releases();
         a.client_frame(1, &ack(1, false));
         assert!(released.has_changed().expect("open"), "a release wakes");

@@ -52,6 +52,9 @@ use crate::shutdown::Shutdown;
 pub(super) const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a lag sample may hold the event loop (see `sample_lag`).
 const LAG_SAMPLE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long the close waits for its round trip (see [`close`]).
+const CLOSE_SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the session looks at whether its channel is still open.
 pub(super) const LIVENESS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -285,10 +288,15 @@ async fn close(conn: Connection, channel: Channel, queue: &str) {
         passive: true,
         ..Default::default()
     };
-    let answered = channel
-        .queue_declare(queue, passive, FieldTable::default())
-        .await
-        .is_ok();
+    // Bounded: with the held bytes at their budget, the answer waits behind
+    // a delivery the guard holds back, and only the channel's close
+    // releases it.
+    let answered = tokio::time::timeout(
+        CLOSE_SYNC_TIMEOUT,
+        channel.queue_declare(queue, passive, FieldTable::default()),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
     // Processed by the channel is not yet applied by a quorum queue: its
     // leader settles acks through Raft, and a channel closed meanwhile has
     // some of them dropped and their messages returned (rabbitmq-server
@@ -523,7 +531,14 @@ impl Session {
                     }
                 }
                 _ = lag_tick.tick(), if !phase.is_lost() => {
-                    sample_lag(&self.channel, &self.queue, &self.shared.queues).await;
+                    // Beside the loop: with the held bytes at their budget,
+                    // the answer waits behind a delivery the guard holds
+                    // back until this loop acks.
+                    let (channel, queue) = (self.channel.clone(), self.queue.clone());
+                    let shared = self.shared.clone();
+                    self.tasks.spawn(async move {
+                        sample_lag(&channel, &queue, &shared.queues).await;
+                    });
                     self.tick_parking().await;
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {}
