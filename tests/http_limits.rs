@@ -26,8 +26,8 @@ const SLACK: Duration = Duration::from_secs(5);
 
 /// Held by each flood test for its whole run: they measure this process's
 /// memory and fill listeners with hundreds of connections, so one running
-/// beside another would read the other's memory as its own (CI saw 211 MiB
-/// "taken" by a pipelining flood) and share its CPU with the flood it waits
+/// beside another would read the other's memory as its own (CI once failed
+/// a pipelining flood that way) and share its CPU with the flood it waits
 /// on.
 static FLOODS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -139,6 +139,27 @@ async fn half_open(addr: SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(HALF_REQUEST).await.expect("send half");
     stream
+}
+
+/// A flood's connection from the loopback address `from` that sent
+/// [`HALF_REQUEST`]; `None` when the listener would not take it.
+async fn half_open_from(from: &str, addr: SocketAddr) -> Option<TcpStream> {
+    let mut stream = connect_from(from, addr).await.ok()?;
+    stream.write_all(HALF_REQUEST).await.ok()?;
+    Some(stream)
+}
+
+/// Writes `bytes` over and over, reading nothing, until the server cuts
+/// the connection (or `within` passes: then `Err`).
+async fn write_until_cut(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    within: Duration,
+) -> Result<(), tokio::time::error::Elapsed> {
+    tokio::time::timeout(within, async {
+        while stream.write_all(bytes).await.is_ok() {}
+    })
+    .await
 }
 
 /// Reads until the server closes; what it sent, or panics past `within`.
@@ -341,8 +362,7 @@ async fn a_thousand_idle_half_requests_from_one_peer_leave_healthz_answering() {
     let flood: Vec<_> = (0..1000)
         .map(|_| {
             tokio::spawn(async move {
-                let mut s = connect_from("127.0.0.2", addr).await.ok()?;
-                s.write_all(HALF_REQUEST).await.ok()?;
+                let s = half_open_from("127.0.0.2", addr).await?;
                 tokio::time::sleep(Duration::from_secs(20)).await;
                 Some(s)
             })
@@ -378,14 +398,7 @@ async fn clients_that_pipeline_requests_and_never_read_leave_healthz_answering()
         };
         let pipelined = pipelined.clone();
         writers.push(tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(30), async {
-                loop {
-                    if s.write_all(pipelined.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            })
-            .await;
+            let _ = write_until_cut(&mut s, pipelined.as_bytes(), Duration::from_secs(30)).await;
             s
         }));
     }
@@ -425,8 +438,7 @@ async fn with_an_ops_listener_a_flood_from_many_peers_leaves_the_probes_answerin
             let from = format!("127.0.1.{}", peer + 1);
             let sent = sent.clone();
             flood.push(tokio::spawn(async move {
-                let mut s = connect_from(&from, public).await.ok()?;
-                s.write_all(HALF_REQUEST).await.ok()?;
+                let s = half_open_from(&from, public).await?;
                 sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 Some(s)
@@ -488,14 +500,7 @@ async fn a_client_that_never_reads_its_answers_is_cut_at_the_write_stall_timeout
     // stalls, and the connection is dropped a second later, which ends
     // these writes too.
     let started = Instant::now();
-    let cut = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if s.write_all(pipelined.as_bytes()).await.is_err() {
-                return;
-            }
-        }
-    })
-    .await;
+    let cut = write_until_cut(&mut s, pipelined.as_bytes(), Duration::from_secs(30)).await;
     assert!(
         cut.is_ok(),
         "the server still held the connection after 30 s"

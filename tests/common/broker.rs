@@ -188,7 +188,17 @@ impl Broker {
         routing_key: &str,
         body: &[u8],
     ) -> lapin::publisher_confirm::PublisherConfirm {
-        let props = lapin::BasicProperties::default()
+        self.publish_with_headers(routing_key, body, None).await
+    }
+
+    /// [`Broker::publish_raw`] with a header table of the caller's.
+    pub async fn publish_with_headers(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+        headers: Option<lapin::types::FieldTable>,
+    ) -> lapin::publisher_confirm::PublisherConfirm {
+        let mut props = lapin::BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
             .with_timestamp(
@@ -197,6 +207,9 @@ impl Broker {
                     .map(|d| d.as_secs())
                     .unwrap_or_default(),
             );
+        if let Some(headers) = headers {
+            props = props.with_headers(headers);
+        }
         self.channel
             .basic_publish(&self.exchange, routing_key, Default::default(), body, props)
             .await
