@@ -751,9 +751,9 @@ fn the_custom_resources_point_at_the_deployment_service_and_secret() {
             yaml_value(&config, "AMQP_QUEUE").expect("AMQP_QUEUE")
         )))
     );
-    assert!(scaled.contains("README.md#scaling-and-high-availability"));
-    assert!(read("README.md").contains("\n## Scaling and high availability\n"));
-    assert!(read("README.md").contains("\n## Operating it\n"));
+    assert!(scaled.contains("docs/scaling.md#scaling-and-high-availability"));
+    assert!(read("docs/scaling.md").contains("\n## Scaling and high availability\n"));
+    assert!(read("docs/operations.md").contains("\n## Operating it\n"));
 
     assert_eq!(
         yaml_value(&auth, "apiVersion").as_deref(),

@@ -2,8 +2,8 @@
 //!
 //! The worker's decoder (`pusher_relay::intent::decode`) is the source of
 //! truth; these tests keep the schema in step with it:
-//! - every intent shown in `README.md` and in the Markdown under `clients/`
-//!   validates against the schema and is accepted by the decoder;
+//! - every intent shown in `README.md` and in the Markdown under `docs/` and
+//!   `clients/` validates against the schema and is accepted by the decoder;
 //! - a table of invalid intents is rejected by both, and a table of edge
 //!   cases that are valid is accepted by both;
 //! - every typed `pusher_relay::publish::NewIntent` serialises to
@@ -84,8 +84,9 @@ impl Example {
     }
 }
 
-/// `README.md` and every Markdown file under `clients/`, skipping installed
-/// dependencies (`vendor/`, `node_modules/`) and hidden folders.
+/// `README.md` and every Markdown file under `docs/` and `clients/`,
+/// skipping installed dependencies (`vendor/`, `node_modules/`) and hidden
+/// folders.
 fn markdown_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let entries = std::fs::read_dir(dir)
@@ -105,9 +106,11 @@ fn markdown_files() -> Vec<PathBuf> {
         }
     }
     let mut files = vec![crate_root().join("README.md")];
-    let clients = crate_root().join("clients");
-    if clients.is_dir() {
-        walk(&clients, &mut files);
+    for dir in ["docs", "clients"] {
+        let dir = crate_root().join(dir);
+        if dir.is_dir() {
+            walk(&dir, &mut files);
+        }
     }
     files.sort();
     files
@@ -226,7 +229,7 @@ fn documented_examples() -> Vec<Example> {
     }
     assert!(
         !examples.is_empty(),
-        "found no JSON intent example (an object with a \"type\") in README.md or clients/**/*.md"
+        "found no JSON intent example (an object with a \"type\") in README.md, docs/**/*.md or clients/**/*.md"
     );
     examples
 }

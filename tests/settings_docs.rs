@@ -4,8 +4,8 @@
 //!
 //! - `.env.example`: every setting as `NAME=value`, and each secret's
 //!   `NAME_FILE` variant mentioned in a comment;
-//! - the README's configuration table: every setting and every `NAME_FILE`
-//!   variant, each setting's default in its row;
+//! - the configuration table of `docs/configuration.md`: every setting and
+//!   every `NAME_FILE` variant, each setting's default in its row;
 //! - `deploy/kubernetes/configmap.yaml`: every setting that is not secret,
 //!   and no secret (those belong in the Secret, `secret.example.yaml`).
 //!   `RUST_LOG` is there too: the log filter's variable, read by the
@@ -42,15 +42,16 @@ fn backticked(text: &str) -> Vec<&str> {
     text.split('`').skip(1).step_by(2).collect()
 }
 
-/// The README's configuration table: (the names of the first cell, the
-/// default cell) per row. A name written `_SUFFIX` continues the cell's
-/// first name: `RELAY_CHANNEL_CHAT`, `_ORDER` is `RELAY_CHANNEL_ORDER`.
-fn readme_rows() -> Vec<(Vec<String>, String)> {
-    let readme = read("README.md");
-    let section = readme
-        .split("\n## Configuration\n")
-        .nth(1)
-        .expect("README has a Configuration section");
+/// The configuration table of `docs/configuration.md`: (the names of the
+/// first cell, the default cell) per row. A name written `_SUFFIX` continues
+/// the cell's first name: `RELAY_CHANNEL_CHAT`, `_ORDER` is
+/// `RELAY_CHANNEL_ORDER`. Only the text before the page's first `##` section
+/// counts, so a later section's table cannot pass for it.
+fn documented_rows() -> Vec<(Vec<String>, String)> {
+    let page = read("docs/configuration.md");
+    let section = page
+        .strip_prefix("# Configuration\n")
+        .expect("docs/configuration.md starts with its title, # Configuration");
     let section = section.split("\n## ").next().unwrap_or(section);
     section
         .lines()
@@ -91,15 +92,15 @@ fn env_example_sets_every_setting_and_mentions_every_file_variant() {
 }
 
 #[test]
-fn readme_table_lists_every_setting_and_file_variant_with_its_default() {
-    let rows = readme_rows();
+fn configuration_doc_lists_every_setting_and_file_variant_with_its_default() {
+    let rows = documented_rows();
     let listed: Vec<&String> = rows.iter().flat_map(|(names, _)| names).collect();
     let unique: BTreeSet<String> = listed.iter().map(|n| n.to_string()).collect();
     assert_eq!(listed.len(), unique.len(), "a name is in two rows");
     let expected: BTreeSet<String> = names().union(&file_vars()).cloned().collect();
     assert_eq!(
         unique, expected,
-        "the README's table lists other names than the settings and their _FILE variants"
+        "docs/configuration.md's table lists other names than the settings and their _FILE variants"
     );
     for setting in SETTINGS {
         let Some(default) = setting.default else {
@@ -111,7 +112,7 @@ fn readme_table_lists_every_setting_and_file_variant_with_its_default() {
             .expect("listed");
         assert!(
             backticked(cell).contains(&default),
-            "the README gives {} a default other than `{default}`: {cell}",
+            "docs/configuration.md gives {} a default other than `{default}`: {cell}",
             setting.name
         );
     }
