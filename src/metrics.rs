@@ -1,6 +1,6 @@
 //! Every metric the worker exports: name, unit and help text in one place,
 //! and one small function per event so that call sites cannot misspell a
-//! name or a label. The README's metrics table mirrors this file.
+//! name or a label. The metrics table of docs/operations.md mirrors this file.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;

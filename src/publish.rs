@@ -45,7 +45,7 @@ pub enum Id {
     Str(String),
 }
 
-/// An intent to publish, one variant per wire-contract type (the README's
+/// An intent to publish, one variant per wire-contract type (docs/producers.md,
 /// "Wire contract v1").
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type")]

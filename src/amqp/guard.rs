@@ -123,7 +123,7 @@ const FRAME_END: u8 = 0xCE;
 
 /// What one header value costs in the worker beyond its bytes on the wire,
 /// for the byte budget: lapin's value and key, the table's node, the relay's
-/// copy (the figure behind it is in the README's Memory paragraph).
+/// copy (the figure behind it is in docs/tuning.md, "Memory").
 const HELD_PER_HEADER_ENTRY: u64 = 160;
 
 /// How often lapin hears a heartbeat from the guard while deliveries are

@@ -656,7 +656,7 @@ fn explain(what: String, source: lapin::Error) -> AmqpError {
              and RabbitMQ cannot change a queue's arguments in place. To move: start workers \
              with the new settings and a new AMQP_QUEUE (they declare and bind the new queue), \
              remove the old queue's binding to the intent exchange, let the old workers drain \
-             the old queue, then stop them and delete it. The README's \
+             the old queue, then stop them and delete it. docs/scaling.md's \
              \"Scaling and high availability\" has the details."
         ));
     }

@@ -44,7 +44,7 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 /// Unacked deliveries held. Keeping Pusher busy takes 10 events per request
 /// in flight plus the next batch of every lane waiting behind it, and a hot
 /// channel's backlog must not fill the window and starve the others: see
-/// the README's "distance" section for the figures behind this number.
+/// docs/tuning.md, "Distance" and "Memory", for the figures behind it.
 pub const DEFAULT_PREFETCH: u16 = 10_000;
 
 /// The most shard queues: each is a quorum queue (a Raft group on every
@@ -70,8 +70,8 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024;
 pub const DEFAULT_MAX_HEADER_BYTES: u32 = 16 * 1024;
 /// The default `RELAY_MAX_HELD_BYTES`: ten thousand intents of a typical
 /// size (under 1 KiB) fit in it, so it holds back only large messages, and
-/// the worker's memory, under about 60 MB + 4 x this (the README's
-/// formula), stays inside the Deployment's 160 MiB.
+/// the worker's memory, under about 60 MB + 4 x this (the formula in
+/// docs/tuning.md), stays inside the Deployment's 160 MiB.
 pub const DEFAULT_MAX_HELD_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A value that must never be printed: `Debug` and `Display` show `***`.

@@ -6,16 +6,16 @@
 //! (so problems are reported in this order), `pusher-relay config` prints
 //! one line per row, redaction follows each row's [`Secrecy`], and every
 //! secret row also reads `NAME_FILE`, a file holding the value (Kubernetes
-//! and Docker mount secrets as files). `.env.example`, the README's
-//! configuration table and the Kubernetes ConfigMap list these names too;
-//! `tests/settings_docs.rs` checks they agree.
+//! and Docker mount secrets as files). `.env.example`, the configuration
+//! table of `docs/configuration.md` and the Kubernetes ConfigMap list these
+//! names too; `tests/settings_docs.rs` checks they agree.
 //!
 //! The layout imitates ripgrep's flag definitions (`crates/core/flags/defs.rs`):
 //! one list, each entry carrying its own parser and printer. A new setting
 //! is a row here and a field of [`Config`] (with its value in `blank()`),
-//! and a line in `.env.example`, the README's table and, when Kubernetes
-//! should set it, the ConfigMap; `tests/settings_docs.rs` fails until the
-//! documents agree with the rows.
+//! and a line in `.env.example`, the table of `docs/configuration.md` and,
+//! when Kubernetes should set it, the ConfigMap; `tests/settings_docs.rs`
+//! fails until the documents agree with the rows.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -622,7 +622,7 @@ pub static SETTINGS: &[Setting] = &[
     // The last template: the style and every override are read.
     .then("RELAY_CHANNEL_*", |c| {
         c.relay.templates.validate().map_err(|e| {
-            format!("{e}; expected a valid channel name with only the placeholders its intent type has (see README, wire contract)")
+            format!("{e}; expected a valid channel name with only the placeholders its intent type has (see docs/producers.md, wire contract)")
         })
     }),
     Setting::new("RELAY_CONCURRENCY", Some("adaptive"), "adaptive (the limit follows Pusher's round trips and pushback) or fixed",

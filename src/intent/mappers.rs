@@ -61,7 +61,7 @@ fn to_json(data: &impl Serialize) -> String {
     serde_json::to_string(data).expect("data structs always serialize to JSON")
 }
 
-// One function per intent type, each a row of the README's wire contract table.
+// One function per intent type, each a row of the wire contract table (docs/producers.md).
 
 fn notification(f: &Fields<'_>, c: &Common, t: &ChannelTemplates) -> Result<Mapped, IntentError> {
     #[derive(Serialize)]

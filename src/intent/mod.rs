@@ -188,7 +188,7 @@ impl IntentError {
     }
 }
 
-/// Every `type` the contract defines, in the order of the README's wire contract table.
+/// Every `type` the contract defines, in the order of the wire contract table (docs/producers.md).
 pub const KNOWN_TYPES: [&str; 10] = [
     "notification",
     "announcement",

@@ -3,7 +3,7 @@
 // open (polling every 3 s): VmRSS from /proc/<pid>/status, CPU time from
 // /proc/<pid>/task/*/schedstat (nanoseconds; /proc/<pid>/stat counts in
 // 10 ms ticks, too coarse for this).
-// Not a test (its figures depend on the machine); the README quotes a run.
+// Not a test (its figures depend on the machine); docs/operations.md quotes a run.
 //
 //   node tests/browser/console-cost.mjs [seconds]   # default 60
 import { readdirSync, readFileSync } from 'node:fs';

@@ -282,7 +282,7 @@ test('a replay from the page is delivered by the worker and the row shows replay
   await page.getByText('2 matching; 0 pending, 2 replayed').waitFor();
   await until('the fake Pusher to receive the CLI\'s replay', () => fake.accepted.some((e) => String(e.data).includes('for the CLI')));
 
-  // The overview once the run has left some history, for the README.
+  // The overview once the run has left some history, for docs/operations.md.
   await page.goto(`${base}/ui`);
   await until('charts drawn', async () => (await page.locator('.chart canvas').count()) === 5);
   await screenshot(page, 'console-overview-history');

@@ -6,7 +6,7 @@ namespace PusherRelay;
 
 /**
  * One method per use case of the seed app, each enqueueing one typed intent
- * of wire contract v1 (the table in the README's "Wire contract v1"). The worker maps the type to the
+ * of wire contract v1 (the table in docs/producers.md, "Wire contract v1"). The worker maps the type to the
  * channel, event and payload the seed used to send, so the app states
  * what happened and the channel naming lives in one place (the worker's
  * templates).

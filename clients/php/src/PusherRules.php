@@ -7,7 +7,7 @@ namespace PusherRelay;
 /**
  * Pusher's input rules, checked before anything is enqueued.
  *
- * The worker applies the same rules (the README's "Wire contract v1") and would
+ * The worker applies the same rules (docs/producers.md, "Wire contract v1") and would
  * dead-letter an intent that breaks one; checking here turns that silent,
  * later failure into an immediate `false` the calling code can see.
  * Each check returns null when the value is fine, else a sentence that names

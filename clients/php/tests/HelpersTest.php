@@ -7,7 +7,7 @@ namespace PusherRelay\Tests;
 use PHPUnit\Framework\TestCase;
 use PusherRelay\Tests\Support\ServiceOnRabbitQueue;
 
-/** Each helper enqueues exactly one typed intent (the README's "Wire contract v1" table) on the real RabbitMQ. */
+/** Each helper enqueues exactly one typed intent (the "Wire contract v1" table of docs/producers.md) on the real RabbitMQ. */
 final class HelpersTest extends TestCase
 {
     use ServiceOnRabbitQueue;
