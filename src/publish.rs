@@ -314,7 +314,8 @@ pub struct Summary {
 
 /// How many intents `publish_lines` sends before waiting for their
 /// confirms, which then come back together: waiting for each in turn held a
-/// file to one round trip per intent (about 130 a second here).
+/// file to one round trip per intent (see docs/benchmarks.md, "Other
+/// measured figures", for both rates).
 const CONFIRM_WINDOW: usize = 256;
 
 /// An intent that passed the worker's checks, ready to send.

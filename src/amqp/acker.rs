@@ -1,6 +1,7 @@
-//! Acks in runs. Awaiting one ack per message caps a worker near 10,000
-//! messages a second; one `multiple: true` ack for a run of finished
-//! deliveries costs the same as one (docs/architecture.md, "Acks and confirms in runs").
+//! Acks in runs. Awaiting one ack per message, not the broker, is what
+//! caps a worker's drain; one `multiple: true` ack for a run of finished
+//! deliveries costs the same as one (docs/architecture.md, "Acks and
+//! confirms in runs", has the rates).
 //!
 //! [`AckTracker`] is the bookkeeping: it knows which delivery tags are
 //! finished and answers which acks to send. A finished delivery stuck
@@ -11,9 +12,9 @@
 //! after 50 ms, as before, sent one frame per delivery whenever deliveries
 //! finish out of order: a parked channel's intents are finished once
 //! written, long before the cold intents ahead of them are delivered, and
-//! 10,000 single acks cost the broker more than the cold intents themselves
-//! (the relay benchmark's D5: cold channels kept 0.6 of their rate beside a
-//! parked backlog, 0.93-0.99 with acks that wait for the run).
+//! their single acks cost the broker more than the cold intents themselves
+//! (see docs/benchmarks.md, "Relay and soak", D5, for the rate cold
+//! channels kept beside a parked backlog with each scheme).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

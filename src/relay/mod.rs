@@ -343,6 +343,11 @@ fn probe(client: Client) -> circuit::Probe {
 }
 
 /// Failed probes between two warnings (about 30 s at one probe a second).
+/// A count of this outage's failed probes, not a clock like the webhooks'
+/// log throttle: it starts over at the first success, so the next outage
+/// is reported at its first failed probe however recent the last warning,
+/// and each warning carries the outage's failed probes so far. No crate in
+/// the tree throttles log lines.
 const PROBE_WARN_EVERY: u64 = 30;
 
 async fn ping_store(store: Store, health: Arc<Health>, mut shutdown: Shutdown) {
