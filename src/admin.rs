@@ -3,8 +3,9 @@
 //! is set (absent otherwise, not merely refused).
 //!
 //! Every `/api/dead-letters...` route needs `Authorization: Bearer <token>`;
-//! the comparison ([`crate::auth`]) is constant time over SHA-256 digests,
-//! so neither the token's bytes nor its length leak through timing.
+//! the comparison ([`crate::admin_token`]) is constant time over SHA-256
+//! digests, so neither the token's bytes nor its length leak through
+//! timing.
 //! `/api/openapi.json` is public: it describes the routes and holds no data.
 //!
 //! The routes are declared once in [`routes`]'s table, which builds the
@@ -23,7 +24,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{self, TokenCheck};
+use crate::admin_token::{self, TokenCheck};
 use crate::config::{AmqpConfig, Secret};
 use crate::deadletter::filter::Cursor;
 use crate::deadletter::replay::{self, ReplayOptions};
@@ -133,9 +134,13 @@ async fn require_token(State(state): State<AdminState>, req: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let check = auth::FAILED_ATTEMPTS.check(&state.token, given, auth::peer(req.extensions()));
+    let check = admin_token::FAILED_ATTEMPTS.check(
+        &state.token,
+        given,
+        admin_token::peer(req.extensions()),
+    );
     if let TokenCheck::Throttled(wait) = check {
-        return auth::throttled(wait);
+        return admin_token::throttled(wait);
     }
     if check != TokenCheck::Right {
         let mut resp = ApiError(

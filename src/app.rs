@@ -19,12 +19,12 @@ use crate::admin::AdminState;
 use crate::config::Config;
 use crate::deadletter::Store;
 use crate::relay::health::Health;
-use crate::relay::{Relay, RelayError, Status};
+use crate::relay::{Relay, RelayError, RelayStatus};
 use crate::shutdown::{self, ShutdownTrigger};
 use crate::ui::history::{self, History};
 use crate::ui::Console;
 use crate::webhooks::WebhookIngress;
-use crate::{http, links, metrics};
+use crate::{http, link_probes, metrics};
 
 /// Why the worker could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +36,7 @@ pub enum AppError {
     Relay(#[from] RelayError),
     /// A link's certificate is one its client refuses, found at start.
     #[error(transparent)]
-    Tls(#[from] links::LinkError),
+    Tls(#[from] link_probes::LinkError),
 }
 
 /// A running worker: the relay and the interfaces around it.
@@ -49,7 +49,7 @@ pub struct Worker {
     pub ops_addr: Option<SocketAddr>,
     /// Readiness of each part.
     pub health: Arc<Health>,
-    status: Status,
+    status: RelayStatus,
     trigger: ShutdownTrigger,
     relay: JoinHandle<Result<(), RelayError>>,
     /// The interfaces' tasks (listener, sampler): they stop on the same
@@ -64,8 +64,8 @@ impl Worker {
     /// consumes in the background.
     pub async fn start(cfg: Config) -> Result<Worker, AppError> {
         let prometheus = metrics::install();
-        let tls_links = links::targets(&cfg);
-        links::verify_at_start(&cfg, &tls_links).await?;
+        let tls_links = link_probes::targets(&cfg);
+        link_probes::verify_at_start(&cfg, &tls_links).await?;
         let (trigger, shutdown) = shutdown::channel();
         let listener = http::bind("HTTP_ADDR", cfg.http.addr).await?;
         let http_addr = listener.local_addr()?;
@@ -82,7 +82,7 @@ impl Worker {
         // the store through this cell, which the relay fills once connected.
         let store_cell: Arc<OnceLock<Store>> = Arc::default();
         let mut interfaces = JoinSet::new();
-        interfaces.spawn(links::watch_expiry(tls_links, trigger.subscribe()));
+        interfaces.spawn(link_probes::watch_expiry(tls_links, trigger.subscribe()));
         let admin = cfg.http.admin_token.clone().map(|token| AdminState {
             store: store_cell.clone(),
             token,

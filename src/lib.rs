@@ -18,32 +18,30 @@
 //!   signal every task listens to).
 //! - Engine: [`relay`]: lanes, batcher, dispatch (retry, circuit, split),
 //!   adaptive concurrency, the session's event loop, and the read-only
-//!   [`relay::Status`] and [`relay::health`] it reports.
+//!   [`relay::RelayStatus`] and [`relay::health`] it reports.
 //! - Interfaces: [`http`] (one listener: `/metrics`, `/healthz`, `/readyz`
 //!   and the routes below), [`webhooks`] (Pusher webhooks into RabbitMQ),
 //!   [`admin`] (the dead-letter API under `/api`), [`ui`] (the ops console
-//!   under `/ui`), [`auth`] (the admin token check both use), [`cli`] (every
-//!   command, one file per group), [`dlq`] (what the `dlq` commands print),
-//!   [`commands`] (the one-shot Pusher commands), [`publish`] (typed intents
-//!   and a confirmed, reconnecting publisher), [`listen`] (a WebSocket
-//!   subscriber), [`links`] (each link's TLS, probed at start, by `check`
-//!   and for the expiry gauge).
+//!   under `/ui`), [`admin_token`] (the admin token check both use),
+//!   [`cli`] (every command, one file per group, with what the `dlq`
+//!   commands print and the one-shot Pusher commands), [`publish`] (typed
+//!   intents and a confirmed, reconnecting publisher), [`listen`] (a
+//!   WebSocket subscriber), [`link_probes`] (each link's TLS, probed at
+//!   start, by `check` and for the expiry gauge).
 //! - Root: [`app`] builds the relay and the interfaces around it and awaits
 //!   every task it started; `main.rs` parses arguments and calls [`cli`].
 
 pub mod admin;
+pub mod admin_token;
 pub mod amqp;
 pub mod app;
-pub mod auth;
 pub mod cli;
 pub mod clock;
-pub mod commands;
 pub mod config;
 pub mod deadletter;
-pub mod dlq;
 pub mod http;
 pub mod intent;
-pub mod links;
+pub mod link_probes;
 pub mod listen;
 pub mod metrics;
 pub mod publish;

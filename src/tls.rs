@@ -10,7 +10,7 @@
 //! by the link's own module from the same settings as its real client, and
 //! reports the [`Peer`]: protocol version, the certificate's names and its
 //! expiry. A certificate the client refuses is a [`ProbeError::Refused`]
-//! with the [`Reason`] in plain words (unknown issuer, name mismatch,
+//! with the [`TlsRefusal`] in plain words (unknown issuer, name mismatch,
 //! expired); at start that is a configuration error, while a peer that
 //! cannot be reached is an outage like any other ([`ProbeError::is_configuration`]).
 
@@ -382,7 +382,7 @@ impl Peer {
 
 /// Why a client refused the server's certificate, or the server refused TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reason {
+pub enum TlsRefusal {
     /// The chain leads to no CA the client trusts.
     UnknownIssuer,
     /// The certificate does not name the host connected to.
@@ -402,24 +402,24 @@ pub enum Reason {
     Other(String),
 }
 
-impl fmt::Display for Reason {
+impl fmt::Display for TlsRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reason::UnknownIssuer => f.write_str("unknown issuer"),
-            Reason::NameMismatch => f.write_str("name mismatch"),
-            Reason::Expired => f.write_str("expired"),
-            Reason::NotYetValid => f.write_str("not yet valid"),
-            Reason::Revoked => f.write_str("revoked"),
-            Reason::BadSignature => f.write_str("bad signature"),
-            Reason::WrongPurpose => f.write_str("not a server certificate"),
-            Reason::Alert(alert) => write!(f, "the server refused the handshake ({alert})"),
-            Reason::NoTls => f.write_str("the server does not offer TLS"),
-            Reason::Other(detail) => write!(f, "TLS failed ({detail})"),
+            TlsRefusal::UnknownIssuer => f.write_str("unknown issuer"),
+            TlsRefusal::NameMismatch => f.write_str("name mismatch"),
+            TlsRefusal::Expired => f.write_str("expired"),
+            TlsRefusal::NotYetValid => f.write_str("not yet valid"),
+            TlsRefusal::Revoked => f.write_str("revoked"),
+            TlsRefusal::BadSignature => f.write_str("bad signature"),
+            TlsRefusal::WrongPurpose => f.write_str("not a server certificate"),
+            TlsRefusal::Alert(alert) => write!(f, "the server refused the handshake ({alert})"),
+            TlsRefusal::NoTls => f.write_str("the server does not offer TLS"),
+            TlsRefusal::Other(detail) => write!(f, "TLS failed ({detail})"),
         }
     }
 }
 
-impl Reason {
+impl TlsRefusal {
     /// What to check, for the error a person reads.
     fn hint(&self, link: Link) -> &'static str {
         let ca = match link {
@@ -428,14 +428,14 @@ impl Reason {
             Link::Pusher => "PUSHER_CA_FILE",
         };
         match self {
-            Reason::UnknownIssuer => ca,
-            Reason::NameMismatch => {
+            TlsRefusal::UnknownIssuer => ca,
+            TlsRefusal::NameMismatch => {
                 "the host name connected to against the names in the certificate"
             }
-            Reason::Expired | Reason::NotYetValid => {
+            TlsRefusal::Expired | TlsRefusal::NotYetValid => {
                 "the server's certificate dates (and this machine's clock)"
             }
-            Reason::Alert(_) => match link {
+            TlsRefusal::Alert(_) => match link {
                 Link::RabbitMq => {
                     "the client certificate the AMQP URL's certfile names, and the CAs the broker trusts"
                 }
@@ -449,27 +449,27 @@ impl Reason {
     }
 
     /// The reason behind a failed handshake.
-    pub fn of(e: &rustls::Error) -> Reason {
+    pub fn of(e: &rustls::Error) -> TlsRefusal {
         use rustls::Error as E;
         match e {
             E::InvalidCertificate(c) => match c {
-                CertificateError::UnknownIssuer => Reason::UnknownIssuer,
+                CertificateError::UnknownIssuer => TlsRefusal::UnknownIssuer,
                 CertificateError::NotValidForName
-                | CertificateError::NotValidForNameContext { .. } => Reason::NameMismatch,
+                | CertificateError::NotValidForNameContext { .. } => TlsRefusal::NameMismatch,
                 CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    Reason::Expired
+                    TlsRefusal::Expired
                 }
                 CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                    Reason::NotYetValid
+                    TlsRefusal::NotYetValid
                 }
-                CertificateError::Revoked => Reason::Revoked,
-                CertificateError::BadSignature => Reason::BadSignature,
+                CertificateError::Revoked => TlsRefusal::Revoked,
+                CertificateError::BadSignature => TlsRefusal::BadSignature,
                 CertificateError::InvalidPurpose
-                | CertificateError::InvalidPurposeContext { .. } => Reason::WrongPurpose,
-                other => Reason::Other(format!("{other:?}")),
+                | CertificateError::InvalidPurposeContext { .. } => TlsRefusal::WrongPurpose,
+                other => TlsRefusal::Other(format!("{other:?}")),
             },
-            E::AlertReceived(alert) => Reason::Alert(format!("{alert:?}")),
-            other => Reason::Other(other.to_string()),
+            E::AlertReceived(alert) => TlsRefusal::Alert(format!("{alert:?}")),
+            other => TlsRefusal::Other(other.to_string()),
         }
     }
 }
@@ -490,7 +490,7 @@ pub enum ProbeError {
     Refused {
         link: Link,
         address: String,
-        reason: Reason,
+        reason: TlsRefusal,
         hint: &'static str,
     },
 }
@@ -502,7 +502,7 @@ impl ProbeError {
         matches!(self, ProbeError::Refused { .. })
     }
 
-    pub fn reason(&self) -> Option<&Reason> {
+    pub fn reason(&self) -> Option<&TlsRefusal> {
         match self {
             ProbeError::Refused { reason, .. } => Some(reason),
             ProbeError::Unreachable { .. } => None,
@@ -546,7 +546,7 @@ pub async fn probe(endpoint: &Endpoint, timeout: Duration) -> Result<State, Prob
 
 enum Failure {
     Io(std::io::Error),
-    Refused(Reason),
+    Refused(TlsRefusal),
 }
 
 impl From<std::io::Error> for Failure {
@@ -557,7 +557,7 @@ impl From<std::io::Error> for Failure {
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            Some(tls) => Failure::Refused(Reason::of(tls)),
+            Some(tls) => Failure::Refused(TlsRefusal::of(tls)),
             None => Failure::Io(e),
         }
     }
@@ -572,7 +572,7 @@ async fn handshake(endpoint: &Endpoint) -> Result<State, Failure> {
         match answer[0] {
             b'S' => {}
             b'N' if !required => return Ok(State::Plain),
-            b'N' => return Err(Failure::Refused(Reason::NoTls)),
+            b'N' => return Err(Failure::Refused(TlsRefusal::NoTls)),
             other => {
                 return Err(Failure::Io(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
@@ -592,10 +592,10 @@ async fn handshake(endpoint: &Endpoint) -> Result<State, Failure> {
     let peer = conn
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .ok_or_else(|| Failure::Refused(Reason::Other("the server sent no certificate".into())))
+        .ok_or_else(|| Failure::Refused(TlsRefusal::Other("the server sent no certificate".into())))
         .and_then(|cert| {
             describe(cert, &version, endpoint.verify)
-                .map_err(|e| Failure::Refused(Reason::Other(e)))
+                .map_err(|e| Failure::Refused(TlsRefusal::Other(e)))
         });
     let peer = peer?;
     greet(&mut tls, endpoint).await?;
@@ -691,7 +691,7 @@ mod tests {
 
     #[test]
     fn reasons_are_named_as_people_say_them() {
-        let cert = |e| Reason::of(&rustls::Error::InvalidCertificate(e));
+        let cert = |e| TlsRefusal::of(&rustls::Error::InvalidCertificate(e));
         assert_eq!(
             cert(CertificateError::UnknownIssuer).to_string(),
             "unknown issuer"
@@ -706,7 +706,7 @@ mod tests {
             "not yet valid"
         );
         assert_eq!(
-            Reason::of(&rustls::Error::AlertReceived(
+            TlsRefusal::of(&rustls::Error::AlertReceived(
                 rustls::AlertDescription::CertificateRequired
             ))
             .to_string(),
@@ -719,8 +719,8 @@ mod tests {
         let refused = ProbeError::Refused {
             link: Link::Postgres,
             address: "db:5432".into(),
-            reason: Reason::Expired,
-            hint: Reason::Expired.hint(Link::Postgres),
+            reason: TlsRefusal::Expired,
+            hint: TlsRefusal::Expired.hint(Link::Postgres),
         };
         assert!(refused.is_configuration());
         assert_eq!(

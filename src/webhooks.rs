@@ -64,9 +64,9 @@ pub struct WebhookIngress {
     link: Mutex<Option<(Connection, Channel)>>,
     /// Webhooks published (or being published) within the window.
     seen: std::sync::Mutex<Seen>,
-    refusals: Throttle,
-    duplicates: Throttle,
-    forgetting: Throttle,
+    refusals: LogThrottle,
+    duplicates: LogThrottle,
+    forgetting: LogThrottle,
 }
 
 impl WebhookIngress {
@@ -77,9 +77,9 @@ impl WebhookIngress {
             amqp,
             link: Mutex::new(None),
             seen: std::sync::Mutex::new(Seen::new(SEEN_CAPACITY)),
-            refusals: Throttle::new(LOG_EVERY),
-            duplicates: Throttle::new(LOG_EVERY),
-            forgetting: Throttle::new(LOG_EVERY),
+            refusals: LogThrottle::new(LOG_EVERY),
+            duplicates: LogThrottle::new(LOG_EVERY),
+            forgetting: LogThrottle::new(LOG_EVERY),
         })
     }
 
@@ -424,15 +424,15 @@ impl Drop for Claimed<'_> {
 
 /// Lets one log line through per `every`, counting the ones it holds back.
 #[derive(Debug)]
-struct Throttle {
+struct LogThrottle {
     every: Duration,
     /// When a line last went through, and how many were held back since.
     state: std::sync::Mutex<(Option<Instant>, u64)>,
 }
 
-impl Throttle {
-    fn new(every: Duration) -> Throttle {
-        Throttle {
+impl LogThrottle {
+    fn new(every: Duration) -> LogThrottle {
+        LogThrottle {
             every,
             state: std::sync::Mutex::new((None, 0)),
         }
@@ -609,7 +609,7 @@ mod tests {
 
     #[test]
     fn webhook_refusal_log_is_one_line_per_interval_with_the_count_held_back() {
-        let t = Throttle::new(Duration::from_secs(10));
+        let t = LogThrottle::new(Duration::from_secs(10));
         let start = Instant::now();
         assert_eq!(t.admit(start), Some(0));
         for i in 1..=5 {

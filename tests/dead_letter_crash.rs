@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{chat, rig, Db, Process, Proxy};
-use pusher_relay::deadletter::{Filter, Reason, Status, Store};
+use pusher_relay::deadletter::{DeadLetterReason, DeadLetterStatus, Filter, Store};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -97,7 +97,7 @@ async fn killed_after_commit_before_ack(db: Db) {
     let pending = store
         .list(
             &Filter {
-                status: Some(Status::Pending),
+                status: Some(DeadLetterStatus::Pending),
                 ..Filter::default()
             },
             None,
@@ -105,14 +105,14 @@ async fn killed_after_commit_before_ack(db: Db) {
         )
         .await
         .expect("list");
-    let rows: Vec<(Option<&str>, Reason)> = pending
+    let rows: Vec<(Option<&str>, DeadLetterReason)> = pending
         .items
         .iter()
         .map(|dl| (dl.intent_id.as_deref(), dl.reason))
         .collect();
     assert_eq!(
         rows,
-        vec![(Some(intent_id.as_str()), Reason::Rejected)],
+        vec![(Some(intent_id.as_str()), DeadLetterReason::Rejected)],
         "exactly one pending dead letter for the intent"
     );
     assert_eq!(store.count().await.expect("count"), 1);

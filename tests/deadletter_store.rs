@@ -12,7 +12,9 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pusher_relay::deadletter::{Filter, NewDeadLetter, Reason, Status, Store, StoreError};
+use pusher_relay::deadletter::{
+    DeadLetterReason, DeadLetterStatus, Filter, NewDeadLetter, Store, StoreError,
+};
 use serde_json::json;
 use sqlx::Executor;
 
@@ -235,7 +237,7 @@ fn full_record() -> NewDeadLetter {
         intent_id: Some("intent-1".to_owned()),
         intent_type: Some("chat.message".to_owned()),
         channels: vec!["chat-room-42".to_owned(), "private-user-7".to_owned()],
-        reason: Reason::Rejected,
+        reason: DeadLetterReason::Rejected,
         error: "pusher rejected event: channel name invalid".to_owned(),
         pusher_status: Some(413),
         pusher_body: Some("{\"error\":\"payload too large\"}".to_owned()),
@@ -246,7 +248,7 @@ fn full_record() -> NewDeadLetter {
     }
 }
 
-fn minimal_record(reason: Reason, routing_key: &str) -> NewDeadLetter {
+fn minimal_record(reason: DeadLetterReason, routing_key: &str) -> NewDeadLetter {
     NewDeadLetter {
         body: b"{}".to_vec(),
         routing_key: routing_key.to_owned(),
@@ -291,7 +293,7 @@ async fn round_trip(t: &Target) {
     assert_eq!(got.id, id);
     assert_same(&got, &full);
 
-    let min = minimal_record(Reason::Invalid, "");
+    let min = minimal_record(DeadLetterReason::Invalid, "");
     let id2 = store.insert(&min).await.expect("insert minimal");
     assert!(id2 > id, "ids increase: {id} then {id2}");
     let got2 = store.get(id2).await.expect("get").expect("row exists");
@@ -313,7 +315,7 @@ async fn insert_many_is_one_transaction(t: &Target) {
 
     let batch: Vec<NewDeadLetter> = ["a", "b", "c"]
         .iter()
-        .map(|k| minimal_record(Reason::Exhausted, k))
+        .map(|k| minimal_record(DeadLetterReason::Exhausted, k))
         .collect();
     let ids = store.insert_many(&batch).await.expect("insert_many");
     assert_eq!(ids.len(), 3);
@@ -329,9 +331,9 @@ async fn insert_many_is_one_transaction(t: &Target) {
     // A failure part-way through must leave none of the batch behind.
     t.add_poison_trigger().await;
     let poisoned = vec![
-        minimal_record(Reason::Invalid, "ok-1"),
-        minimal_record(Reason::Invalid, "poison"),
-        minimal_record(Reason::Invalid, "ok-2"),
+        minimal_record(DeadLetterReason::Invalid, "ok-1"),
+        minimal_record(DeadLetterReason::Invalid, "poison"),
+        minimal_record(DeadLetterReason::Invalid, "ok-2"),
     ];
     let err = store
         .insert_many(&poisoned)
@@ -361,14 +363,17 @@ async fn pending_by_reason(t: &Target) {
     let empty = store.pending_by_reason().await.expect("empty stats");
     assert_eq!(
         empty,
-        Reason::ALL.iter().map(|&r| (r, 0)).collect::<Vec<_>>()
+        DeadLetterReason::ALL
+            .iter()
+            .map(|&r| (r, 0))
+            .collect::<Vec<_>>()
     );
 
     let mut batch = Vec::new();
     for (reason, n) in [
-        (Reason::Invalid, 3),
-        (Reason::TooLarge, 1),
-        (Reason::Expired, 2),
+        (DeadLetterReason::Invalid, 3),
+        (DeadLetterReason::TooLarge, 1),
+        (DeadLetterReason::Expired, 2),
     ] {
         for _ in 0..n {
             batch.push(minimal_record(reason, "k"));
@@ -379,12 +384,12 @@ async fn pending_by_reason(t: &Target) {
     assert_eq!(
         stats,
         vec![
-            (Reason::Invalid, 3),
-            (Reason::TooLarge, 1),
-            (Reason::Rejected, 0),
-            (Reason::Exhausted, 0),
-            (Reason::Expired, 2),
-            (Reason::DeliveryLimit, 0),
+            (DeadLetterReason::Invalid, 3),
+            (DeadLetterReason::TooLarge, 1),
+            (DeadLetterReason::Rejected, 0),
+            (DeadLetterReason::Exhausted, 0),
+            (DeadLetterReason::Expired, 2),
+            (DeadLetterReason::DeliveryLimit, 0),
         ]
     );
     assert_eq!(store.count().await.expect("count"), 6);
@@ -481,7 +486,7 @@ async fn nul_in_metadata_is_storable(t: &Target) {
 both!(nul_in_metadata_is_storable);
 
 /// Pending dead letters of one failure, by intent id and reason.
-async fn pending_ids(store: &Store, intent_id: &str, reason: Reason) -> Vec<i64> {
+async fn pending_ids(store: &Store, intent_id: &str, reason: DeadLetterReason) -> Vec<i64> {
     let page = store
         .list(&Filter::default(), None, 1000)
         .await
@@ -492,7 +497,7 @@ async fn pending_ids(store: &Store, intent_id: &str, reason: Reason) -> Vec<i64>
         .filter(|dl| {
             dl.intent_id.as_deref() == Some(intent_id)
                 && dl.reason == reason
-                && dl.status == Status::Pending
+                && dl.status == DeadLetterStatus::Pending
         })
         .map(|dl| dl.id)
         .collect();
@@ -515,7 +520,7 @@ async fn the_same_pending_failure_is_stored_once(t: &Target) {
     // In a batch, against the stored row and against an earlier row of the
     // same batch; another reason for the same intent is another failure.
     let mut expired = failure.clone();
-    expired.reason = Reason::Expired;
+    expired.reason = DeadLetterReason::Expired;
     let mut other = failure.clone();
     other.intent_id = Some("intent-2".to_owned());
     let ids = store
@@ -530,7 +535,7 @@ async fn the_same_pending_failure_is_stored_once(t: &Target) {
     assert!(id < ids[1] && ids[1] < ids[3], "new rows: {ids:?}");
     assert_eq!(store.count().await.expect("count"), 3);
     assert_eq!(
-        pending_ids(&store, "intent-1", Reason::Rejected).await,
+        pending_ids(&store, "intent-1", DeadLetterReason::Rejected).await,
         vec![id]
     );
     store.close().await;
@@ -539,7 +544,7 @@ both!(the_same_pending_failure_is_stored_once);
 
 async fn failures_without_an_intent_id_are_all_kept(t: &Target) {
     let store = t.open().await;
-    let anonymous = minimal_record(Reason::Invalid, "not-json");
+    let anonymous = minimal_record(DeadLetterReason::Invalid, "not-json");
     let first = store.insert(&anonymous).await.expect("insert");
     let second = store.insert(&anonymous).await.expect("insert again");
     assert_ne!(first, second, "nothing to match them by");
@@ -561,7 +566,7 @@ async fn a_replayed_dead_letter_does_not_absorb_a_new_failure(t: &Target) {
     let again = store.insert(&failure).await.expect("insert after replay");
     assert!(again > id, "a new row: {id} then {again}");
     assert_eq!(
-        pending_ids(&store, "intent-1", Reason::Rejected).await,
+        pending_ids(&store, "intent-1", DeadLetterReason::Rejected).await,
         vec![again]
     );
     assert_eq!(store.count().await.expect("count"), 2);
@@ -585,7 +590,7 @@ async fn a_failing_replay_is_a_new_row_while_its_source_is_still_pending(t: &Tar
         from_replay
     );
     assert_eq!(
-        pending_ids(&store, "intent-1", Reason::Rejected).await,
+        pending_ids(&store, "intent-1", DeadLetterReason::Rejected).await,
         vec![source, from_replay]
     );
     store.close().await;
@@ -644,7 +649,7 @@ async fn migration_keeps_the_first_of_duplicate_pending_failures(t: &Target) {
         }
     }
     assert_eq!(left, vec![1, 3, 4, 5, 7, 8]);
-    let mut again = minimal_record(Reason::Rejected, "chat.message");
+    let mut again = minimal_record(DeadLetterReason::Rejected, "chat.message");
     again.intent_id = Some("a".to_owned());
     assert_eq!(store.insert(&again).await.expect("insert"), 1);
     store.close().await;

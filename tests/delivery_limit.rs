@@ -19,7 +19,7 @@ use common::{
 };
 use lapin::options::BasicGetOptions;
 use pusher_relay::amqp::DELIVERY_LIMIT;
-use pusher_relay::deadletter::{Filter, Reason};
+use pusher_relay::deadletter::{DeadLetterReason, Filter};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -143,7 +143,7 @@ async fn an_intent_redelivered_past_the_limit_is_a_replayable_dead_letter_naming
     let worker = common::start_worker(relay_config(&server.uri(), &broker, &db, &[])).await;
     let store = db.store().await;
     let filter = Filter {
-        reasons: vec![Reason::DeliveryLimit],
+        reasons: vec![DeadLetterReason::DeliveryLimit],
         ..Filter::default()
     };
     let mut stored = Vec::new();
@@ -425,7 +425,7 @@ async fn a_queue_of_an_earlier_version_is_used_and_check_prints_the_policy_that_
     let worker = Process::start(&server.uri(), &broker, &db, &[]).await;
     let store = db.store().await;
     let filter = Filter {
-        reasons: vec![Reason::DeliveryLimit],
+        reasons: vec![DeadLetterReason::DeliveryLimit],
         ..Filter::default()
     };
     let mut stored = 0;

@@ -16,7 +16,9 @@ use lapin::types::AMQPValue;
 use pusher_relay::app::Worker;
 use pusher_relay::deadletter::filter::Cursor;
 use pusher_relay::deadletter::replay::{self, ReplayOptions, DEAD_LETTER_HEADER};
-use pusher_relay::deadletter::{Filter, FilterSpec, NewDeadLetter, Reason, Status, Store};
+use pusher_relay::deadletter::{
+    DeadLetterReason, DeadLetterStatus, Filter, FilterSpec, NewDeadLetter, Store,
+};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -29,7 +31,7 @@ fn now_ms() -> i64 {
 }
 
 /// A dead letter of a chat message in `room`, dead-lettered at `at_ms`.
-fn dead_chat(room: usize, seq: usize, reason: Reason, at_ms: i64) -> NewDeadLetter {
+fn dead_chat(room: usize, seq: usize, reason: DeadLetterReason, at_ms: i64) -> NewDeadLetter {
     let body = json!({
         "type": "chat.message", "id": format!("dl-{room}-{seq}"), "room_id": room,
         "user_id": 1, "user_name": "ada", "message": format!("{seq}"),
@@ -107,9 +109,9 @@ async fn filters_and_pagination(db: Db) {
     let mut rows = Vec::new();
     for i in 0..30 {
         let reason = if i % 3 == 0 {
-            Reason::Exhausted
+            DeadLetterReason::Exhausted
         } else {
-            Reason::Rejected
+            DeadLetterReason::Rejected
         };
         // One an hour apart in three groups: 0-9 three hours ago, ...
         rows.push(dead_chat(
@@ -119,7 +121,7 @@ async fn filters_and_pagination(db: Db) {
             t0 + (i as i64 / 10) * 3_600_000,
         ));
     }
-    let mut other = dead_chat(99, 99, Reason::Invalid, t0);
+    let mut other = dead_chat(99, 99, DeadLetterReason::Invalid, t0);
     other.intent_type = Some("notification".into());
     other.channels = vec!["private-user-7".into(), "chat-room-1".into()];
     rows.push(other);
@@ -166,7 +168,12 @@ async fn filters_and_pagination(db: Db) {
         // A new intent each time: the same one again would be the same
         // failure, stored once.
         store
-            .insert(&dead_chat(1, 1000 + seen.len(), Reason::Rejected, now_ms()))
+            .insert(&dead_chat(
+                1,
+                1000 + seen.len(),
+                DeadLetterReason::Rejected,
+                now_ms(),
+            ))
             .await
             .expect("insert during paging");
         match page.next_cursor {
@@ -198,7 +205,7 @@ async fn filters_and_pagination(db: Db) {
         Some(1)
     );
     let pending = store.pending_by_reason().await.expect("pending by reason");
-    assert_eq!(pending.len(), Reason::ALL.len());
+    assert_eq!(pending.len(), DeadLetterReason::ALL.len());
 
     // Purge by filter, in batches, and delete by id.
     let purged = store
@@ -229,9 +236,9 @@ async fn concurrent_replays(db: Db) {
     let rows: Vec<NewDeadLetter> = (0..1200)
         .map(|i| {
             let reason = if i % 2 == 0 {
-                Reason::Rejected
+                DeadLetterReason::Rejected
             } else {
-                Reason::Exhausted
+                DeadLetterReason::Exhausted
             };
             dead_chat(i % 7, i, reason, t)
         })
@@ -281,13 +288,13 @@ async fn concurrent_replays(db: Db) {
         assert_eq!(body, &by_id[&id].body);
     }
     let dl = store.get(ids[0]).await.expect("get").expect("row");
-    assert_eq!(dl.status, Status::Replayed);
+    assert_eq!(dl.status, DeadLetterStatus::Replayed);
     assert_eq!(dl.replay_count, 1);
     assert!(dl.last_replayed_at_ms.is_some());
     let untouched = store.get(ids[1]).await.expect("get").expect("row");
     assert_eq!(
         (untouched.status, untouched.replay_count),
-        (Status::Pending, 0)
+        (DeadLetterStatus::Pending, 0)
     );
 
     // Again: nothing left without --force; everything again with it.
@@ -347,11 +354,11 @@ async fn replayed_intent_is_delivered_by_the_worker_and_the_admin_api_serves_dea
     let worker = Process::start(&server.uri(), &broker, &db, &[("RELAY_ADMIN_TOKEN", token)]).await;
     let store = db.store().await;
     let id = store
-        .insert(&dead_chat(42, 1, Reason::Exhausted, now_ms()))
+        .insert(&dead_chat(42, 1, DeadLetterReason::Exhausted, now_ms()))
         .await
         .expect("insert");
     store
-        .insert(&dead_chat(43, 2, Reason::Rejected, now_ms()))
+        .insert(&dead_chat(43, 2, DeadLetterReason::Rejected, now_ms()))
         .await
         .expect("insert");
 
@@ -465,7 +472,7 @@ async fn replayed_intent_is_delivered_by_the_worker_and_the_admin_api_serves_dea
     assert_eq!(dry["eligible"], json!(1));
     assert_eq!(
         store.get(id).await.expect("get").expect("row").status,
-        Status::Pending,
+        DeadLetterStatus::Pending,
         "a dry run changes nothing"
     );
     let done: Value = replay(json!({"ids": [id]}))
@@ -482,7 +489,7 @@ async fn replayed_intent_is_delivered_by_the_worker_and_the_admin_api_serves_dea
     assert_eq!(fake.received().len(), 1);
     assert_eq!(
         store.get(id).await.expect("get").expect("row").status,
-        Status::Replayed
+        DeadLetterStatus::Replayed
     );
     assert_eq!(
         store.count().await.expect("count"),
@@ -652,7 +659,7 @@ async fn replay_of_100_000_dead_letters_streams_in_bounded_memory() {
     let started = std::time::Instant::now();
     for chunk in 0..N / 5000 {
         let rows: Vec<NewDeadLetter> = (0..5000)
-            .map(|i| dead_chat(i % 100, chunk * 5000 + i, Reason::Exhausted, t))
+            .map(|i| dead_chat(i % 100, chunk * 5000 + i, DeadLetterReason::Exhausted, t))
             .collect();
         store.insert_many(&rows).await.expect("insert chunk");
     }
@@ -729,16 +736,16 @@ async fn a_corrupt_dead_letter_is_flagged_and_the_listings_still_answer() {
     for _ in 0..62 {
         nested = json!({"FieldTable": {"a": nested}});
     }
-    let mut deep = dead_chat(7, 1, Reason::Invalid, now_ms());
+    let mut deep = dead_chat(7, 1, DeadLetterReason::Invalid, now_ms());
     deep.body = b"\xff\xfe not JSON".to_vec();
     deep.headers = json!({"headers": nested});
     let deep_id = store.insert(&deep).await.expect("insert deep");
     let good_id = store
-        .insert(&dead_chat(7, 2, Reason::Rejected, now_ms()))
+        .insert(&dead_chat(7, 2, DeadLetterReason::Rejected, now_ms()))
         .await
         .expect("insert");
     let broken_id = store
-        .insert(&dead_chat(7, 3, Reason::Rejected, now_ms()))
+        .insert(&dead_chat(7, 3, DeadLetterReason::Rejected, now_ms()))
         .await
         .expect("insert");
     let db_path = db.url().trim_start_matches("sqlite://").to_string();

@@ -11,7 +11,7 @@ mod raw_amqp;
 use std::time::{Duration, Instant};
 
 use common::{assert_in_order_once, chat, eventually, relay_config, rig, Db};
-use pusher_relay::deadletter::{DeadLetter, Reason, Store};
+use pusher_relay::deadletter::{DeadLetter, DeadLetterReason, Store};
 use raw_amqp::{nested_table, table, RawMessage, RawPublisher, HEADERS};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -122,7 +122,7 @@ async fn headers_nested_1200_and_18000_levels_deep_are_dead_lettered_and_the_wor
     )
     .await;
     for dl in &dls {
-        assert_eq!(dl.reason, Reason::Invalid);
+        assert_eq!(dl.reason, DeadLetterReason::Invalid);
         assert!(
             dl.error.contains("nest deeper than 16 levels"),
             "{}",
@@ -170,7 +170,7 @@ async fn a_routing_key_and_a_header_key_that_are_not_utf8_do_not_stall_the_queue
             .any(|e| e.contains(r#"property content_type "\xc3(" is not UTF-8"#)),
         "{errors:#?}"
     );
-    assert!(dls.iter().all(|d| d.reason == Reason::Invalid));
+    assert!(dls.iter().all(|d| d.reason == DeadLetterReason::Invalid));
     let rk = dls
         .iter()
         .find(|d| d.error.contains("routing key"))
@@ -202,7 +202,7 @@ async fn a_five_megabyte_body_is_cut_to_an_excerpt_and_dead_lettered_as_too_larg
     };
     let dls = poison_between_good("big", vec![big], &[("RELAY_MAX_BODY_BYTES", "65536")]).await;
     let dl = &dls[0];
-    assert_eq!(dl.reason, Reason::TooLarge);
+    assert_eq!(dl.reason, DeadLetterReason::TooLarge);
     assert!(
         dl.error
             .contains("body of 5242880 bytes exceeds RELAY_MAX_BODY_BYTES (65536)"),
@@ -266,7 +266,7 @@ async fn a_producers_wake_up_header_makes_no_message_vanish() {
     assert_in_order_once(&fake.received(), 1, 2);
     let dls = dead_letters(&db.store().await).await;
     assert_eq!(dls.len(), 1, "{dls:#?}");
-    assert_eq!(dls[0].reason, Reason::Invalid);
+    assert_eq!(dls[0].reason, DeadLetterReason::Invalid);
     assert_eq!(
         common::metric_sum(
             &metrics,
@@ -340,12 +340,12 @@ async fn headers_the_rewrite_could_blow_up_or_that_hold_too_much_are_dead_letter
     .await;
     let deep = dls
         .iter()
-        .find(|dl| dl.reason == Reason::Invalid)
+        .find(|dl| dl.reason == DeadLetterReason::Invalid)
         .unwrap_or_else(|| panic!("the deep one is invalid: {dls:#?}"));
     assert!(deep.error.contains("deeper than 16"), "{}", deep.error);
     let big = dls
         .iter()
-        .find(|dl| dl.reason == Reason::TooLarge)
+        .find(|dl| dl.reason == DeadLetterReason::TooLarge)
         .unwrap_or_else(|| panic!("the voids are too large: {dls:#?}"));
     assert!(
         big.error

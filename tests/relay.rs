@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{assert_in_order_once, chat, eventually, relay_config, rig, Db, Process};
 use pusher_relay::app::Worker;
-use pusher_relay::deadletter::{DeadLetter, Reason, Store};
+use pusher_relay::deadletter::{DeadLetter, DeadLetterReason, Store};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -117,15 +117,16 @@ async fn poison_in_a_stream_of_good_ones(db: Db) {
     let store = db.store().await;
     let dls = wait_for_dead_letters(&store, 6).await;
     assert_in_order_once(&fake.received(), 1, 2);
-    let summary: Vec<(Reason, String)> = dls.iter().map(|d| (d.reason, d.error.clone())).collect();
+    let summary: Vec<(DeadLetterReason, String)> =
+        dls.iter().map(|d| (d.reason, d.error.clone())).collect();
     assert_eq!(dls.len(), 6, "{summary:#?}");
     let expect = [
-        (Reason::Invalid, "not JSON"),
-        (Reason::Invalid, "teleport"),
-        (Reason::Invalid, "room_id"),
-        (Reason::Invalid, "bad channel"),
-        (Reason::Invalid, "101"),
-        (Reason::TooLarge, "limit 10240"),
+        (DeadLetterReason::Invalid, "not JSON"),
+        (DeadLetterReason::Invalid, "teleport"),
+        (DeadLetterReason::Invalid, "room_id"),
+        (DeadLetterReason::Invalid, "bad channel"),
+        (DeadLetterReason::Invalid, "101"),
+        (DeadLetterReason::TooLarge, "limit 10240"),
     ];
     for (reason, needle) in expect {
         assert!(
@@ -188,7 +189,7 @@ async fn rejected_event_in_a_batch_of_ten_is_dead_lettered_and_the_other_nine_de
         .all(|e| !e.data.contains("poison-pill")));
     assert_eq!(dls.len(), 1);
     let dl = &dls[0];
-    assert_eq!(dl.reason, Reason::Rejected);
+    assert_eq!(dl.reason, DeadLetterReason::Rejected);
     assert_eq!(dl.pusher_status, Some(400));
     assert!(
         dl.pusher_body
@@ -325,7 +326,7 @@ async fn intents_older_than_the_max_age_are_dead_lettered_as_expired() {
     let store = db.store().await;
     let dls = wait_for_dead_letters(&store, 1).await;
     assert_eq!(dls.len(), 1);
-    assert_eq!(dls[0].reason, Reason::Expired);
+    assert_eq!(dls[0].reason, DeadLetterReason::Expired);
     assert_eq!(fake.received()[0].channel, "chat-room-2");
     common::stop(worker).await;
     store.close().await;

@@ -16,7 +16,7 @@
 //!   certificate is then checked against the host).
 //!
 //! The same [`Endpoint`] serves the connection ([`connect`]) and the
-//! start-time probe (`links`), so the probe refuses exactly what the
+//! start-time probe (`link_probes`), so the probe refuses exactly what the
 //! connection would. lapin's own `amqps` support takes neither PEM client
 //! certificates nor these parameters, so the TLS session is made here and
 //! lapin speaks AMQP through the guard in front of it.

@@ -1,6 +1,6 @@
 //! `dlq`: the dead letters in DATABASE_URL, listed, shown, replayed, deleted,
 //! purged and counted. Destructive commands ask first (or take `--yes`) and
-//! draw a progress bar on long runs; [`crate::dlq`] writes what a person
+//! draw a progress bar on long runs; [`dlq_print`] writes what a person
 //! reads, [`crate::deadletter::view`] what a script reads.
 
 use std::process::ExitCode;
@@ -9,13 +9,12 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::print_json;
+use super::{dlq_print, print_json};
 use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::deadletter::filter::parse_age;
 use crate::deadletter::view::{Detail, PageView};
 use crate::deadletter::{replay, Cursor, Filter, FilterSpec, ReplayOptions, ReplayReport, Store};
-use crate::dlq;
 
 // The variants' docs are the commands' help; the argument structs carry none
 // of their own, so that nothing competes with them.
@@ -83,7 +82,7 @@ async fn list(store: &Store, args: &ListArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&PageView::from(&page))?;
     } else {
-        print!("{}", dlq::page_table(&page, args.width));
+        print!("{}", dlq_print::page_table(&page, args.width));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -104,7 +103,7 @@ async fn show(store: &Store, args: &ShowArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&Detail::from(&dl))?;
     } else {
-        print!("{}", dlq::show_text(&dl));
+        print!("{}", dlq_print::show_text(&dl));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -139,7 +138,7 @@ async fn replay(cfg: &Config, store: &Store, args: ReplayArgs) -> anyhow::Result
     let report = if args.dry_run || plan.eligible == 0 {
         plan
     } else {
-        if !dlq::confirm(&replay_question(&plan, &cfg.amqp.exchange), args.yes)? {
+        if !dlq_print::confirm(&replay_question(&plan, &cfg.amqp.exchange), args.yes)? {
             eprintln!("nothing replayed");
             return Ok(ExitCode::FAILURE);
         }
@@ -148,7 +147,7 @@ async fn replay(cfg: &Config, store: &Store, args: ReplayArgs) -> anyhow::Result
             batch_size: args.batch_size,
             ..ReplayOptions::default()
         };
-        let bar = dlq::progress_bar(plan.eligible);
+        let bar = dlq_print::progress_bar(plan.eligible);
         let report = replay::replay(store, &cfg.amqp, &filter, &opts, |done, _| {
             if let Some(bar) = &bar {
                 bar.set_position(done);
@@ -163,7 +162,7 @@ async fn replay(cfg: &Config, store: &Store, args: ReplayArgs) -> anyhow::Result
     if args.json {
         print_json(&report)?;
     } else {
-        print!("{}", dlq::replay_text(&report));
+        print!("{}", dlq_print::replay_text(&report));
     }
     Ok(if report.failed > 0 {
         ExitCode::FAILURE
@@ -217,7 +216,7 @@ async fn stats(store: &Store, args: &StatsArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&stats)?;
     } else {
-        print!("{}", dlq::stats_text(&stats));
+        print!("{}", dlq_print::stats_text(&stats));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -266,11 +265,11 @@ async fn purge(store: &Store, args: &PurgeArgs) -> anyhow::Result<ExitCode> {
         0
     } else {
         let question = format!("delete {matched} dead letter(s) for good?");
-        if !dlq::confirm(&question, args.yes)? {
+        if !dlq_print::confirm(&question, args.yes)? {
             eprintln!("nothing deleted");
             return Ok(ExitCode::FAILURE);
         }
-        let bar = dlq::progress_bar(u64::try_from(matched).unwrap_or(0));
+        let bar = dlq_print::progress_bar(u64::try_from(matched).unwrap_or(0));
         let deleted = store
             .purge(&filter, |n| {
                 if let Some(bar) = &bar {

@@ -1,8 +1,9 @@
 //! The command line: what each command accepts (clap's derive), which
-//! settings it needs, and what it prints. One file per command group; the
-//! library does the work, and this module only reads arguments and presents
-//! results. `main.rs` parses the arguments and calls [`run`], as ripgrep's
-//! does.
+//! settings it needs, and what it prints. One file per command group, which
+//! only reads arguments and presents results; the work is the library's,
+//! or, for the one-shot commands that are a few calls into it, that of
+//! [`one_shot`], and [`dlq_print`] lays out what the `dlq` commands print.
+//! `main.rs` parses the arguments and calls [`run`], as ripgrep's does.
 //!
 //! This is the edge of the program, so errors are `anyhow`'s: each command
 //! returns its exit code, and [`describe`] turns an error into its one line.
@@ -15,7 +16,9 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 mod dlq;
+mod dlq_print;
 mod listen;
+mod one_shot;
 mod publish;
 mod pusher;
 mod settings;

@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use super::print_json;
-use crate::commands;
+use super::{one_shot, print_json};
 use crate::config::Config;
 use crate::publish::{publish_lines, Publisher};
 
@@ -43,7 +42,7 @@ async fn publish(publisher: &Publisher, args: PublishArgs) -> anyhow::Result<Exi
     let body = match (args.intent, args.kind) {
         (Some(intent), _) => Some(intent),
         (None, Some(kind)) => {
-            Some(commands::intent_from_flags(&kind, &args.fields).map_err(anyhow::Error::msg)?)
+            Some(one_shot::intent_from_flags(&kind, &args.fields).map_err(anyhow::Error::msg)?)
         }
         (None, None) => None,
     };

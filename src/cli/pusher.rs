@@ -5,8 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::print_json;
-use crate::commands;
+use super::{one_shot, print_json};
 use crate::config::Config;
 
 #[derive(Args)]
@@ -36,7 +35,7 @@ pub async fn trigger(cfg: &Config, args: TriggerArgs) -> anyhow::Result<ExitCode
         socket_id,
         info,
     } = args;
-    let answer = commands::trigger(cfg, channels, event, data, socket_id, info).await?;
+    let answer = one_shot::trigger(cfg, channels, event, data, socket_id, info).await?;
     print_json(&answer)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -55,7 +54,7 @@ pub struct ChannelsArgs {
 }
 
 pub async fn channels(cfg: &Config, args: &ChannelsArgs) -> anyhow::Result<ExitCode> {
-    let list = commands::client(cfg)?
+    let list = one_shot::client(cfg)?
         .channels(args.prefix.as_deref(), &args.info)
         .await?;
     if args.json {
@@ -84,7 +83,7 @@ pub struct ChannelInfoArgs {
 }
 
 pub async fn channel_info(cfg: &Config, args: &ChannelInfoArgs) -> anyhow::Result<ExitCode> {
-    let state = commands::client(cfg)?
+    let state = one_shot::client(cfg)?
         .channel_info(&args.channel, &args.info)
         .await?;
     if args.json {
@@ -110,7 +109,7 @@ pub struct UsersArgs {
 }
 
 pub async fn users(cfg: &Config, args: &UsersArgs) -> anyhow::Result<ExitCode> {
-    let users = commands::client(cfg)?.users(&args.channel).await?;
+    let users = one_shot::client(cfg)?.users(&args.channel).await?;
     if args.json {
         print_json(&users)?;
     } else {
@@ -149,11 +148,11 @@ pub fn auth(cfg: &Config, command: &AuthCommand) -> anyhow::Result<ExitCode> {
             channel,
             socket_id,
             channel_data,
-        } => commands::auth_channel(cfg, channel, socket_id, channel_data.as_deref())?,
+        } => one_shot::auth_channel(cfg, channel, socket_id, channel_data.as_deref())?,
         AuthCommand::User {
             socket_id,
             user_data,
-        } => commands::client(cfg)?
+        } => one_shot::client(cfg)?
             .authenticate_user(socket_id, user_data)?
             .to_json(),
     };

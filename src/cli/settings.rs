@@ -5,8 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::print_json;
-use crate::commands;
+use super::{one_shot, print_json};
 use crate::config::Config;
 
 #[derive(Args)]
@@ -44,7 +43,7 @@ pub struct CheckArgs {
 }
 
 pub async fn check(cfg: &Config, args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let report = commands::check(cfg).await;
+    let report = one_shot::check(cfg).await;
     if args.json {
         print_json(&report)?;
     } else {

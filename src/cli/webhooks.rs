@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use super::print_json;
-use crate::commands;
+use super::{one_shot, print_json};
 use crate::config::Config;
 
 #[derive(Subcommand)]
@@ -75,7 +74,7 @@ fn verify(cfg: &Config, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             buf
         }
     };
-    match commands::verify_webhook(cfg, &args.key, &args.signature, &body) {
+    match one_shot::verify_webhook(cfg, &args.key, &args.signature, &body) {
         Ok(hook) => {
             print_json(&hook)?;
             Ok(ExitCode::SUCCESS)

@@ -3,7 +3,7 @@
 
 use sqlx::migrate::MigrateError;
 
-use super::record::Reason;
+use super::record::DeadLetterReason;
 
 /// Errors from the dead-letter store.
 ///
@@ -46,7 +46,7 @@ pub enum StoreError {
         /// The intent whose dead letter was not stored.
         intent_id: String,
         /// Its reason.
-        reason: Reason,
+        reason: DeadLetterReason,
     },
     /// A stored row cannot be turned back into a [`DeadLetter`].
     #[error("dead letter {id} is corrupt: {detail}")]
@@ -90,7 +90,7 @@ fn sqlx_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_) => true,
         // A certificate refused during a run (rotated to one this worker
         // does not trust) is waited out like any outage; at start, the TLS
-        // probe (`links`) has already stopped the worker on one.
+        // probe (`link_probes`) has already stopped the worker on one.
         sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => {
             if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {

@@ -13,7 +13,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::backend::{Args, Bind, Dialect};
-use super::record::{Reason, Status};
+use super::record::{DeadLetterReason, DeadLetterStatus};
 
 /// A filter as an operator writes it (CLI flags or API query parameters),
 /// before parsing. Every field is optional; absent means "any". The field
@@ -47,7 +47,7 @@ pub struct FilterSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     /// Any of these reasons (empty: any reason).
-    pub reasons: Vec<Reason>,
+    pub reasons: Vec<DeadLetterReason>,
     /// This intent type.
     pub intent_type: Option<String>,
     /// Addressed this channel.
@@ -57,7 +57,7 @@ pub struct Filter {
     /// `dead_lettered_at_ms < until_ms`.
     pub until_ms: Option<i64>,
     /// This status.
-    pub status: Option<Status>,
+    pub status: Option<DeadLetterStatus>,
     /// Only these ids (empty: any id). Used by replay and delete by id.
     pub ids: Vec<i64>,
 }
@@ -81,7 +81,7 @@ impl FilterSpec {
         let mut filter = Filter::default();
         if let Some(reasons) = non_empty(&self.reason) {
             for r in reasons.split(',').map(str::trim) {
-                let reason = r.parse::<Reason>().map_err(|e| FilterError {
+                let reason = r.parse::<DeadLetterReason>().map_err(|e| FilterError {
                     field: "reason",
                     value: reasons.to_owned(),
                     expected: e.to_string(),
@@ -101,11 +101,12 @@ impl FilterSpec {
             .transpose()?;
         filter.status = non_empty(&self.status)
             .map(|s| {
-                s.parse::<Status>().map_err(|expected| FilterError {
-                    field: "status",
-                    value: s.to_owned(),
-                    expected,
-                })
+                s.parse::<DeadLetterStatus>()
+                    .map_err(|expected| FilterError {
+                        field: "status",
+                        value: s.to_owned(),
+                        expected,
+                    })
             })
             .transpose()?;
         Ok(filter)
@@ -316,8 +317,11 @@ mod tests {
             ..Default::default()
         };
         let f = spec.parse(now).expect("valid");
-        assert_eq!(f.reasons, vec![Reason::Rejected, Reason::Exhausted]);
-        assert_eq!(f.status, Some(Status::Pending));
+        assert_eq!(
+            f.reasons,
+            vec![DeadLetterReason::Rejected, DeadLetterReason::Exhausted]
+        );
+        assert_eq!(f.status, Some(DeadLetterStatus::Pending));
         let bad = FilterSpec {
             reason: Some("lost".into()),
             ..Default::default()

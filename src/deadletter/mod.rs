@@ -14,8 +14,8 @@
 //! and are applied by [`Store::connect`].
 //!
 //! The store, by concept:
-//! - `record`: what is stored ([`NewDeadLetter`], [`DeadLetter`], [`Reason`],
-//!   [`Status`]);
+//! - `record`: what is stored ([`NewDeadLetter`], [`DeadLetter`],
+//!   [`DeadLetterReason`], [`DeadLetterStatus`]);
 //! - `error`: [`StoreError`], and which failures are outages;
 //! - `connect`: URLs, connection settings and migrations;
 //! - `backend`: the seam to SQLite or PostgreSQL, where every difference
@@ -50,6 +50,6 @@ pub use error::StoreError;
 pub use filter::{Cursor, Filter, FilterError, FilterSpec};
 pub use ops::{Count, Page, Stats, Unreadable};
 pub use parked::{NewParked, Parked, ParkedGroup};
-pub use record::{DeadLetter, NewDeadLetter, ParseReasonError, Reason, Status};
+pub use record::{DeadLetter, DeadLetterReason, DeadLetterStatus, NewDeadLetter, ParseReasonError};
 pub use replay::{ReplayError, ReplayOptions, ReplayReport};
 pub use store::Store;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::backend::Bind;
 use super::error::StoreError;
 use super::filter::{Cursor, Filter, Where};
-use super::record::{DeadLetter, Reason};
+use super::record::{DeadLetter, DeadLetterReason};
 use super::row::{columns, RawRow};
 use super::store::Store;
 
@@ -73,7 +73,7 @@ pub struct Stats {
     pub total: i64,
     /// Of which pending.
     pub pending: i64,
-    /// Every reason (zero included), in [`Reason::ALL`] order.
+    /// Every reason (zero included), in [`DeadLetterReason::ALL`] order.
     pub by_reason: Vec<Count>,
     /// The most frequent intent types, at most [`STATS_TOP_TYPES`].
     pub by_type: Vec<Count>,
@@ -193,15 +193,15 @@ impl Store {
     }
 
     /// Pending dead letters per reason, one entry for every reason in
-    /// [`Reason::ALL`] order (zero included, so the
+    /// [`DeadLetterReason::ALL`] order (zero included, so the
     /// `pusher_relay_dead_letters_pending` gauge drops to 0 after a purge or
     /// a replay). A reason this build does not know (written by a newer
     /// worker sharing the store) is left out rather than failing the count.
-    pub async fn pending_by_reason(&self) -> Result<Vec<(Reason, i64)>, StoreError> {
+    pub async fn pending_by_reason(&self) -> Result<Vec<(DeadLetterReason, i64)>, StoreError> {
         let sql = "SELECT reason, COUNT(*) FROM dead_letters \
                    WHERE status = 'pending' GROUP BY reason";
         let rows: Vec<(String, i64)> = self.pool.fetch("pending_by_reason", sql, &[]).await?;
-        Ok(Reason::ALL
+        Ok(DeadLetterReason::ALL
             .iter()
             .map(|&r| {
                 let n = rows
@@ -272,7 +272,7 @@ impl Store {
             total,
             pending: pending.unwrap_or(0),
         };
-        let by_reason: Vec<Count> = Reason::ALL
+        let by_reason: Vec<Count> = DeadLetterReason::ALL
             .iter()
             .map(|r| {
                 let (total, pending) = reasons

@@ -1,6 +1,7 @@
 //! What the store holds: the dead-letter records (one about to be stored, one
-//! read back) and the two small vocabularies they use, [`Reason`] and
-//! [`Status`], whose names are what the database stores and operators type.
+//! read back) and the two small vocabularies they use, [`DeadLetterReason`]
+//! and [`DeadLetterStatus`], whose names are what the database stores and
+//! operators type.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// Why an intent became a dead letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Reason {
+pub enum DeadLetterReason {
     /// The intent failed decoding or validation; retrying cannot help.
     Invalid,
     /// An event's encoded data exceeds Pusher's size limit.
@@ -27,37 +28,37 @@ pub enum Reason {
     DeliveryLimit,
 }
 
-impl Reason {
+impl DeadLetterReason {
     /// Every reason, in a fixed order (used for stats so absent reasons show as 0).
-    pub const ALL: &'static [Reason] = &[
-        Reason::Invalid,
-        Reason::TooLarge,
-        Reason::Rejected,
-        Reason::Exhausted,
-        Reason::Expired,
-        Reason::DeliveryLimit,
+    pub const ALL: &'static [DeadLetterReason] = &[
+        DeadLetterReason::Invalid,
+        DeadLetterReason::TooLarge,
+        DeadLetterReason::Rejected,
+        DeadLetterReason::Exhausted,
+        DeadLetterReason::Expired,
+        DeadLetterReason::DeliveryLimit,
     ];
 
     /// The stable name stored in the database and shown to operators.
     pub fn as_str(self) -> &'static str {
         match self {
-            Reason::Invalid => "invalid",
-            Reason::TooLarge => "too_large",
-            Reason::Rejected => "rejected",
-            Reason::Exhausted => "exhausted",
-            Reason::Expired => "expired",
-            Reason::DeliveryLimit => "delivery_limit",
+            DeadLetterReason::Invalid => "invalid",
+            DeadLetterReason::TooLarge => "too_large",
+            DeadLetterReason::Rejected => "rejected",
+            DeadLetterReason::Exhausted => "exhausted",
+            DeadLetterReason::Expired => "expired",
+            DeadLetterReason::DeliveryLimit => "delivery_limit",
         }
     }
 }
 
-impl fmt::Display for Reason {
+impl fmt::Display for DeadLetterReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-/// A string that is not one of [`Reason::ALL`]'s names.
+/// A string that is not one of [`DeadLetterReason::ALL`]'s names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown dead-letter reason {value:?}: expected one of invalid, too_large, rejected, exhausted, expired, delivery_limit")]
 pub struct ParseReasonError {
@@ -65,11 +66,11 @@ pub struct ParseReasonError {
     pub value: String,
 }
 
-impl FromStr for Reason {
+impl FromStr for DeadLetterReason {
     type Err = ParseReasonError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Reason::ALL
+        DeadLetterReason::ALL
             .iter()
             .copied()
             .find(|r| r.as_str() == s)
@@ -96,7 +97,7 @@ pub struct NewDeadLetter {
     /// The Pusher channels the intent addressed, for filtering by channel.
     pub channels: Vec<String>,
     /// Why it was dead-lettered.
-    pub reason: Reason,
+    pub reason: DeadLetterReason,
     /// Human-readable error text (which rule and field, or Pusher's error).
     pub error: String,
     /// Pusher's HTTP status, when Pusher answered.
@@ -135,7 +136,7 @@ pub struct DeadLetter {
     /// The Pusher channels the intent addressed.
     pub channels: Vec<String>,
     /// Why it was dead-lettered.
-    pub reason: Reason,
+    pub reason: DeadLetterReason,
     /// Human-readable error text.
     pub error: String,
     /// Pusher's HTTP status, when Pusher answered.
@@ -153,44 +154,44 @@ pub struct DeadLetter {
     /// When it was last replayed (unix ms).
     pub last_replayed_at_ms: Option<i64>,
     /// Whether it still waits for a replay.
-    pub status: Status,
+    pub status: DeadLetterStatus,
 }
 
 /// Where a dead letter is in its life. Stored as text; no CHECK constraint,
 /// so a later status needs no table rebuild on SQLite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub enum DeadLetterStatus {
     /// Stored and not replayed yet.
     Pending,
     /// Republished to the intent exchange at least once.
     Replayed,
 }
 
-impl Status {
+impl DeadLetterStatus {
     /// The stable name stored in the database.
     pub fn as_str(self) -> &'static str {
         match self {
-            Status::Pending => "pending",
-            Status::Replayed => "replayed",
+            DeadLetterStatus::Pending => "pending",
+            DeadLetterStatus::Replayed => "replayed",
         }
     }
 }
 
-impl fmt::Display for Status {
+impl fmt::Display for DeadLetterStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl FromStr for Status {
+impl FromStr for DeadLetterStatus {
     type Err = String;
 
     /// The error is the expectation, for filter messages to embed.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "pending" => Ok(Status::Pending),
-            "replayed" => Ok(Status::Replayed),
+            "pending" => Ok(DeadLetterStatus::Pending),
+            "replayed" => Ok(DeadLetterStatus::Replayed),
             other => Err(format!(
                 "unknown status {other:?}: expected pending or replayed"
             )),
@@ -204,10 +205,12 @@ mod tests {
 
     #[test]
     fn reason_names_round_trip() {
-        for &r in Reason::ALL {
-            assert_eq!(r.as_str().parse::<Reason>(), Ok(r));
+        for &r in DeadLetterReason::ALL {
+            assert_eq!(r.as_str().parse::<DeadLetterReason>(), Ok(r));
         }
-        let err = "bogus".parse::<Reason>().expect_err("bogus is no reason");
+        let err = "bogus"
+            .parse::<DeadLetterReason>()
+            .expect_err("bogus is no reason");
         assert!(err.to_string().contains("too_large"), "{err}");
     }
 }

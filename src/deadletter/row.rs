@@ -3,7 +3,7 @@
 
 use super::backend::Dialect;
 use super::error::StoreError;
-use super::record::{DeadLetter, Reason, Status};
+use super::record::{DeadLetter, DeadLetterReason, DeadLetterStatus};
 
 /// The columns a [`RawRow`] reads. A page (`with_body` false) reads every
 /// column but the body and the headers, which read as empty so that rows
@@ -69,7 +69,7 @@ impl RawRow {
             .map_err(|e| corrupt(format!("channels is not a JSON array of strings: {e}")))?;
         let reason = self
             .reason
-            .parse::<Reason>()
+            .parse::<DeadLetterReason>()
             .map_err(|e| corrupt(e.to_string()))?;
         let pusher_status = self
             .pusher_status
@@ -83,7 +83,7 @@ impl RawRow {
             })?;
         let attempts = u32::try_from(self.attempts)
             .map_err(|_| corrupt(format!("attempts {} is not a u32", self.attempts)))?;
-        let status = self.status.parse::<Status>().map_err(corrupt)?;
+        let status = self.status.parse::<DeadLetterStatus>().map_err(corrupt)?;
         Ok(DeadLetter {
             id,
             body: self.body,

@@ -10,7 +10,7 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{DeadLetter, FilterSpec, Page, Reason, Status};
+use super::{DeadLetter, DeadLetterReason, DeadLetterStatus, FilterSpec, Page};
 use crate::clock::rfc3339_ms;
 
 /// The listing view: what identifies a dead letter and why it is one,
@@ -24,9 +24,9 @@ pub struct Summary<'a> {
     pub id: i64,
     pub intent_id: Option<&'a str>,
     pub pusher_status: Option<u16>,
-    pub reason: Reason,
+    pub reason: DeadLetterReason,
     pub replay_count: i64,
-    pub status: Status,
+    pub status: DeadLetterStatus,
     #[serde(rename = "type")]
     pub intent_type: Option<&'a str>,
 }
@@ -70,10 +70,10 @@ pub struct Detail<'a> {
     pub last_replayed_at_ms: Option<i64>,
     pub pusher_body: Option<&'a str>,
     pub pusher_status: Option<u16>,
-    pub reason: Reason,
+    pub reason: DeadLetterReason,
     pub replay_count: i64,
     pub routing_key: &'a str,
-    pub status: Status,
+    pub status: DeadLetterStatus,
     #[serde(rename = "type")]
     pub intent_type: Option<&'a str>,
 }

@@ -156,7 +156,7 @@ pub enum IntentError {
 /// Why an undecodable intent is dead-lettered: the reasons of the
 /// dead-letter store that decoding can give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub enum DecodeReason {
     /// `data` is over `PUSHER_MAX_EVENT_BYTES` (`too_large`).
     TooLarge,
     /// Anything else (`invalid`).
@@ -164,15 +164,15 @@ pub enum Reason {
 }
 
 impl IntentError {
-    /// The dead-letter reason: [`Reason::TooLarge`] when `data` is over the
-    /// limit, [`Reason::Invalid`] for everything else.
-    pub fn reason(&self) -> Reason {
+    /// The dead-letter reason: [`DecodeReason::TooLarge`] when `data` is
+    /// over the limit, [`DecodeReason::Invalid`] for everything else.
+    pub fn reason(&self) -> DecodeReason {
         match self {
             Self::Invalid {
                 source: ValidationError::DataTooLarge { .. },
                 ..
-            } => Reason::TooLarge,
-            _ => Reason::Invalid,
+            } => DecodeReason::TooLarge,
+            _ => DecodeReason::Invalid,
         }
     }
 

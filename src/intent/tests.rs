@@ -226,7 +226,7 @@ fn event_with_101_channels_is_rejected() {
             source: ValidationError::TooManyChannels { count: 101 }
         }
     );
-    assert_eq!(err.reason(), Reason::Invalid);
+    assert_eq!(err.reason(), DecodeReason::Invalid);
     assert_eq!(
         err.to_string(),
         "intent field \"channels\" is invalid: 101 channels in one trigger (limit 100)"
@@ -347,7 +347,7 @@ fn template_validation_names_the_template_and_the_problem() {
     for (templates, message) in cases {
         let err = IntentError::from(templates.validate().unwrap_err());
         assert_eq!(err.to_string(), message);
-        assert_eq!(err.reason(), Reason::Invalid);
+        assert_eq!(err.reason(), DecodeReason::Invalid);
         assert_eq!(err.field(), None);
     }
 }
@@ -438,7 +438,7 @@ fn socket_id_is_validated_and_passed_through() {
             }
         }
     );
-    assert_eq!(err.reason(), Reason::Invalid);
+    assert_eq!(err.reason(), DecodeReason::Invalid);
     assert_eq!(err.field(), Some("socket_id"));
     assert_eq!(
         err.to_string(),
@@ -471,7 +471,7 @@ fn data_of_exactly_the_limit_is_accepted_and_one_byte_more_is_too_large() {
             }
         }
     );
-    assert_eq!(err.reason(), Reason::TooLarge);
+    assert_eq!(err.reason(), DecodeReason::TooLarge);
     assert_eq!(err.field(), Some("data"));
     assert_eq!(
         err.to_string(),
@@ -489,7 +489,7 @@ fn typed_intent_data_is_measured_after_encoding() {
         &ctx,
     )
     .unwrap_err();
-    assert_eq!(err.reason(), Reason::TooLarge);
+    assert_eq!(err.reason(), DecodeReason::TooLarge);
 }
 
 #[test]
@@ -592,7 +592,7 @@ fn body_that_is_not_json_is_rejected() {
         err.to_string().starts_with("intent body is not JSON: "),
         "{err}"
     );
-    assert_eq!(err.reason(), Reason::Invalid);
+    assert_eq!(err.reason(), DecodeReason::Invalid);
     assert_eq!(err.field(), None);
 
     let not_utf8 = decode(b"\"\xff\"", &ctx(&templates)).unwrap_err();
@@ -604,7 +604,7 @@ fn body_that_is_not_an_object_is_rejected() {
     let err = decode_default(json!(["type", "announcement"])).unwrap_err();
     assert_eq!(err, IntentError::NotObject);
     assert_eq!(err.to_string(), "intent body is not a JSON object");
-    assert_eq!(err.reason(), Reason::Invalid);
+    assert_eq!(err.reason(), DecodeReason::Invalid);
 }
 
 #[test]
@@ -626,7 +626,7 @@ fn unknown_type_is_reported_before_other_problems() {
             kind: "chat.typing".into()
         }
     );
-    assert_eq!(err.reason(), Reason::Invalid);
+    assert_eq!(err.reason(), DecodeReason::Invalid);
     assert_eq!(err.field(), Some("type"));
     assert_eq!(
         err.to_string(),
@@ -653,7 +653,7 @@ fn missing_field_names_the_type_and_field() {
         err.to_string(),
         "chat.message intent is missing field \"room_id\""
     );
-    assert_eq!(err.reason(), Reason::Invalid);
+    assert_eq!(err.reason(), DecodeReason::Invalid);
     assert_eq!(err.field(), Some("room_id"));
 }
 
@@ -718,6 +718,6 @@ fn wrong_field_types_name_what_was_expected() {
         let err = decode_default(body).unwrap_err();
         assert!(matches!(err, IntentError::WrongFieldType { .. }), "{err:?}");
         assert_eq!(err.to_string(), message);
-        assert_eq!(err.reason(), Reason::Invalid);
+        assert_eq!(err.reason(), DecodeReason::Invalid);
     }
 }

@@ -10,7 +10,7 @@ use super::circuit::Circuit;
 use super::concurrency::{Limiter, Permit};
 use super::lanes::{UnitId, Work};
 use super::retry::{self, RetryPolicy, SendError};
-use crate::deadletter::Reason;
+use crate::deadletter::DeadLetterReason;
 use crate::metrics;
 use crate::pusher::validate::ValidationError;
 use crate::pusher::{BatchEvent, Client, PusherError};
@@ -18,7 +18,7 @@ use crate::pusher::{BatchEvent, Client, PusherError};
 /// Why a unit could not be delivered, as stored with its dead letter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
-    pub reason: Reason,
+    pub reason: DeadLetterReason,
     pub error: String,
     pub status: Option<u16>,
     pub body: Option<String>,
@@ -40,12 +40,16 @@ pub enum Outcome {
 fn given_up(error: SendError) -> Outcome {
     let (reason, error, attempts) = match error {
         SendError::Paused => return Outcome::Returned,
-        SendError::Exhausted { error, attempts } => (Reason::Exhausted, error, attempts),
+        SendError::Exhausted { error, attempts } => (DeadLetterReason::Exhausted, error, attempts),
         SendError::Rejected { error, attempts } => {
             let reason = match &error {
-                PusherError::Invalid(ValidationError::DataTooLarge { .. }) => Reason::TooLarge,
-                PusherError::Invalid(_) | PusherError::MissingMasterKey { .. } => Reason::Invalid,
-                _ => Reason::Rejected,
+                PusherError::Invalid(ValidationError::DataTooLarge { .. }) => {
+                    DeadLetterReason::TooLarge
+                }
+                PusherError::Invalid(_) | PusherError::MissingMasterKey { .. } => {
+                    DeadLetterReason::Invalid
+                }
+                _ => DeadLetterReason::Rejected,
             };
             (reason, error, attempts)
         }
@@ -159,7 +163,10 @@ mod tests {
             error: status(400),
             attempts: 3,
         });
-        assert_eq!((rejected.reason, rejected.attempts), (Reason::Rejected, 3));
+        assert_eq!(
+            (rejected.reason, rejected.attempts),
+            (DeadLetterReason::Rejected, 3)
+        );
         assert_eq!(rejected.status, Some(400));
         let exhausted = failed(SendError::Exhausted {
             error: status(503),
@@ -167,7 +174,7 @@ mod tests {
         });
         assert_eq!(
             (exhausted.reason, exhausted.attempts),
-            (Reason::Exhausted, 8)
+            (DeadLetterReason::Exhausted, 8)
         );
         assert_eq!(given_up(SendError::Paused), Outcome::Returned);
     }

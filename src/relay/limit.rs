@@ -18,7 +18,7 @@ use super::session::{self, Shared, LIVENESS_INTERVAL};
 use super::{reconnect_waits, sleep_or_shutdown, RelayError};
 use crate::amqp::{self, DELIVERY_LIMIT};
 use crate::clock::now_ms;
-use crate::deadletter::{replay, NewDeadLetter, Reason};
+use crate::deadletter::{replay, DeadLetterReason, NewDeadLetter};
 use crate::intent::{self, DecodeContext};
 use crate::metrics;
 use crate::shutdown::Shutdown;
@@ -96,7 +96,7 @@ async fn drain_once(shared: &Shared, queue: &str, shutdown: &mut Shutdown) -> Re
                     if let Err(e) = shared.store.insert(&row).await {
                         break Err(format!("cannot store it: {e}"));
                     }
-                    metrics::dead_letter(Reason::DeliveryLimit.as_str());
+                    metrics::dead_letter(DeadLetterReason::DeliveryLimit.as_str());
                     if let Err(e) = channel.basic_ack(tag, BasicAckOptions::default()).await {
                         break Err(format!("ack failed: {e}"));
                     }
@@ -148,7 +148,7 @@ fn dead_letter(shared: &Shared, delivery: lapin::message::Delivery) -> NewDeadLe
         intent_id,
         intent_type,
         channels,
-        reason: Reason::DeliveryLimit,
+        reason: DeadLetterReason::DeliveryLimit,
         error: format!(
             "RabbitMQ handed it out {DELIVERY_LIMIT} times from {from:?} without an ack \
              (x-delivery-limit): each time a worker crashed, lost its connection or gave it \

@@ -56,7 +56,7 @@ use crate::metrics;
 use crate::pusher::{Client, PusherError};
 use crate::shutdown::Shutdown;
 use health::Health;
-pub use status::Status;
+pub use status::RelayStatus;
 
 /// Why the worker could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -106,8 +106,8 @@ impl Relay {
     }
 
     /// A read-only view of the relay's state.
-    pub fn status(&self) -> Status {
-        Status::new(
+    pub fn status(&self) -> RelayStatus {
+        RelayStatus::new(
             self.health.clone(),
             self.circuit.clone(),
             self.limiter.clone(),

@@ -42,7 +42,7 @@ use super::writer::{self, ToStore};
 use crate::amqp::acker::{AckTracker, STRAGGLER_DELAY};
 use crate::amqp::{self, AmqpError};
 use crate::config::Config;
-use crate::deadletter::{replay, NewDeadLetter, NewParked, Parked, Reason, Store};
+use crate::deadletter::{replay, DeadLetterReason, NewDeadLetter, NewParked, Parked, Store};
 use crate::intent::{self, DecodeContext, Intent};
 use crate::metrics::{self, Settled};
 use crate::pusher::Client;
@@ -202,7 +202,7 @@ struct ParkedUnit {
 
 enum Msg {
     Done(Vec<(UnitId, Outcome)>),
-    Stored(Vec<(u64, Reason)>),
+    Stored(Vec<(u64, DeadLetterReason)>),
     Parker(Reply),
 }
 
@@ -731,7 +731,7 @@ impl Session {
             if age > max_age {
                 let error =
                     format!("intent is {age:?} old, older than RELAY_MAX_INTENT_AGE {max_age:?}");
-                self.dead_letter(tag, taken, failure(Reason::Expired, error));
+                self.dead_letter(tag, taken, failure(DeadLetterReason::Expired, error));
                 return;
             }
         }
@@ -1071,9 +1071,9 @@ impl Session {
         // never decoded, let alone delivered.
         if let Some(problems) = unreadable(&taken.properties) {
             let reason = if amqp::guard::too_large(&problems) {
-                Reason::TooLarge
+                DeadLetterReason::TooLarge
             } else {
-                Reason::Invalid
+                DeadLetterReason::Invalid
             };
             let error = format!("the AMQP message was rewritten to be read: {problems}");
             return Err(failure(reason, error));
@@ -1098,8 +1098,8 @@ impl Session {
         };
         intent::decode(body, &ctx).map_err(|e| {
             let reason = match e.reason() {
-                intent::Reason::TooLarge => Reason::TooLarge,
-                intent::Reason::Invalid => Reason::Invalid,
+                intent::DecodeReason::TooLarge => DeadLetterReason::TooLarge,
+                intent::DecodeReason::Invalid => DeadLetterReason::Invalid,
             };
             failure(reason, e.to_string())
         })
@@ -1262,7 +1262,7 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-fn failure(reason: Reason, error: String) -> Failure {
+fn failure(reason: DeadLetterReason, error: String) -> Failure {
     Failure {
         reason,
         error,

@@ -11,21 +11,21 @@ use super::parking::{Board, GroupView};
 
 /// Cloned freely; every read is of the live value.
 #[derive(Clone)]
-pub struct Status {
+pub struct RelayStatus {
     health: Arc<Health>,
     circuit: Arc<Circuit>,
     limiter: Arc<Limiter>,
     parked: Arc<Board>,
 }
 
-impl Status {
+impl RelayStatus {
     pub(crate) fn new(
         health: Arc<Health>,
         circuit: Arc<Circuit>,
         limiter: Arc<Limiter>,
         parked: Arc<Board>,
-    ) -> Status {
-        Status {
+    ) -> RelayStatus {
+        RelayStatus {
             health,
             circuit,
             limiter,

@@ -10,7 +10,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::mpsc;
 
 use super::health::Health;
-use crate::deadletter::{NewDeadLetter, Reason, Store};
+use crate::deadletter::{DeadLetterReason, NewDeadLetter, Store};
 use crate::metrics;
 
 /// Rows written in one transaction at most.
@@ -28,7 +28,7 @@ pub async fn run(
     store: Store,
     health: Arc<Health>,
     mut rows: mpsc::UnboundedReceiver<ToStore>,
-    stored: mpsc::UnboundedSender<Vec<(u64, Reason)>>,
+    stored: mpsc::UnboundedSender<Vec<(u64, DeadLetterReason)>>,
 ) {
     while let Some(first) = rows.recv().await {
         let mut batch = vec![first];

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::metrics::{self, SECONDS_BUCKETS};
-use crate::relay::Status;
+use crate::relay::RelayStatus;
 use crate::shutdown::Shutdown;
 
 /// Time between samples: short enough for the page to look live, long
@@ -179,7 +179,7 @@ impl History {
 }
 
 /// Samples every [`SAMPLE_INTERVAL`] until shutdown.
-pub async fn run(history: Arc<History>, status: Status, mut shutdown: Shutdown) {
+pub async fn run(history: Arc<History>, status: RelayStatus, mut shutdown: Shutdown) {
     let mut before = Totals::read();
     let mut then = Instant::now();
     let mut tick = tokio::time::interval(SAMPLE_INTERVAL);

@@ -2,7 +2,7 @@
 //! worker on its one listener when `RELAY_ADMIN_TOKEN` is set (absent
 //! otherwise, as the admin API is).
 //!
-//! - [`session`]: the sessions and their CSRF tokens; [`signin`]: the
+//! - [`cookies`]: the sessions and their CSRF tokens; [`signin`]: the
 //!   admin token exchanged for a session cookie, and signing out;
 //! - [`history`]: the 15-minute history the overview charts;
 //! - [`dead_letters`]: listing, inspecting, replaying, deleting, purging;
@@ -14,11 +14,11 @@
 //! inline ones); every route but sign-in and the assets needs a session;
 //! every POST must carry the session's CSRF token (403 otherwise).
 
+pub mod cookies;
 pub mod dead_letters;
 pub mod history;
 pub mod pages;
 pub mod replays;
-pub mod session;
 pub mod signin;
 
 use std::sync::{Arc, OnceLock};
@@ -34,10 +34,10 @@ use serde_json::json;
 
 use crate::config::{AmqpConfig, Secret};
 use crate::deadletter::{FilterSpec, Store, StoreError};
-use crate::relay::Status;
+use crate::relay::RelayStatus;
+use cookies::Sessions;
 use history::History;
 use replays::Replays;
-use session::Sessions;
 
 /// What the console's handlers share.
 pub struct Console {
@@ -48,7 +48,7 @@ pub struct Console {
     /// Where replays publish.
     pub amqp: AmqpConfig,
     /// The relay's state, read-only.
-    pub status: Status,
+    pub status: RelayStatus,
     pub history: Arc<History>,
     pub sessions: Sessions,
     pub replays: Arc<Replays>,
@@ -156,12 +156,12 @@ async fn require_session(State(state): State<ConsoleState>, req: Request, next: 
     // The page's own polling reads /ui/api/: it must not keep a forgotten
     // tab signed in.
     let used = !req.uri().path().starts_with("/ui/api/");
-    let name = session::cookie_name(session::COOKIE, signin::behind_tls(req.headers()));
+    let name = cookies::cookie_name(cookies::COOKIE, signin::behind_tls(req.headers()));
     let found = req
         .headers()
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|c| session::cookie(c, &name))
+        .and_then(|c| cookies::cookie(c, &name))
         .and_then(|id| state.sessions.get(id, used).map(|s| (id.to_string(), s)));
     let Some((id, s)) = found else {
         if req.method() == Method::GET && !req.uri().path().starts_with("/ui/api/") {
@@ -179,7 +179,7 @@ async fn require_session(State(state): State<ConsoleState>, req: Request, next: 
             return (StatusCode::PAYLOAD_TOO_LARGE, "form too large\n").into_response();
         };
         let fields = Fields::parse(&bytes);
-        if !session::same(fields.get("csrf").unwrap_or(""), &s.csrf) {
+        if !cookies::same(fields.get("csrf").unwrap_or(""), &s.csrf) {
             return (
                 StatusCode::FORBIDDEN,
                 "missing or wrong CSRF token: reload the page and try again\n",

@@ -1,5 +1,5 @@
 //! Signing in and out: the admin token, posted once, becomes a session
-//! cookie ([`super::session`]). The sign-in form has no session to carry its
+//! cookie ([`super::cookies`]). The sign-in form has no session to carry its
 //! CSRF token, so the token rides in a short-lived cookie of its own and the
 //! form posts it back (double submit).
 
@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 
-use super::{html, pages, session, ConsoleState, Fields, Signed};
+use super::{cookies, html, pages, ConsoleState, Fields, Signed};
 
 /// Behind a TLS-terminating proxy the cookie must be `Secure`.
 pub(super) fn behind_tls(headers: &HeaderMap) -> bool {
@@ -31,10 +31,10 @@ fn login_form(headers: &HeaderMap, status: StatusCode, error: Option<&str>) -> R
     let csrf = login_cookie(headers)
         .filter(|c| c.len() == 64 && c.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(String::from)
-        .unwrap_or_else(session::random_token);
+        .unwrap_or_else(cookies::random_token);
     let mut resp = html(status, pages::login(&csrf, error));
-    let cookie = session::set_cookie(
-        session::LOGIN_COOKIE,
+    let cookie = cookies::set_cookie(
+        cookies::LOGIN_COOKIE,
         &csrf,
         behind_tls(headers),
         Some(std::time::Duration::from_secs(3600)),
@@ -50,9 +50,9 @@ fn login_cookie(headers: &HeaderMap) -> Option<&str> {
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
         .and_then(|c| {
-            session::cookie(
+            cookies::cookie(
                 c,
-                &session::cookie_name(session::LOGIN_COOKIE, behind_tls(headers)),
+                &cookies::cookie_name(cookies::LOGIN_COOKIE, behind_tls(headers)),
             )
         })
 }
@@ -65,22 +65,22 @@ pub async fn login(
 ) -> Response {
     let fields = Fields::parse(&body);
     let cookie_csrf = login_cookie(&headers).unwrap_or("");
-    if !session::same(fields.get("csrf").unwrap_or(""), cookie_csrf) {
+    if !cookies::same(fields.get("csrf").unwrap_or(""), cookie_csrf) {
         return (
             StatusCode::FORBIDDEN,
             "missing or wrong CSRF token: reload the sign-in page\n",
         )
             .into_response();
     }
-    let check = crate::auth::FAILED_ATTEMPTS.check(
+    let check = crate::admin_token::FAILED_ATTEMPTS.check(
         &state.token,
         fields.get("token").unwrap_or(""),
-        crate::auth::peer(&extensions),
+        crate::admin_token::peer(&extensions),
     );
-    if let crate::auth::TokenCheck::Throttled(wait) = check {
-        return crate::auth::throttled(wait);
+    if let crate::admin_token::TokenCheck::Throttled(wait) = check {
+        return crate::admin_token::throttled(wait);
     }
-    if check != crate::auth::TokenCheck::Right {
+    if check != crate::admin_token::TokenCheck::Right {
         tracing::warn!("ops console: sign-in with a wrong token");
         return login_form(&headers, StatusCode::UNAUTHORIZED, Some("Wrong token."));
     }
@@ -88,9 +88,9 @@ pub async fn login(
     let secure = behind_tls(&headers);
     let mut resp = Redirect::to("/ui").into_response();
     for c in [
-        session::set_cookie(session::COOKIE, &id, secure, None),
-        session::set_cookie(
-            session::LOGIN_COOKIE,
+        cookies::set_cookie(cookies::COOKIE, &id, secure, None),
+        cookies::set_cookie(
+            cookies::LOGIN_COOKIE,
             "",
             secure,
             Some(std::time::Duration::ZERO),
@@ -110,8 +110,8 @@ pub async fn logout(
 ) -> Response {
     state.sessions.end(&signed.id);
     let mut resp = Redirect::to("/ui/login").into_response();
-    let c = session::set_cookie(
-        session::COOKIE,
+    let c = cookies::set_cookie(
+        cookies::COOKIE,
         "",
         behind_tls(&headers),
         Some(std::time::Duration::ZERO),

@@ -1,7 +1,8 @@
-//! Sign-in for the ops console: the admin token is exchanged once for a
-//! random session id in an HttpOnly, SameSite=Strict cookie, so the token
-//! is typed once and never kept by the browser. Each session carries its
-//! own CSRF token, which every form posts back.
+//! The ops console's sessions and their cookies: at sign-in
+//! ([`super::signin`]) the admin token is exchanged once for a random
+//! session id in an HttpOnly, SameSite=Strict cookie, so the token is typed
+//! once and never kept by the browser. Each session carries its own CSRF
+//! token, which every form posts back.
 //!
 //! Sessions live in this process's memory: a restart signs everyone out,
 //! which for an operator's console is a fair price for keeping no state.

@@ -34,7 +34,7 @@ const MAX_PEERS: usize = 4096;
 
 /// Failed token checks in the current window, shared by the API and the
 /// console.
-pub static FAILED_ATTEMPTS: Throttle = Throttle::new();
+pub static FAILED_ATTEMPTS: TokenThrottle = TokenThrottle::new();
 
 /// What a token check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,16 +48,16 @@ pub enum TokenCheck {
 /// Counts wrong tokens per peer in fixed windows. `None` is the window the
 /// newcomers share once [`MAX_PEERS`] are remembered.
 #[derive(Debug)]
-pub struct Throttle {
+pub struct TokenThrottle {
     windows: Mutex<Option<Windows>>,
 }
 
 /// Each peer's window: when it started and the wrong tokens in it.
 type Windows = HashMap<Option<IpAddr>, (Instant, u32)>;
 
-impl Throttle {
-    pub const fn new() -> Throttle {
-        Throttle {
+impl TokenThrottle {
+    pub const fn new() -> TokenThrottle {
+        TokenThrottle {
             windows: Mutex::new(None),
         }
     }
@@ -108,9 +108,9 @@ impl Throttle {
     }
 }
 
-impl Default for Throttle {
+impl Default for TokenThrottle {
     fn default() -> Self {
-        Throttle::new()
+        TokenThrottle::new()
     }
 }
 
@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn a_peers_wrong_tokens_are_throttled_and_no_one_else_nor_the_right_token_is() {
-        let t = Throttle::new();
+        let t = TokenThrottle::new();
         let token = Secret::new("a-token-of-thirty-two-characters");
         let (guesser, operator): (IpAddr, IpAddr) =
             ("10.0.0.66".parse().unwrap(), "10.0.0.7".parse().unwrap());
@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn missing_tokens_are_not_counted_and_many_peers_stay_bounded() {
-        let t = Throttle::new();
+        let t = TokenThrottle::new();
         let token = Secret::new("a-token-of-thirty-two-characters");
         let peer: IpAddr = "10.0.0.66".parse().unwrap();
         let t0 = Instant::now();

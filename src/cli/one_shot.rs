@@ -1,5 +1,6 @@
-//! What the one-shot CLI commands do, kept out of [`crate::cli`] so that it only
-//! parses arguments and prints.
+//! What the one-shot commands (`check`, `trigger`, the channel queries,
+//! `auth`, `webhooks verify`, `publish`'s flags) do, kept out of their
+//! group files so that those only parse arguments and print.
 
 use std::time::{Duration, Instant};
 
@@ -7,7 +8,7 @@ use serde::Serialize;
 
 use crate::amqp;
 use crate::config::Config;
-use crate::links;
+use crate::link_probes;
 use crate::pusher::webhook::{self, Webhook, WebhookError, WebhookToken};
 use crate::pusher::{Client, PusherError, Trigger};
 
@@ -102,7 +103,7 @@ pub struct LinkReport {
 }
 
 impl LinkReport {
-    fn of(probed: links::Probed) -> LinkReport {
+    fn of(probed: link_probes::Probed) -> LinkReport {
         let mut report = LinkReport {
             link: probed.link.to_string(),
             address: probed.address,
@@ -173,10 +174,10 @@ impl CheckReport {
 /// link's TLS as the worker does at start. Not ok when Pusher refuses or a
 /// certificate would stop the worker.
 pub async fn check(cfg: &Config) -> CheckReport {
-    let targets = links::targets(cfg);
+    let targets = link_probes::targets(cfg);
     let (pusher, probed, queues) = tokio::join!(
         check_pusher(cfg),
-        links::probe_all(&targets),
+        link_probes::probe_all(&targets),
         check_queues(cfg)
     );
     let links: Vec<LinkReport> = probed.into_iter().map(LinkReport::of).collect();
