@@ -434,6 +434,24 @@ async fn ping_and_close(t: &Target) {
 }
 both!(ping_and_close);
 
+async fn the_delivered_log_keeps_the_newest_keys(t: &Target) {
+    let store = t.open().await;
+    // Negative keys too: a hash's top bit is set half the time.
+    store.log_delivered(&[1, -2, 3], 1_000).await.expect("log");
+    store.log_delivered(&[3, 4], 2_000).await.expect("again");
+    store.log_delivered(&[5], 3_000).await.expect("newest");
+    store.log_delivered(&[], 4_000).await.expect("nothing");
+    let all = store.recent_delivered(10).await.expect("read");
+    assert_eq!(all.len(), 5, "3 is kept once: {all:?}");
+    assert_eq!(&all[3..], &[4, 5], "oldest first, newest last");
+    assert_eq!(store.recent_delivered(2).await.expect("read"), vec![4, 5]);
+    // Rows sharing the cut's time stay: 4 (at 2,000) is kept with 5.
+    assert_eq!(store.trim_delivered(1).await.expect("trim"), 3);
+    assert_eq!(store.recent_delivered(10).await.expect("read"), vec![4, 5]);
+    store.close().await;
+}
+both!(the_delivered_log_keeps_the_newest_keys);
+
 async fn corrupt_row_is_reported(t: &Target) {
     let store = t.open().await;
     let id = store.insert(&full_record()).await.expect("insert");

@@ -173,14 +173,14 @@ fn first_occurrences(received: &[Received]) -> Vec<Received> {
 async fn killing_the_worker_mid_drain_loses_nothing_and_reorders_nothing() {
     let (fake, server, broker, db) = rig("kill", Db::sqlite()).await;
     broker.declare().await;
-    let (rooms, per_room) = (10, 300);
+    let (rooms, per_room) = (10, 400);
     let intents: Vec<Value> = (0..per_room)
         .flat_map(|seq| (0..rooms).map(move |room| chat(room, seq)))
         .collect();
     broker.publish(&intents).await;
 
     let mut child = Process::spawn_for(&server.uri(), &broker, &db, PREFETCH);
-    eventually(WAIT, "some delivered", || fake.received().len() >= 500).await;
+    eventually(WAIT, "some delivered", || fake.received().len() >= 1_333).await;
     child.kill();
     let at_kill = fake.received().len();
     assert!(
@@ -197,7 +197,22 @@ async fn killing_the_worker_mid_drain_loses_nothing_and_reorders_nothing() {
 
     // At-least-once: a kill may repeat what was sent but not yet acked;
     // nothing is lost and first deliveries are in order on every channel.
-    assert_in_order_once(&first_occurrences(&fake.received()), rooms, per_room);
+    let received = fake.received();
+    assert_in_order_once(&first_occurrences(&received), rooms, per_room);
+    let duplicates = received.len() - rooms * per_room;
+    eprintln!(
+        "kill -9 after {at_kill} of {} delivered: {duplicates} sent twice",
+        rooms * per_room
+    );
+    // What Pusher accepted is in the store's delivered log within a few
+    // milliseconds, so the restart acks its redeliveries. Only requests
+    // still out at the kill (at most one per channel, of up to 10 events)
+    // may be sent again: the worker never heard their answer. Without the
+    // log, everything finished but not yet acked was sent again.
+    assert!(
+        duplicates <= rooms * 10,
+        "{duplicates} sent twice: more than the requests in flight could carry"
+    );
     assert_eq!(db.store().await.count().await.expect("count"), 0);
 }
 

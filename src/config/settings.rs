@@ -672,7 +672,7 @@ pub static SETTINGS: &[Setting] = &[
         |c, v| { c.relay.shutdown_timeout = duration(v)?; Ok(()) },
         |c| show_duration(c.relay.shutdown_timeout),
     ),
-    Setting::new("RELAY_DEDUP_CAPACITY", Some("100000"), "delivered intent ids remembered to drop redeliveries (0 turns it off)",
+    Setting::new("RELAY_DEDUP_CAPACITY", Some("100000"), "delivered intent ids remembered to drop redeliveries, in memory and in the store's delivered log, which a restart reads back (0 turns it off)",
         |c, v| { c.relay.dedup_capacity = number(v, 0, 100_000_000)?; Ok(()) },
         |c| c.relay.dedup_capacity.to_string(),
     ),

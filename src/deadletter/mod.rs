@@ -24,7 +24,9 @@
 //! - `store`: the [`Store`] handle and what the worker needs (insert, get,
 //!   count, ping);
 //! - `parked`: the parked log of hot channels' intents (park, read a page,
-//!   unpark, the groups a worker rebuilds its parked set from).
+//!   unpark, the groups a worker rebuilds its parked set from);
+//! - `delivered`: the delivered log, the relay's dedup cache kept across
+//!   restarts.
 //!
 //! Operations for operators (the `dlq` CLI and the admin API):
 //! - [`filter`]: which rows (reason, type, channel, time, status, ids), the
@@ -35,6 +37,7 @@
 
 mod backend;
 mod connect;
+mod delivered;
 mod error;
 pub mod filter;
 pub mod ops;

@@ -11,7 +11,8 @@
 //! - [`writer`]: stores dead letters before their deliveries are acked;
 //! - [`parking`]: which hot channels are parked out of the queue's window,
 //!   and [`parker`], which writes and reads their parked log;
-//! - [`dedup`]: remembers delivered intent ids to drop redeliveries;
+//! - [`dedup`]: remembers delivered intent ids to drop redeliveries, in
+//!   memory and in the store's delivered log;
 //! - [`session`]: the event loop of one broker connection, tying them up;
 //!   `phase` is where a session is in its life, and every change of it;
 //! - [`rebalance`]: with shards, hands shards to other workers until each
@@ -220,8 +221,18 @@ async fn run_sessions(
         held,
     });
 
-    // Before anything is consumed: a worker started while Pusher is away
-    // takes nothing until it answers.
+    // Before anything is consumed: the ids the last run delivered, so that
+    // what it had not acked is not sent again; and a worker started while
+    // Pusher is away takes nothing until it answers.
+    let capacity = shared.cfg.relay.dedup_capacity;
+    dedup::load(&store, &shared.dedup, capacity).await;
+    let (stop_log, log_stopped) = tokio::sync::oneshot::channel();
+    let log_writer = tokio::spawn(dedup::write_log(
+        store.clone(),
+        shared.dedup.clone(),
+        capacity,
+        log_stopped,
+    ));
     shared.circuit.probe_at_start().await;
     let mut consumers = tokio::task::JoinSet::new();
     for queue in queues {
@@ -247,10 +258,15 @@ async fn run_sessions(
         }
     }
     consumers.abort_all();
+    while consumers.join_next().await.is_some() {}
     if let Some(task) = rebalancer {
         task.abort();
     }
     pinger.abort();
+    // After the sessions: what they delivered last is logged before the
+    // store closes.
+    let _ = stop_log.send(());
+    let _ = log_writer.await;
     store.close().await;
     tracing::info!("stopped");
     result
