@@ -7,7 +7,7 @@
 # Why two build paths: `runtime` (the default, last stage) compiles from
 # source in the official Rust image, for anyone with a container engine and
 # registry access; `prebuilt` packages a binary that CI built once
-# (`--build-arg BINARY=path/in/context`), and is the target tests/container.rs
+# (`--build-arg BINARY=path/in/context`), and is the target tests/e2e/container.rs
 # builds and runs, because the Rust image cannot be pulled on this project's
 # machines. Both gather their files the same way (`files`, then
 # scripts/lib/image-libs.sh) and share `base`, so what is tested is the same

@@ -2,7 +2,7 @@
 # Runs the Node client's unit tests: installs Node and npm when missing, and
 # the pinned amqplib from package-lock.json when node_modules is missing or
 # older than the lockfile (as scripts/browser-deps does), then Node's own
-# test runner. The tests need no broker; tests/producers.rs runs the client
+# test runner. The tests need no broker; tests/e2e/producers.rs runs the client
 # against RabbitMQ and the worker. Exit code is the test runner's.
 set -euo pipefail
 

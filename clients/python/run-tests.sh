@@ -2,7 +2,7 @@
 # Runs the Python client's unit tests: installs the pika version pinned in
 # pyproject.toml when it is missing (or another version is installed), then
 # the standard library's unittest. The tests need no broker;
-# tests/producers.rs runs the client against RabbitMQ and the worker.
+# tests/e2e/producers.rs runs the client against RabbitMQ and the worker.
 # Exit code is unittest's.
 set -euo pipefail
 

@@ -8,13 +8,13 @@
 //! secret row also reads `NAME_FILE`, a file holding the value (Kubernetes
 //! and Docker mount secrets as files). `.env.example`, the configuration
 //! table of `docs/configuration.md` and the Kubernetes ConfigMap list these
-//! names too; `tests/settings_docs.rs` checks they agree.
+//! names too; `tests/offline/settings_docs.rs` checks they agree.
 //!
 //! The layout imitates ripgrep's flag definitions (`crates/core/flags/defs.rs`):
 //! one list, each entry carrying its own parser and printer. A new setting
 //! is a row here and a field of [`Config`] (with its value in `blank()`),
 //! and a line in `.env.example`, the table of `docs/configuration.md` and,
-//! when Kubernetes should set it, the ConfigMap; `tests/settings_docs.rs`
+//! when Kubernetes should set it, the ConfigMap; `tests/offline/settings_docs.rs`
 //! fails until the documents agree with the rows.
 
 use std::fmt;

@@ -13,7 +13,6 @@
 //! Every method blocks (it runs the script, and rabbitmqctl under it, for
 //! about a second; stopping a node about one, starting one 5-10 s): call
 //! them from a multi-thread runtime or through `spawn_blocking`.
-#![allow(dead_code)]
 
 use std::process::Command;
 use std::sync::OnceLock;

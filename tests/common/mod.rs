@@ -14,6 +14,11 @@
 //!
 //! Names are unique per test and run, so the tests of a binary run in
 //! parallel.
+// Each test binary (offline, broker, e2e, serial) uses a part of these
+// fixtures of its own (offline only what pusher_http needs), and dead code
+// is found per binary: without this line each would warn about the parts
+// only the others use. A fixture no binary uses is deleted, not allowed:
+// with this line removed, it is the item all four binaries warn about.
 #![allow(dead_code, unused_imports)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,10 +43,10 @@ pub use broker::{
     amqp_addr, amqp_url, close_broker_connection, close_connections_mentioning, on_rabbitmq4,
     rabbitmqctl, Broker,
 };
-pub use db::{Db, PG_URL};
+pub use db::Db;
 pub use intents::{assert_in_order_once, chat};
 pub use proxy::Proxy;
-pub use pusher::{config_for, signature_problem, signed, FakePusher, Plan, Received, SignedBy};
+pub use pusher::{config_for, signed, FakePusher, Received};
 pub use rig::{relay_config, relay_vars, rig};
 pub use sockudo::Sockudo;
 pub use wait::{eventually, metric, metric_sum};

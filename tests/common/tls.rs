@@ -33,8 +33,6 @@ pub enum Validity {
     Current,
     /// Ended yesterday.
     Expired,
-    /// Starts in a month.
-    NotYetValid,
 }
 
 impl Validity {
@@ -43,7 +41,6 @@ impl Validity {
         let (from, to) = match self {
             Validity::Current => (now - Duration::days(1), now + Duration::days(VALID_DAYS)),
             Validity::Expired => (now - Duration::days(60), now - Duration::days(1)),
-            Validity::NotYetValid => (now + Duration::days(30), now + Duration::days(90)),
         };
         params.not_before = from;
         params.not_after = to;

@@ -1,5 +1,5 @@
 // checkIntent refuses what the worker would dead-letter, naming the field;
-// the cases follow tests/schema.rs's tables of invalid and valid intents.
+// the cases follow tests/offline/schema.rs's tables of invalid and valid intents.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';

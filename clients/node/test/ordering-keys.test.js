@@ -1,6 +1,6 @@
 // The ordering keys this client puts in the `ordering-key` header are the
 // worker's: tests/data/ordering-keys.json (repository root) is shared with
-// tests/ordering_keys.rs (the worker's side) and the PHP client's tests. A key
+// tests/offline/ordering_keys.rs (the worker's side) and the PHP client's tests. A key
 // that disagrees would send one channel's intents to different shards and
 // lose their order across workers.
 

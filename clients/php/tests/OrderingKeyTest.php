@@ -16,7 +16,7 @@ use PusherRelay\Tests\Support\ServiceFactory;
  * Every intent carries its ordering key (the last channel the worker
  * delivers it to) in the `ordering-key` header, which the worker's shards
  * route on. The keys must be the worker's: tests/data/ordering-keys.json is
- * shared with tests/ordering_keys.rs, which checks the worker's side.
+ * shared with tests/offline/ordering_keys.rs, which checks the worker's side.
  */
 final class OrderingKeyTest extends TestCase
 {

@@ -1,5 +1,5 @@
 """check_intent refuses what the worker would dead-letter, naming the field;
-the cases follow tests/schema.rs's tables of invalid and valid intents."""
+the cases follow tests/offline/schema.rs's tables of invalid and valid intents."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The README's helper examples publish exactly the intents it shows beside
-them; tests/schema.rs checks those intents against the schema and the
+them; tests/offline/schema.rs checks those intents against the schema and the
 worker's decoder, so a call in the README cannot drift from a valid intent."""
 
 from __future__ import annotations

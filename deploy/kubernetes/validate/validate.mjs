@@ -14,7 +14,7 @@
 // function, which is no JSON type) and the resource validated again. A field
 // whose replacement still validates is one the schema does not constrain,
 // i.e. not a field of the kind. Built-in kinds are left to
-// kubernetes-validate --strict (tests/deploy_tools.rs runs both); a custom
+// kubernetes-validate --strict (tests/offline/deploy_tools.rs runs both); a custom
 // resource of a kind without a validator here is an error, not a skip.
 //
 // Prints one line per resource; exits 1 when any is invalid, 2 when the

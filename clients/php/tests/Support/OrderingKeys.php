@@ -7,7 +7,7 @@ namespace PusherRelay\Tests\Support;
 /**
  * The shared ordering-key fixture (tests/data/ordering-keys.json at the
  * repository root): intents as this client publishes them, each with the
- * ordering key the worker computes for it (tests/ordering_keys.rs checks
+ * ordering key the worker computes for it (tests/offline/ordering_keys.rs checks
  * the worker's side of the same file).
  */
 final class OrderingKeys

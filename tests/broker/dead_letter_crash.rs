@@ -5,7 +5,7 @@
 //! broker requeues, a new worker fails the intent again, and the store must
 //! find the row it has instead of adding a second one.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

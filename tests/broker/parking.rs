@@ -6,7 +6,7 @@
 //! standby taking over change none of it. Behaviour only: how much sooner
 //! the cold channels are served is the benchmark's business.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -229,7 +229,7 @@ async fn a_kill_between_the_parked_write_and_the_ack_loses_and_reorders_nothing(
     worker.stop().await;
 }
 
-/// On the cluster (see tests/ha.rs), the shards of one worker: the hot
+/// On the cluster (see tests/serial/ha.rs), the shards of one worker: the hot
 /// channel's shard parks it, the others flow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sharded_queues_park_and_survive_a_kill() {
@@ -313,7 +313,7 @@ async fn a_hot_standby_goes_on_with_the_parked_log_of_the_worker_it_replaces() {
 /// the outcome counter adds up to what was consumed: delivered, parked (a
 /// hot channel), dead-lettered (bodies that are not intents) and duplicate
 /// (the same intents published again after they were sent). Wake-ups are
-/// counted by `tests/hostile.rs`, where a producer's header is shown to be
+/// counted by `tests/broker/hostile.rs`, where a producer's header is shown to be
 /// an ordinary intent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_taken_is_counted_in_exactly_one_outcome() {

@@ -2,7 +2,7 @@
 //! faked by a wiremock server that checks every request's signature. Each
 //! test owns its exchange, queue and store, so they run in parallel.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

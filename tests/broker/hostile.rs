@@ -4,8 +4,8 @@
 //! must end as a dead letter naming what was wrong, while the good intents
 //! around it are delivered once and in order, and the worker stays up.
 
-mod common;
-#[path = "common/raw_amqp.rs"]
+use crate::common;
+#[path = "../common/raw_amqp.rs"]
 mod raw_amqp;
 
 use std::time::{Duration, Instant};

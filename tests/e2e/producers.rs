@@ -11,7 +11,7 @@
 //! Needs `clients/node/node_modules` and pika: `clients/node/run-tests.sh`
 //! and `clients/python/run-tests.sh` install them.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};

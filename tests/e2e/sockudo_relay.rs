@@ -3,7 +3,7 @@
 //! limiter answers 429 with Retry-After), and received by a WebSocket
 //! subscriber on public, private and end-to-end encrypted channels.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -9,7 +9,7 @@
 //! the 4.0 node of `scripts/rabbitmq4` (`TEST_AMQP_URL`); each holds on
 //! both.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -9,7 +9,7 @@
 //! order violations among first arrivals (an event arriving before an
 //! earlier one of its channel). Each prints its counts (`--nocapture`).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

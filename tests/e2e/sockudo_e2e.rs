@@ -4,7 +4,7 @@
 //! with this crate's own auth; sockudo's answers to Pusher's limits map to
 //! the right errors.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! in its order, with many confirms awaited at once, and a bad line is
 //! reported by its number without stopping the rest.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! checks the signature of every request, for each endpoint; and the mapping
 //! of each failure status to the right error kind.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

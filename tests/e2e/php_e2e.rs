@@ -1,7 +1,7 @@
 //! The PHP drop-in (clients/php) publishing into the Rust worker: what the
 //! existing app enqueues arrives at a Pusher that checks every signature.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -2,8 +2,7 @@
 //! on one node has a member on each of the three, and what was published
 //! and confirmed before its leader's node stopped is consumed in full from
 //! another node.
-#[path = "common/cluster.rs"]
-mod cluster;
+use crate::common::cluster;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -4,7 +4,7 @@
 //! reordered or dead-lettered on the way, and a 401 still opens the
 //! circuit. Behaviour only: timings are the benchmark's business.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,10 +1,10 @@
 //! A real RabbitMQ restart (`rabbitmqctl stop_app` / `start_app`) under a
 //! running worker, of the tests' broker (the machine's 3.10 node, or the 4.0
-//! node with `TEST_AMQP_URL`). Alone in its own test binary: cargo runs
-//! test binaries one after another, so no other test shares the broker
-//! while it is down.
+//! node with `TEST_AMQP_URL`). In the serial binary, which runs one test
+//! at a time, and cargo runs test binaries one after another, so no other
+//! test shares the broker while it is down.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

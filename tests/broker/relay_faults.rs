@@ -1,7 +1,7 @@
 //! The worker when its surroundings fail: the broker drops the connection,
 //! the dead-letter store goes away, the process is killed mid-drain.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -14,7 +14,7 @@
 //! them. No Docker daemon is involved: `buildah run --isolation chroot` runs
 //! the container on the host network.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! worker binary in a process of its own, so the webhook counters it checks
 //! are moved by that test alone.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -13,7 +13,7 @@
 //! `amqps` (a TLS terminator in front of the machine's broker that demands
 //! a client certificate) carries the worker's intents and `publish`'s.
 
-mod common;
+use crate::common;
 
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};

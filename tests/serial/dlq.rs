@@ -5,7 +5,7 @@
 //!
 //! Each test owns its exchange, queue, SQLite file or PostgreSQL schema.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
