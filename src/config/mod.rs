@@ -30,7 +30,7 @@ mod settings;
 mod urls;
 
 pub use channels::{ChannelTemplates, TemplateError};
-pub use settings::{Secrecy, Setting, SETTINGS};
+pub use settings::{reference_table, Secrecy, Setting, SETTINGS};
 use urls::split_urls;
 pub use urls::{redact_url, userinfo_is_ambiguous, AMBIGUOUS_USERINFO};
 

@@ -6,16 +6,18 @@
 //! (so problems are reported in this order), `pusher-relay config` prints
 //! one line per row, redaction follows each row's [`Secrecy`], and every
 //! secret row also reads `NAME_FILE`, a file holding the value (Kubernetes
-//! and Docker mount secrets as files). `.env.example`, the configuration
-//! table of `docs/configuration.md` and the Kubernetes ConfigMap list these
-//! names too; `tests/offline/settings_docs.rs` checks they agree.
+//! and Docker mount secrets as files). The table of `docs/configuration.md`
+//! is made from the rows ([`reference_table`]); `.env.example` and the
+//! Kubernetes ConfigMap list their names too; `tests/offline/settings_docs.rs`
+//! checks all three agree with the rows.
 //!
 //! The layout imitates ripgrep's flag definitions (`crates/core/flags/defs.rs`):
 //! one list, each entry carrying its own parser and printer. A new setting
 //! is a row here and a field of [`Config`] (with its value in `blank()`),
-//! and a line in `.env.example`, the table of `docs/configuration.md` and,
-//! when Kubernetes should set it, the ConfigMap; `tests/offline/settings_docs.rs`
-//! fails until the documents agree with the rows.
+//! a line in `.env.example` and, when Kubernetes should set it, the
+//! ConfigMap; `UPDATE_DOCS=1 cargo test --test offline settings_docs`
+//! rewrites the documentation's table, and the test fails until the rest
+//! agrees with the rows.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -408,9 +410,38 @@ fn check_admin_token(token: &str) -> Result<(), String> {
 // Laid out by hand, a row in a few lines: rustfmt would spread each over a
 // dozen and hide the table.
 #[rustfmt::skip]
+/// The configuration reference: a Markdown table of every setting and of
+/// every secret's `_FILE` variant, made from [`SETTINGS`].
+/// `docs/configuration.md` holds it word for word (a test compares them),
+/// so the reference cannot drift from what the worker reads.
+pub fn reference_table() -> String {
+    let mut out = String::from("| variable | default | meaning |\n|---|---|---|\n");
+    for s in SETTINGS {
+        let default = match s.default {
+            Some("") => "empty".to_owned(),
+            Some(d) => format!("`{d}`"),
+            None => "unset".to_owned(),
+        };
+        out.push_str(&format!(
+            "| `{}` | {default} | {} |\n",
+            s.name,
+            s.doc.replace('|', "\\|")
+        ));
+    }
+    for s in SETTINGS {
+        if let Some(file_var) = s.file_var() {
+            out.push_str(&format!(
+                "| `{file_var}` | unset | a file holding {} (a mounted Kubernetes or Docker secret): its content is the value, one trailing newline trimmed; setting both is an error |\n",
+                s.name
+            ));
+        }
+    }
+    out
+}
+
 pub static SETTINGS: &[Setting] = &[
     // --- Pusher: the seed PHP app's names and defaults.
-    Setting::new("PUSHER_APP_ID", None, "numeric app id",
+    Setting::new("PUSHER_APP_ID", None, "numeric app id (required)",
         |c, v| {
             c.pusher.app_id = v.into();
             if v.chars().all(|c| c.is_ascii_digit()) {
@@ -422,12 +453,12 @@ pub static SETTINGS: &[Setting] = &[
         |c| c.pusher.app_id.clone(),
     )
     .required("the numeric app id from the Pusher dashboard"),
-    Setting::new("PUSHER_APP_KEY", None, "app key",
+    Setting::new("PUSHER_APP_KEY", None, "app key (required)",
         |c, v| { c.pusher.key = v.into(); Ok(()) },
         |c| c.pusher.key.clone(),
     )
     .required("the app key from the Pusher dashboard"),
-    Setting::new("PUSHER_APP_SECRET", None, "app secret",
+    Setting::new("PUSHER_APP_SECRET", None, "app secret (required)",
         |c, v| { c.pusher.secret = Secret::new(v); Ok(()) },
         |c| c.pusher.secret.expose().into(),
     )
@@ -474,7 +505,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         |c| c.pusher.scheme.map(|s| s.as_str().to_owned()).unwrap_or_default(),
     ),
-    Setting::new("PUSHER_VERIFY_SSL", Some("true"), "verify TLS certificates",
+    Setting::new("PUSHER_VERIFY_SSL", Some("true"), "verify TLS certificates; false logs a warning at start",
         |c, v| { c.pusher.verify_ssl = boolean(v)?; Ok(()) },
         |c| c.pusher.verify_ssl.to_string(),
     ),
@@ -537,25 +568,25 @@ pub static SETTINGS: &[Setting] = &[
         |c, v| { c.amqp.single_active = boolean(v)?; Ok(()) },
         |c| c.amqp.single_active.to_string(),
     ),
-    Setting::new("RELAY_SHARDS", Some("0"), "order-keeping shard queues (0 for one queue)",
+    Setting::new("RELAY_SHARDS", Some("0"), "order-keeping shard queues (0 to 64; 0 for one queue)",
         |c, v| { c.amqp.shards = number(v, 0, MAX_SHARDS)?; Ok(()) },
         |c| c.amqp.shards.to_string(),
     ),
-    Setting::new("RELAY_MAX_BODY_BYTES", Some("65536"), "a larger consumed body is cut to an excerpt and dead-lettered as too_large",
+    Setting::new("RELAY_MAX_BODY_BYTES", Some("65536"), "a larger consumed body is cut to a 4 KiB excerpt and dead-lettered as too_large (1024 to 16 MiB)",
         |c, v| { c.amqp.max_body_bytes = number(v, 1024, 16 << 20)?; Ok(()) },
         |c| c.amqp.max_body_bytes.to_string(),
     ),
-    Setting::new("RELAY_MAX_HEADER_BYTES", Some("16384"), "a consumed message whose header table is larger, or has more than one entry per 16 bytes of this, loses the table and is dead-lettered as too_large",
+    Setting::new("RELAY_MAX_HEADER_BYTES", Some("16384"), "a consumed message whose header table is larger, or has more than one entry per 16 bytes of this (1,024 at the default), loses the table and is dead-lettered as too_large with a summary of it (1024 to 1 MiB)",
         |c, v| { c.amqp.max_header_bytes = number(v, 1024, 1 << 20)?; Ok(()) },
         |c| c.amqp.max_header_bytes.to_string(),
     ),
-    Setting::new("RELAY_MAX_HELD_BYTES", Some("16777216"), "bytes of unsettled deliveries the worker holds before it takes no more (the memory bound: resident memory stays under about 60 MB + 4 x this)",
+    Setting::new("RELAY_MAX_HELD_BYTES", Some("16777216"), "bytes of unsettled deliveries (as on the wire, plus 160 per header value) the worker holds, over all its queues, before it takes no more: the memory bound whatever producers send, resident memory staying under about 60 MB + 4 x this (1 MiB to 4 GiB)",
         |c, v| { c.amqp.max_held_bytes = number(v, 1 << 20, 4 << 30)?; Ok(()) },
         |c| c.amqp.max_held_bytes.to_string(),
     ),
     // Read after the other broker settings, as it always was, so that a
     // list of problems keeps its order.
-    Setting::new("AMQP_URL", Some("amqp://guest:guest@127.0.0.1:5672/%2f"), "broker URL, or every node's URL separated by commas",
+    Setting::new("AMQP_URL", Some("amqp://guest:guest@127.0.0.1:5672/%2f"), "broker URL, or every node's URL separated by commas (tried shuffled); amqps:// takes cacertfile, certfile, keyfile, verify and server_name_indication",
         |c, v| {
             c.amqp.url = Secret::new(v);
             check_amqp_urls(v)
@@ -564,7 +595,7 @@ pub static SETTINGS: &[Setting] = &[
     )
     .secret(Secrecy::Urls),
     // --- Dead-letter store.
-    Setting::new("DATABASE_URL", Some("sqlite://pusher-relay.db"), "dead-letter store: sqlite://file or postgres://...",
+    Setting::new("DATABASE_URL", Some("sqlite://pusher-relay.db"), "dead-letter store (and the parked and delivered logs): sqlite://file or postgres://...; TLS with libpq's sslmode, sslrootcert, sslcert and sslkey, and a PostgreSQL beyond loopback without sslmode=verify-full or verify-ca is warned about at start",
         |c, v| {
             c.database_url = Secret::new(v);
             if v.starts_with("sqlite:") || v.starts_with("postgres://") || v.starts_with("postgresql://") {
@@ -587,35 +618,35 @@ pub static SETTINGS: &[Setting] = &[
             }
         },
     ),
-    Setting::new("RELAY_CHANNEL_NOTIFICATION", None, "channel template of notification",
+    Setting::new("RELAY_CHANNEL_NOTIFICATION", None, "channel template of notification; checked at start",
         |c, v| { c.relay.templates.notification = v.into(); Ok(()) },
         |c| c.relay.templates.notification.clone(),
     ),
-    Setting::new("RELAY_CHANNEL_ANNOUNCEMENT", None, "channel template of announcement",
+    Setting::new("RELAY_CHANNEL_ANNOUNCEMENT", None, "channel template of announcement; checked at start",
         |c, v| { c.relay.templates.announcement = v.into(); Ok(()) },
         |c| c.relay.templates.announcement.clone(),
     ),
-    Setting::new("RELAY_CHANNEL_CHAT", None, "channel template of chat.message, chat.joined and chat.left",
+    Setting::new("RELAY_CHANNEL_CHAT", None, "channel template of chat.message, chat.joined and chat.left; checked at start",
         |c, v| { c.relay.templates.chat = v.into(); Ok(()) },
         |c| c.relay.templates.chat.clone(),
     ),
-    Setting::new("RELAY_CHANNEL_ORDER", None, "channel template of order.status",
+    Setting::new("RELAY_CHANNEL_ORDER", None, "channel template of order.status; checked at start",
         |c, v| { c.relay.templates.order = v.into(); Ok(()) },
         |c| c.relay.templates.order.clone(),
     ),
-    Setting::new("RELAY_CHANNEL_CUSTOMER", None, "channel template of order.status with a customer_id",
+    Setting::new("RELAY_CHANNEL_CUSTOMER", None, "channel template of order.status with a customer_id; checked at start",
         |c, v| { c.relay.templates.customer = v.into(); Ok(()) },
         |c| c.relay.templates.customer.clone(),
     ),
-    Setting::new("RELAY_CHANNEL_DASHBOARD", None, "channel template of dashboard.metrics",
+    Setting::new("RELAY_CHANNEL_DASHBOARD", None, "channel template of dashboard.metrics; checked at start",
         |c, v| { c.relay.templates.dashboard = v.into(); Ok(()) },
         |c| c.relay.templates.dashboard.clone(),
     ),
-    Setting::new("RELAY_CHANNEL_INVENTORY", None, "channel template of inventory.stock",
+    Setting::new("RELAY_CHANNEL_INVENTORY", None, "channel template of inventory.stock; checked at start",
         |c, v| { c.relay.templates.inventory = v.into(); Ok(()) },
         |c| c.relay.templates.inventory.clone(),
     ),
-    Setting::new("RELAY_CHANNEL_PRESENCE_ACTIVITY", None, "channel template of presence.activity",
+    Setting::new("RELAY_CHANNEL_PRESENCE_ACTIVITY", None, "channel template of presence.activity; checked at start",
         |c, v| { c.relay.templates.presence_activity = v.into(); Ok(()) },
         |c| c.relay.templates.presence_activity.clone(),
     )
@@ -652,15 +683,15 @@ pub static SETTINGS: &[Setting] = &[
         |c, v| { c.relay.linger = millis(v, 0, 10_000)?; Ok(()) },
         |c| c.relay.linger.as_millis().to_string(),
     ),
-    Setting::new("RELAY_MAX_IN_FLIGHT", Some("256"), "most Pusher requests in flight",
+    Setting::new("RELAY_MAX_IN_FLIGHT", Some("256"), "most Pusher requests in flight: the adaptive limit's ceiling, or the limit when fixed",
         |c, v| { c.relay.max_in_flight = number(v, 1, 4096)?; Ok(()) },
         |c| c.relay.max_in_flight.to_string(),
     ),
-    Setting::new("RELAY_MAX_ATTEMPTS", Some("8"), "attempts per request before exhausted",
+    Setting::new("RELAY_MAX_ATTEMPTS", Some("8"), "attempts per request, while Pusher is otherwise healthy, before the intent is dead-lettered as exhausted",
         |c, v| { c.relay.max_attempts = number(v, 1, 1000)?; Ok(()) },
         |c| c.relay.max_attempts.to_string(),
     ),
-    Setting::new("RELAY_MAX_RETRY_DURATION", Some("5m"), "time spent retrying one request before exhausted",
+    Setting::new("RELAY_MAX_RETRY_DURATION", Some("5m"), "time spent retrying one request, while Pusher is otherwise healthy, before exhausted",
         |c, v| { c.relay.max_retry_duration = duration(v)?; Ok(()) },
         |c| show_duration(c.relay.max_retry_duration),
     ),
@@ -686,7 +717,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         |c| c.http.addr.to_string(),
     ),
-    Setting::new("HTTP_OPS_ADDR", None, "when set, /metrics, /healthz and /readyz listen here alone, and HTTP_ADDR serves the rest: the probes answer whatever floods the public port",
+    Setting::new("HTTP_OPS_ADDR", None, "when set, /metrics, /healthz and /readyz listen here alone, and HTTP_ADDR serves the rest: the probes answer whatever floods the public port (the Kubernetes base uses 0.0.0.0:9465)",
         |c, v| {
             let addr = v.parse().map_err(|_| {
                 format!("{v:?} is not a socket address; expected ip:port like 0.0.0.0:9465")
@@ -696,7 +727,7 @@ pub static SETTINGS: &[Setting] = &[
         },
         |c| c.http.ops_addr.map(|a| a.to_string()).unwrap_or_default(),
     ),
-    Setting::new("RELAY_ADMIN_TOKEN", None, "admin API token and the ops console's sign-in; both off when unset",
+    Setting::new("RELAY_ADMIN_TOKEN", None, "admin API token and the ops console's sign-in, both off when unset; at least 32 characters (openssl rand -hex 32)",
         |c, v| {
             c.http.admin_token = Some(Secret::new(v));
             check_admin_token(v)?;
@@ -705,7 +736,7 @@ pub static SETTINGS: &[Setting] = &[
         |c| c.http.admin_token.as_ref().map(|t| t.expose().to_owned()).unwrap_or_default(),
     )
     .secret(Secrecy::Secret),
-    Setting::new("RELAY_LOG_FORMAT", Some("text"), "text or json; the level comes from RUST_LOG",
+    Setting::new("RELAY_LOG_FORMAT", Some("text"), "text or json; the level comes from RUST_LOG; text has colour only when stderr is a terminal and NO_COLOR is unset",
         |c, v| {
             c.log_json = match v {
                 "text" => false,

@@ -4,8 +4,8 @@
 //!
 //! - `.env.example`: every setting as `NAME=value`, and each secret's
 //!   `NAME_FILE` variant mentioned in a comment;
-//! - the configuration table of `docs/configuration.md`: every setting and
-//!   every `NAME_FILE` variant, each setting's default in its row;
+//! - `docs/configuration.md`: the table `config::reference_table` makes
+//!   from the list, word for word (`UPDATE_DOCS=1` rewrites it);
 //! - `deploy/kubernetes/configmap.yaml`: every setting that is not secret,
 //!   and no secret (those belong in the Secret, `secret.example.yaml`).
 //!   `RUST_LOG` is there too: the log filter's variable, read by the
@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use pusher_relay::config::SETTINGS;
+use pusher_relay::config::{reference_table, SETTINGS};
 
 fn read(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -37,42 +37,6 @@ fn is_var(s: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// What is in backticks in `text`.
-fn backticked(text: &str) -> Vec<&str> {
-    text.split('`').skip(1).step_by(2).collect()
-}
-
-/// The configuration table of `docs/configuration.md`: (the names of the
-/// first cell, the default cell) per row. A name written `_SUFFIX` continues
-/// the cell's first name: `RELAY_CHANNEL_CHAT`, `_ORDER` is
-/// `RELAY_CHANNEL_ORDER`. Only the text before the page's first `##` section
-/// counts, so a later section's table cannot pass for it.
-fn documented_rows() -> Vec<(Vec<String>, String)> {
-    let page = read("docs/configuration.md");
-    let section = page
-        .strip_prefix("# Configuration\n")
-        .expect("docs/configuration.md starts with its title, # Configuration");
-    let section = section.split("\n## ").next().unwrap_or(section);
-    section
-        .lines()
-        .filter(|line| line.starts_with("| `"))
-        .map(|line| {
-            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-            let mut names: Vec<String> = Vec::new();
-            for token in backticked(cells[1]) {
-                match (token.strip_prefix('_'), names.first()) {
-                    (Some(_), Some(first)) => {
-                        let prefix = first.rsplit_once('_').map_or("", |(p, _)| p);
-                        names.push(format!("{prefix}{token}"));
-                    }
-                    _ => names.push(token.to_owned()),
-                }
-            }
-            (names, cells[2].to_owned())
-        })
-        .collect()
-}
-
 #[test]
 fn env_example_sets_every_setting_and_mentions_every_file_variant() {
     let text = read(".env.example");
@@ -91,31 +55,36 @@ fn env_example_sets_every_setting_and_mentions_every_file_variant() {
     }
 }
 
+/// Where the generated table sits in `docs/configuration.md`.
+const TABLE_BEGIN: &str = "<!-- The table below is made from pusher_relay::config::SETTINGS; `UPDATE_DOCS=1 cargo test --test offline settings_docs` rewrites it. -->\n";
+const TABLE_END: &str = "<!-- end of the generated table -->\n";
+
 #[test]
-fn configuration_doc_lists_every_setting_and_file_variant_with_its_default() {
-    let rows = documented_rows();
-    let listed: Vec<&String> = rows.iter().flat_map(|(names, _)| names).collect();
-    let unique: BTreeSet<String> = listed.iter().map(|n| n.to_string()).collect();
-    assert_eq!(listed.len(), unique.len(), "a name is in two rows");
-    let expected: BTreeSet<String> = names().union(&file_vars()).cloned().collect();
-    assert_eq!(
-        unique, expected,
-        "docs/configuration.md's table lists other names than the settings and their _FILE variants"
-    );
-    for setting in SETTINGS {
-        let Some(default) = setting.default else {
-            continue;
-        };
-        let (_, cell) = rows
-            .iter()
-            .find(|(names, _)| names.iter().any(|n| n == setting.name))
-            .expect("listed");
-        assert!(
-            backticked(cell).contains(&default),
-            "docs/configuration.md gives {} a default other than `{default}`: {cell}",
-            setting.name
-        );
+fn configuration_doc_holds_the_settings_table_word_for_word() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let page = read("docs/configuration.md");
+    let (before, rest) = page
+        .split_once(TABLE_BEGIN)
+        .expect("docs/configuration.md marks where its settings table begins");
+    let (table, after) = rest
+        .split_once(TABLE_END)
+        .expect("docs/configuration.md marks where its settings table ends");
+    let wanted = reference_table();
+    if table == wanted {
+        return;
     }
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(
+            &path,
+            format!("{before}{TABLE_BEGIN}{wanted}{TABLE_END}{after}"),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        return;
+    }
+    panic!(
+        "docs/configuration.md's settings table is not the one SETTINGS makes; \
+         run `UPDATE_DOCS=1 cargo test --test offline settings_docs` and commit the result"
+    );
 }
 
 #[test]
