@@ -65,10 +65,6 @@ pub(super) const LIVENESS_INTERVAL: Duration = Duration::from_secs(1);
 /// request lands after what the next session sends for the same channel.
 const LOST_DRAIN_MARGIN: Duration = Duration::from_secs(1);
 
-/// Unit ids of parked rows read back: their seq with this bit set, apart
-/// from delivery tags (which count up from 1 per channel).
-const PARKED_BIT: u64 = 1 << 62;
-
 /// A standby session publishes a wake-up to its queue when the queue's
 /// parked log has rows, so that whichever consumer is active learns it is
 /// (single-active consumers are told nothing else) and goes on with the log
@@ -202,7 +198,7 @@ struct ParkedUnit {
 
 enum Msg {
     Done(Vec<(UnitId, Outcome)>),
-    Stored(Vec<(u64, DeadLetterReason)>),
+    Stored(Vec<(UnitId, DeadLetterReason)>),
     Parker(Reply),
 }
 
@@ -750,8 +746,11 @@ impl Session {
             return;
         }
         let channels = taken.channels.clone();
-        self.scheduler
-            .push(tag, intent.trigger, Instant::now().into_std());
+        self.scheduler.push(
+            UnitId::Delivery(tag),
+            intent.trigger,
+            Instant::now().into_std(),
+        );
         // Taken first: parking the channel may move this very delivery.
         self.taken.insert(tag, taken);
         self.park_hot(&channels);
@@ -823,7 +822,10 @@ impl Session {
             let tail = self.scheduler.take_tail(channel);
             let rows: Vec<(u64, NewParked)> = tail
                 .into_iter()
-                .filter_map(|(id, _)| Some((id, parked_row(self.taken.remove(&id)?))))
+                .filter_map(|(id, _)| match id {
+                    UnitId::Delivery(tag) => Some((tag, parked_row(self.taken.remove(&tag)?))),
+                    UnitId::Parked(_) => None,
+                })
                 .collect();
             parking.adding(channel, rows.len() as u64);
             tracing::info!(queue = %self.queue.name, %channel, held = self.scheduler.held(channel) + rows.len(), moved = rows.len(), "parked a hot channel: its intents wait in the parked log, in order, while the queue serves the others");
@@ -925,7 +927,7 @@ impl Session {
     /// Puts a parked row into its lanes, behind whatever they hold.
     fn load_row(&mut self, parked: Parked) {
         let Parked { seq, row } = parked;
-        let id = PARKED_BIT | seq as u64;
+        let id = UnitId::Parked(seq);
         let now = now_ms();
         let message_id = Some(row.intent_id.as_str()).filter(|s| !s.is_empty());
         let intent = match self.decode_body(&row.body, message_id, row.enqueued_at_ms, now) {
@@ -1015,7 +1017,7 @@ impl Session {
             dead_lettered_at_ms: now_ms(),
             replay_of: row.replay_of,
         };
-        if self.to_store.send(ToStore { tag: id, row: dl }).is_ok() {
+        if self.to_store.send(ToStore { id, row: dl }).is_ok() {
             self.storing += 1;
         }
     }
@@ -1115,12 +1117,15 @@ impl Session {
                 metrics::in_flight(self.in_flight);
                 let ids: Vec<UnitId> = outcomes.iter().map(|(id, _)| *id).collect();
                 self.scheduler.complete(&ids);
-                for (tag, outcome) in outcomes {
+                for (id, outcome) in outcomes {
                     returned |= outcome == Outcome::Returned;
-                    if tag & PARKED_BIT != 0 {
-                        self.on_parked_outcome(tag, outcome, lost);
-                        continue;
-                    }
+                    let tag = match id {
+                        UnitId::Delivery(tag) => tag,
+                        UnitId::Parked(_) => {
+                            self.on_parked_outcome(id, outcome, lost);
+                            continue;
+                        }
+                    };
                     let Some(taken) = self.taken.remove(&tag) else {
                         continue;
                     };
@@ -1150,13 +1155,12 @@ impl Session {
             }
             Msg::Stored(rows) => {
                 let now = Instant::now().into_std();
-                for (tag, reason) in rows {
+                for (id, reason) in rows {
                     self.storing = self.storing.saturating_sub(1);
                     metrics::dead_letter(reason.as_str());
-                    if tag & PARKED_BIT != 0 {
-                        self.finish_row((tag & !PARKED_BIT) as i64);
-                    } else {
-                        self.settle(tag, Settled::DeadLettered, now);
+                    match id {
+                        UnitId::Parked(seq) => self.finish_row(seq),
+                        UnitId::Delivery(tag) => self.settle(tag, Settled::DeadLettered, now),
                     }
                 }
             }
@@ -1191,7 +1195,14 @@ impl Session {
         };
         // The writer lives as long as this session; a send error means the
         // session is ending and the delivery will come back unacked.
-        if self.to_store.send(ToStore { tag, row }).is_ok() {
+        if self
+            .to_store
+            .send(ToStore {
+                id: UnitId::Delivery(tag),
+                row,
+            })
+            .is_ok()
+        {
             self.storing += 1;
         }
     }
