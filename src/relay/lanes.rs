@@ -94,11 +94,6 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Units waiting or in flight.
-    pub fn len(&self) -> usize {
-        self.units.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.units.is_empty()
     }

@@ -29,22 +29,22 @@
 //! backoff, until shutdown. It knows nothing of HTTP, the admin API or the
 //! console: [`crate::app`] wires those around it.
 
-pub mod circuit;
-pub mod concurrency;
-pub mod dedup;
-pub mod dispatch;
+pub(crate) mod circuit;
+pub(crate) mod concurrency;
+pub(crate) mod dedup;
+pub(crate) mod dispatch;
 pub mod health;
-pub mod lanes;
+pub(crate) mod lanes;
 mod limit;
 mod outage;
-pub mod parker;
-pub mod parking;
+pub(crate) mod parker;
+pub(crate) mod parking;
 mod phase;
-pub mod rebalance;
-pub mod retry;
+pub(crate) mod rebalance;
+pub(crate) mod retry;
 pub mod session;
-pub mod status;
-pub mod writer;
+pub(crate) mod status;
+pub(crate) mod writer;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;

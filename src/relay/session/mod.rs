@@ -73,12 +73,12 @@ const LOST_DRAIN_MARGIN: Duration = Duration::from_secs(1);
 /// One queue the worker consumes (the intent queue, or one shard), and what
 /// its sessions tell the rebalancer.
 #[derive(Debug)]
-pub struct ConsumedQueue {
+pub(crate) struct ConsumedQueue {
     /// Its position in [`Shared::queues`], for health.
-    pub index: usize,
-    pub name: String,
+    pub(crate) index: usize,
+    pub(crate) name: String,
     /// This queue's share of `RELAY_PREFETCH`.
-    pub prefetch: u16,
+    pub(crate) prefetch: u16,
     /// Unix ms of the last delivery taken, 0 after a handoff: on a
     /// single-active queue, deliveries are the only sign that this worker's
     /// consumer is the active one.
@@ -92,7 +92,7 @@ pub struct ConsumedQueue {
 }
 
 impl ConsumedQueue {
-    pub fn new(index: usize, name: String, prefetch: u16) -> ConsumedQueue {
+    pub(crate) fn new(index: usize, name: String, prefetch: u16) -> ConsumedQueue {
         ConsumedQueue {
             index,
             name,
@@ -107,7 +107,7 @@ impl ConsumedQueue {
 
     /// Whether this worker took a delivery from the queue within `window`
     /// and is not handing it over.
-    pub fn active_within(&self, window: Duration, now_ms: i64) -> bool {
+    pub(crate) fn active_within(&self, window: Duration, now_ms: i64) -> bool {
         if self.handoff.load(Ordering::Relaxed) {
             return false;
         }
@@ -117,14 +117,14 @@ impl ConsumedQueue {
 
     /// Asks the session on this queue to hand it to the next worker: finish
     /// what is in flight, then close, leaving the rest unacked for them.
-    pub fn request_handoff(&self) {
+    pub(crate) fn request_handoff(&self) {
         self.handoff.store(true, Ordering::Relaxed);
         self.wake.notify_one();
     }
 }
 
 /// What every session shares, built once by the worker.
-pub struct Shared {
+pub(crate) struct Shared {
     pub cfg: Config,
     pub client: Client,
     pub circuit: Arc<Circuit>,
@@ -141,7 +141,7 @@ pub struct Shared {
 
 /// How a session ended.
 #[derive(Debug)]
-pub enum End {
+pub(crate) enum End {
     /// Shutdown was asked for and the session drained.
     Shutdown,
     /// The broker connection or channel failed.
@@ -161,7 +161,7 @@ enum Msg {
 
 /// Runs one session on `queue`, on a fresh connection, until shutdown,
 /// connection loss or handoff.
-pub async fn run(
+pub(crate) async fn run(
     shared: Arc<Shared>,
     queue: Arc<ConsumedQueue>,
     mut shutdown: Shutdown,
