@@ -34,7 +34,7 @@
 //! This file is the bookkeeping, without I/O, so it is tested on its own:
 //! which channels are parked, in which group, how many rows each group has
 //! and which of them are in memory. The session does the writes and reads
-//! through `parker`.
+//! through `parked_log`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;

@@ -36,15 +36,15 @@ use tokio::time::Instant;
 
 use super::circuit::Circuit;
 use super::concurrency::Limiter;
+use super::dead_letter_writer;
 use super::dedup::DedupCache;
 use super::dispatch::{self, Outcome};
 use super::health::Health;
 use super::lanes::{Scheduler, UnitId};
-use super::parker::Reply;
+use super::parked_log::Reply;
 use super::parking::Board;
 use super::phase::Phase;
 use super::retry::RetryPolicy;
-use super::writer;
 use crate::amqp::acker::{AckTracker, STRAGGLER_DELAY};
 use crate::amqp::{self, AmqpError};
 use crate::clock::now_ms;
@@ -156,7 +156,7 @@ pub(crate) enum End {
 enum Msg {
     Done(Vec<(UnitId, Outcome)>),
     Stored(Vec<(UnitId, DeadLetterReason)>),
-    Parker(Reply),
+    ParkedLog(Reply),
 }
 
 /// Runs one session on `queue`, on a fresh connection, until shutdown,
@@ -213,7 +213,7 @@ impl Session {
         let (to_store, rows) = mpsc::unbounded_channel();
         let (stored_tx, mut stored_rx) = mpsc::unbounded_channel();
         let mut tasks = JoinSet::new();
-        tasks.spawn(writer::run(
+        tasks.spawn(dead_letter_writer::run(
             shared.store.clone(),
             shared.health.clone(),
             rows,
@@ -420,7 +420,7 @@ impl Session {
     }
 
     /// Cancels and awaits every task the session started (the request
-    /// tasks, the dead-letter writer, the parker and their forwarders, the
+    /// tasks, the dead-letter writer, the parked log's task and their forwarders, the
     /// lag samples): none outlives it.
     async fn finish(mut self) {
         self.tasks.shutdown().await;
@@ -578,7 +578,7 @@ impl Session {
         }
     }
 
-    /// Takes in what a request, the writer or the parker reports; returns
+    /// Takes in what a request, the dead-letter writer or the parked log reports; returns
     /// whether a request gave its work back (the circuit is open).
     fn on_message(&mut self, msg: Msg, lost: bool) -> bool {
         let mut returned = false;
@@ -637,9 +637,9 @@ impl Session {
                     }
                 }
             }
-            Msg::Parker(reply) => {
+            Msg::ParkedLog(reply) => {
                 self.parking
-                    .on_parker(reply, lost, &mut self.scheduler, &mut self.ledger)
+                    .on_parked_log(reply, lost, &mut self.scheduler, &mut self.ledger)
             }
         }
         returned

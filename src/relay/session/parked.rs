@@ -1,7 +1,7 @@
 //! The session's side of parking (see [`super::super::parking`]): the
 //! decision, the rows on their way to and from the parked log, and the
 //! parked rows read back into the lanes. The log's own task
-//! ([`super::super::parker`]) does the store's I/O and answers through the
+//! ([`super::super::parked_log`]) does the store's I/O and answers through the
 //! session's channel.
 
 use std::collections::HashMap;
@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::super::dispatch::Outcome;
 use super::super::lanes::{Scheduler, UnitId};
-use super::super::parker::{self, Reply, Request};
+use super::super::parked_log::{self, Reply, Request};
 use super::super::parking::Parking;
 use super::broker;
 use super::intake::{self, Rules};
@@ -32,7 +32,7 @@ pub(super) struct ParkingDriver {
     parking: Option<Parking>,
     /// Parked rows read into the lanes, by seq.
     units: HashMap<i64, Unfinished>,
-    to_parker: mpsc::UnboundedSender<Request>,
+    to_log: mpsc::UnboundedSender<Request>,
     /// Rows sent to the parked log and not yet committed: their deliveries
     /// are finished only then, so leaving the queue waits for them.
     parking_rows: usize,
@@ -47,7 +47,7 @@ pub(super) struct ParkingDriver {
 }
 
 impl ParkingDriver {
-    /// Starts the parker on the session's log, in `tasks`, its replies
+    /// Starts the parked log's task on the session's log, in `tasks`, its replies
     /// forwarded to `tx`.
     pub(super) fn new(
         shared: Arc<Shared>,
@@ -63,9 +63,9 @@ impl ParkingDriver {
         } else {
             format!("{}@{}", queue.name, host_name())
         };
-        let (to_parker, requests) = mpsc::unbounded_channel();
+        let (to_log, requests) = mpsc::unbounded_channel();
         let (replies, mut replies_rx) = mpsc::unbounded_channel();
-        tasks.spawn(parker::run(
+        tasks.spawn(parked_log::run(
             shared.store.clone(),
             shared.health.clone(),
             log.clone(),
@@ -75,7 +75,7 @@ impl ParkingDriver {
         let forward = tx.clone();
         tasks.spawn(async move {
             while let Some(reply) = replies_rx.recv().await {
-                if forward.send(Msg::Parker(reply)).is_err() {
+                if forward.send(Msg::ParkedLog(reply)).is_err() {
                     return;
                 }
             }
@@ -89,7 +89,7 @@ impl ParkingDriver {
             queue,
             parking,
             units: HashMap::new(),
-            to_parker,
+            to_log,
             parking_rows: 0,
             unparking_rows: 0,
             active: !single_active,
@@ -192,7 +192,7 @@ impl ParkingDriver {
     ) {
         let n = rows.len();
         if self
-            .to_parker
+            .to_log
             .send(Request::Park { group, merge, rows })
             .is_ok()
         {
@@ -210,7 +210,7 @@ impl ParkingDriver {
             return;
         };
         for (group, limit) in parking.wanting_pages() {
-            let _ = self.to_parker.send(Request::Read { group, limit });
+            let _ = self.to_log.send(Request::Read { group, limit });
         }
     }
 
@@ -219,7 +219,7 @@ impl ParkingDriver {
         self.parking_rows == 0 && self.unparking_rows == 0
     }
 
-    pub(super) fn on_parker(
+    pub(super) fn on_parked_log(
         &mut self,
         reply: Reply,
         lost: bool,
@@ -317,7 +317,7 @@ impl ParkingDriver {
         };
         parking.finished(seq);
         if self
-            .to_parker
+            .to_log
             .send(Request::Unpark { seqs: vec![seq] })
             .is_ok()
         {

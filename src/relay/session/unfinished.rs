@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
+use super::super::dead_letter_writer::ToStore;
 use super::super::dedup::DedupCache;
 use super::super::dispatch::Failure;
 use super::super::lanes::UnitId;
-use super::super::writer::ToStore;
 use crate::amqp;
 use crate::amqp::acker::AckTracker;
 use crate::clock::now_ms;
