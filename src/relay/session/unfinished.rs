@@ -220,3 +220,79 @@ impl Ledger {
         self.dedup.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use lapin::types::{AMQPValue, FieldTable};
+
+    use super::*;
+    use crate::deadletter::replay::DEAD_LETTER_HEADER;
+    use crate::deadletter::DeadLetterReason;
+
+    fn received() -> Unfinished {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            DEAD_LETTER_HEADER.into(),
+            AMQPValue::LongString("42".into()),
+        );
+        let props = lapin::BasicProperties::default()
+            .with_message_id("m-1".into())
+            .with_timestamp(1_700_000_000)
+            .with_headers(headers);
+        let mut unit = Unfinished::received(b"{}".to_vec(), "rk".into(), Box::new(props), 5);
+        unit.kind = "notification".into();
+        unit.channels = vec!["a".into()];
+        unit
+    }
+
+    fn failure() -> Failure {
+        Failure {
+            reason: DeadLetterReason::Rejected,
+            error: "400".into(),
+            status: Some(400),
+            body: None,
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn a_delivery_takes_its_id_and_enqueue_time_from_its_properties() {
+        let unit = received();
+        assert_eq!(unit.intent_id, "m-1");
+        assert_eq!(unit.enqueued_at_ms, Some(1_700_000_000_000));
+        assert!(unit.properties().is_some());
+    }
+
+    #[test]
+    fn a_parked_delivery_read_back_and_dead_lettered_keeps_what_it_was_given() {
+        let direct = received().dead_letter_row(failure());
+        let row = received().parked_row();
+        assert_eq!(row.replay_of, Some(42));
+        let back = Unfinished::parked(row, "notification".into());
+        assert!(back.properties().is_none());
+        let via_log = back.dead_letter_row(failure());
+        assert_eq!(via_log.headers, direct.headers);
+        assert_eq!(via_log.replay_of, Some(42));
+        assert_eq!(via_log.intent_id.as_deref(), Some("m-1"));
+        assert_eq!(via_log.intent_type.as_deref(), Some("notification"));
+        assert_eq!(via_log.channels, direct.channels);
+        assert_eq!(via_log.first_seen_at_ms, 5);
+        assert_eq!(via_log.routing_key, "rk");
+    }
+
+    #[test]
+    fn the_ledger_remembers_a_delivered_id_and_hands_dead_letters_to_the_writer() {
+        let (to_store, mut rows) = mpsc::unbounded_channel();
+        let dedup = Arc::new(Mutex::new(DedupCache::new(10)));
+        let mut ledger = Ledger::new(AckTracker::new(10), to_store, dedup);
+        assert!(!ledger.seen("m-1"));
+        ledger.delivered(&received());
+        assert!(ledger.seen("m-1"));
+
+        ledger.dead_letter(UnitId::Parked(7), received(), failure());
+        assert_eq!(ledger.storing, 1);
+        let stored = rows.try_recv().expect("a row for the writer");
+        assert_eq!(stored.id, UnitId::Parked(7));
+        assert_eq!(stored.row.reason, DeadLetterReason::Rejected);
+    }
+}
