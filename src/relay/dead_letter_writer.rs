@@ -1,7 +1,8 @@
-//! Writes dead letters, in batches, and reports which deliveries may now be
-//! acked. A row is committed before its delivery is acked; while the store
-//! is down nothing is acked, the writer retries with backoff, and `/readyz`
-//! says why.
+//! Writes dead letters, in batches, and reports which units are now
+//! finished (deliveries to ack, parked rows to delete from their log). A row
+//! is committed before its delivery is acked; while the store is down
+//! nothing is acked, the writer retries with backoff, and `/readyz` says
+//! why.
 
 use std::sync::Arc;
 use std::time::Duration;
