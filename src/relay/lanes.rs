@@ -23,8 +23,16 @@ use std::time::{Duration, Instant};
 use crate::pusher::validate::MAX_BATCH_EVENTS;
 use crate::pusher::{BatchEvent, Trigger};
 
-/// Identifies one unit (one event) inside the worker.
-pub type UnitId = u64;
+/// Identifies one unit (one event) inside the worker, by where it came
+/// from: which of the two it is decides how it is finished (a delivery is
+/// acked, a parked row deleted from the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnitId {
+    /// A delivery taken from the queue, by its delivery tag.
+    Delivery(u64),
+    /// A row of the parked log read back, by its seq.
+    Parked(i64),
+}
 
 /// One request's worth of work, in the order it is to be sent.
 #[derive(Debug)]
@@ -86,11 +94,6 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Units waiting or in flight.
-    pub fn len(&self) -> usize {
-        self.units.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.units.is_empty()
     }
@@ -309,13 +312,25 @@ impl Scheduler {
 mod tests {
     use super::*;
 
+    /// The tests' units are deliveries, named by their tags.
+    fn d(tag: u64) -> UnitId {
+        UnitId::Delivery(tag)
+    }
+
+    fn tag(id: UnitId) -> u64 {
+        match id {
+            UnitId::Delivery(tag) => tag,
+            UnitId::Parked(seq) => panic!("no parked rows here: {seq}"),
+        }
+    }
+
     const LINGER: Duration = Duration::from_millis(10);
 
     /// A request handed out, by the units it carries.
     #[derive(Debug, PartialEq, Eq)]
     enum Batch {
-        Events(Vec<UnitId>),
-        Multi(UnitId),
+        Events(Vec<u64>),
+        Multi(u64),
     }
 
     fn trigger(channels: &[&str]) -> Trigger {
@@ -328,14 +343,16 @@ mod tests {
         }
     }
 
-    fn single(s: &mut Scheduler, id: UnitId, channel: &str, at: Instant) {
-        s.push(id, trigger(&[channel]), at);
+    fn single(s: &mut Scheduler, id: u64, channel: &str, at: Instant) {
+        s.push(d(id), trigger(&[channel]), at);
     }
 
     fn next(s: &mut Scheduler, now: Instant, flush: bool) -> Option<Batch> {
         Some(match s.next(now, LINGER, flush)? {
-            Work::Events(events) => Batch::Events(events.into_iter().map(|(id, _)| id).collect()),
-            Work::Multi(id, _) => Batch::Multi(id),
+            Work::Events(events) => {
+                Batch::Events(events.into_iter().map(|(id, _)| tag(id)).collect())
+            }
+            Work::Multi(id, _) => Batch::Multi(tag(id)),
         })
     }
 
@@ -380,7 +397,7 @@ mod tests {
             "b is free, a is busy"
         );
         assert_eq!(next(&mut s, t0, true), None);
-        s.complete(&[1]);
+        s.complete(&[d(1)]);
         assert_eq!(next(&mut s, t0, true), Some(Batch::Events(vec![2])));
     }
 
@@ -399,22 +416,22 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Scheduler::default();
         single(&mut s, 1, "a", t0);
-        s.push(2, trigger(&["a", "b"]), t0);
+        s.push(d(2), trigger(&["a", "b"]), t0);
         single(&mut s, 3, "b", t0);
         single(&mut s, 4, "a", t0);
         // Only 1 can go: the multi waits behind it on a, and 3 waits behind the multi on b.
         assert_eq!(next(&mut s, t0, true), Some(Batch::Events(vec![1])));
         assert_eq!(next(&mut s, t0, true), None);
-        s.complete(&[1]);
+        s.complete(&[d(1)]);
         assert_eq!(next(&mut s, t0, true), Some(Batch::Multi(2)));
         assert_eq!(next(&mut s, t0, true), None);
-        s.complete(&[2]);
+        s.complete(&[d(2)]);
         let Some(Batch::Events(mut rest)) = next(&mut s, t0, true) else {
             panic!("3 and 4 are free");
         };
         rest.sort();
         assert_eq!(rest, vec![3, 4]);
-        s.complete(&[3, 4]);
+        s.complete(&[d(3), d(4)]);
         assert!(s.is_empty());
     }
 
@@ -422,9 +439,9 @@ mod tests {
     fn a_lane_emptied_by_a_multi_unit_leaves_no_stale_listing() {
         let t0 = Instant::now();
         let mut s = Scheduler::default();
-        s.push(1, trigger(&["a", "b"]), t0);
+        s.push(d(1), trigger(&["a", "b"]), t0);
         assert_eq!(next(&mut s, t0, true), Some(Batch::Multi(1)));
-        s.complete(&[1]);
+        s.complete(&[d(1)]);
         single(&mut s, 2, "a", t0);
         single(&mut s, 3, "a", t0);
         assert_eq!(
@@ -440,14 +457,14 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Scheduler::default();
         single(&mut s, 1, "a", t0);
-        s.push(2, trigger(&["a", "b"]), t0);
+        s.push(d(2), trigger(&["a", "b"]), t0);
         let Some(Work::Events(events)) = s.next(t0, LINGER, true) else {
             panic!("1 goes first, alone");
         };
         assert_eq!(events.len(), 1);
-        assert_eq!((events[0].0, events[0].1.channel.as_str()), (1, "a"));
-        s.complete(&[1]);
-        let Some(Work::Multi(2, multi)) = s.next(t0, LINGER, true) else {
+        assert_eq!((events[0].0, events[0].1.channel.as_str()), (d(1), "a"));
+        s.complete(&[d(1)]);
+        let Some(Work::Multi(UnitId::Delivery(2), multi)) = s.next(t0, LINGER, true) else {
             panic!("then the multi-channel unit");
         };
         assert_eq!(multi.channels, ["a", "b"]);
@@ -458,16 +475,20 @@ mod tests {
         let mut s = Scheduler::default();
         let t0 = Instant::now();
         for id in 1..=3 {
-            s.push(id, trigger(&["hot"]), t0);
+            s.push(d(id), trigger(&["hot"]), t0);
         }
-        s.push(4, trigger(&["hot", "other"]), t0);
+        s.push(d(4), trigger(&["hot", "other"]), t0);
         for id in 5..=7 {
-            s.push(id, trigger(&["hot"]), t0);
+            s.push(d(id), trigger(&["hot"]), t0);
         }
         // 1-3 go out (the batch stops at the multi-channel unit).
         let sent = s.next(t0, LINGER, true).expect("a batch");
         assert!(matches!(sent, Work::Events(ref e) if e.len() == 3));
-        let tail: Vec<UnitId> = s.take_tail("hot").into_iter().map(|(id, _)| id).collect();
+        let tail: Vec<u64> = s
+            .take_tail("hot")
+            .into_iter()
+            .map(|(id, _)| tag(id))
+            .collect();
         assert_eq!(tail, vec![5, 6, 7]);
         assert_eq!(
             s.held("hot"),
@@ -481,13 +502,17 @@ mod tests {
 
         let mut s = Scheduler::default();
         for id in 1..=12 {
-            s.push(id, trigger(&["hot"]), t0);
+            s.push(d(id), trigger(&["hot"]), t0);
         }
         let sent = s.next(t0, LINGER, true).expect("a batch");
         assert!(matches!(sent, Work::Events(ref e) if e.len() == 10));
-        let tail: Vec<UnitId> = s.take_tail("hot").into_iter().map(|(id, _)| id).collect();
+        let tail: Vec<u64> = s
+            .take_tail("hot")
+            .into_iter()
+            .map(|(id, _)| tag(id))
+            .collect();
         assert_eq!(tail, vec![11, 12], "in-flight units stay");
-        s.complete(&(1..=10).collect::<Vec<_>>());
+        s.complete(&(1..=10).map(d).collect::<Vec<_>>());
         assert!(s.is_empty(), "{s:?}");
         assert!(s.next(t0, LINGER, true).is_none(), "no lane left behind");
     }

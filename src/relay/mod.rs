@@ -8,9 +8,10 @@
 //! - [`circuit`]: pauses everything while Pusher is down or refusing us;
 //! - [`concurrency`]: how many requests may be in flight, found from
 //!   Pusher's round trips and pushback;
-//! - [`writer`]: stores dead letters before their deliveries are acked;
+//! - [`dead_letter_writer`]: stores dead letters before their deliveries are
+//!   acked;
 //! - [`parking`]: which hot channels are parked out of the queue's window,
-//!   and [`parker`], which writes and reads their parked log;
+//!   and [`parked_log`], which writes and reads their parked log;
 //! - [`dedup`]: remembers delivered intent ids to drop redeliveries, in
 //!   memory and in the store's delivered log;
 //! - [`session`]: the event loop of one broker connection, tying them up;
@@ -29,22 +30,22 @@
 //! backoff, until shutdown. It knows nothing of HTTP, the admin API or the
 //! console: [`crate::app`] wires those around it.
 
-pub mod circuit;
-pub mod concurrency;
-pub mod dedup;
-pub mod dispatch;
+pub(crate) mod circuit;
+pub(crate) mod concurrency;
+pub(crate) mod dead_letter_writer;
+pub(crate) mod dedup;
+pub(crate) mod dispatch;
 pub mod health;
-pub mod lanes;
+pub(crate) mod lanes;
 mod limit;
 mod outage;
-pub mod parker;
-pub mod parking;
+pub(crate) mod parked_log;
+pub(crate) mod parking;
 mod phase;
-pub mod rebalance;
-pub mod retry;
+pub(crate) mod rebalance;
+pub(crate) mod retry;
 pub mod session;
-pub mod status;
-pub mod writer;
+pub(crate) mod status;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;

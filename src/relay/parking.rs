@@ -34,7 +34,7 @@
 //! This file is the bookkeeping, without I/O, so it is tested on its own:
 //! which channels are parked, in which group, how many rows each group has
 //! and which of them are in memory. The session does the writes and reads
-//! through `parker`.
+//! through `parked_log`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -106,15 +106,8 @@ impl Parking {
         }
     }
 
-    pub fn threshold(&self) -> usize {
-        self.threshold
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
-    }
-
     /// Channels parked now.
+    #[cfg(test)]
     pub fn parked_channels(&self) -> usize {
         self.channels.len()
     }
@@ -206,6 +199,7 @@ impl Parking {
     }
 
     /// The group a channel is parked in.
+    #[cfg(test)]
     pub fn group_of(&self, channel: &str) -> Option<&str> {
         self.channels.get(channel).map(String::as_str)
     }
@@ -313,12 +307,6 @@ impl Parking {
                 },
             );
         }
-    }
-
-    /// Forgets what is in memory (the session ends; the rows stay in the log).
-    pub fn clear(&mut self) {
-        self.channels.clear();
-        self.groups.clear();
     }
 
     /// Every parked group, for the console.

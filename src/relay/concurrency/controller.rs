@@ -168,6 +168,7 @@ impl Controller {
         self.baseline
     }
 
+    #[cfg(test)]
     pub fn in_slow_start(&self) -> bool {
         self.mode == ConcurrencyMode::Adaptive && self.slow_start
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::controller::{Baseline, Change, Controller, Response, Ticket};
+use super::controller::{Change, Controller, Response, Ticket};
 use crate::config::ConcurrencyMode;
 use crate::metrics;
 
@@ -47,7 +47,8 @@ impl Limiter {
     }
 
     /// The round trip new ones are compared with, once one was measured.
-    pub fn baseline(&self) -> Option<Baseline> {
+    #[cfg(test)]
+    pub fn baseline(&self) -> Option<super::controller::Baseline> {
         self.lock().baseline()
     }
 

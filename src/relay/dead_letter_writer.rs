@@ -1,7 +1,8 @@
-//! Writes dead letters, in batches, and reports which deliveries may now be
-//! acked. A row is committed before its delivery is acked; while the store
-//! is down nothing is acked, the writer retries with backoff, and `/readyz`
-//! says why.
+//! Writes dead letters, in batches, and reports which units are now
+//! finished (deliveries to ack, parked rows to delete from their log). A row
+//! is committed before its delivery is acked; while the store is down
+//! nothing is acked, the writer retries with backoff, and `/readyz` says
+//! why.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,25 +11,26 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::mpsc;
 
 use super::health::Health;
+use super::lanes::UnitId;
 use crate::deadletter::{DeadLetterReason, NewDeadLetter, Store};
 use crate::metrics;
 
 /// Rows written in one transaction at most.
 const MAX_ROWS_PER_WRITE: usize = 256;
 
-/// A dead letter to write, and the delivery to ack once it is written.
+/// A dead letter to write, and the unit to finish once it is written.
 #[derive(Debug)]
 pub struct ToStore {
-    pub tag: u64,
+    pub id: UnitId,
     pub row: NewDeadLetter,
 }
 
-/// Runs until `rows` closes; sends `(tag, reason)` of each stored row.
+/// Runs until `rows` closes; sends `(id, reason)` of each stored row.
 pub async fn run(
     store: Store,
     health: Arc<Health>,
     mut rows: mpsc::UnboundedReceiver<ToStore>,
-    stored: mpsc::UnboundedSender<Vec<(u64, DeadLetterReason)>>,
+    stored: mpsc::UnboundedSender<Vec<(UnitId, DeadLetterReason)>>,
 ) {
     while let Some(first) = rows.recv().await {
         let mut batch = vec![first];
@@ -48,7 +50,7 @@ pub async fn run(
             match store.insert_many(&new_rows).await {
                 Ok(_) => {
                     health.set_store(None);
-                    let done = batch.iter().map(|b| (b.tag, b.row.reason)).collect();
+                    let done = batch.iter().map(|b| (b.id, b.row.reason)).collect();
                     if stored.send(done).is_err() {
                         return;
                     }
