@@ -165,7 +165,9 @@ async fn an_unavailable_store_holds_the_ack_until_the_dead_letter_is_written() {
 /// SHA-256 of its id, as `relay::dedup` keeps it.
 fn log_key(e: &Received) -> i64 {
     let data: Value = serde_json::from_str(&e.data).expect("data JSON");
-    let id = data["id"].as_str().expect("the event data carries the intent id");
+    let id = data["id"]
+        .as_str()
+        .expect("the event data carries the intent id");
     let digest = Sha256::digest(id.as_bytes());
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
