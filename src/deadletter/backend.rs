@@ -48,6 +48,15 @@ impl Dialect {
         }
     }
 
+    /// The list of ids bound at `p` (a [`Bind::Ids`]) as rows of one
+    /// column, `k`.
+    pub(super) fn each_id(self, p: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("SELECT value AS k FROM json_each({p})"),
+            Dialect::Postgres => format!("SELECT unnest({p}) AS k"),
+        }
+    }
+
     /// The row addressed the channel bound at `p`.
     pub(super) fn has_channel(self, p: &str) -> String {
         match self {

@@ -8,19 +8,9 @@
 //! every worker of a queue shares. Only the newest rows are kept, as many as
 //! the cache holds, so its size is bounded by `RELAY_DEDUP_CAPACITY`.
 
-use super::backend::{Args, Bind, Dialect};
+use super::backend::{Args, Bind};
 use super::error::StoreError;
 use super::store::Store;
-
-impl Dialect {
-    /// The list of ids bound at `p` as rows of one column, `k`.
-    fn each_id(self, p: &str) -> String {
-        match self {
-            Dialect::Sqlite => format!("SELECT value AS k FROM json_each({p})"),
-            Dialect::Postgres => format!("SELECT unnest({p}) AS k"),
-        }
-    }
-}
 
 impl Store {
     /// Records that the intents hashed to `keys` were delivered at `at_ms`.
