@@ -418,7 +418,6 @@ pub fn reference_table() -> String {
     let mut out = String::from("| variable | default | meaning |\n|---|---|---|\n");
     for s in SETTINGS {
         let default = match s.default {
-            Some("") => "empty".to_owned(),
             Some(d) => format!("`{d}`"),
             None => "unset".to_owned(),
         };
