@@ -42,6 +42,9 @@ pub const PARKED_CHANNELS: &str = "pusher_relay_parked_channels";
 pub const INTENTS_PARKED: &str = "pusher_relay_intents_parked_total";
 pub const INTENTS_UNPARKED: &str = "pusher_relay_intents_unparked_total";
 pub const PARKED_OLDEST_AGE: &str = "pusher_relay_parked_oldest_age_seconds";
+pub const PARKED_WAITING_FOR_ROOM: &str = "pusher_relay_parked_waiting_for_room";
+pub const PARKED_LOGS_ADOPTED: &str = "pusher_relay_parked_logs_adopted_total";
+pub const STORE_ROWS: &str = "pusher_relay_store_rows";
 pub const INTENTS_SETTLED: &str = "pusher_relay_intents_settled_total";
 pub const HELD_BYTES: &str = "pusher_relay_held_bytes";
 pub const INTAKE_HELD_BACK: &str = "pusher_relay_intake_held_back_total";
@@ -183,6 +186,21 @@ fn describe() {
         PARKED_OLDEST_AGE,
         Unit::Seconds,
         "Age of the oldest intent in the parked log (0 when none)."
+    );
+    describe_gauge!(
+        PARKED_WAITING_FOR_ROOM,
+        Unit::Count,
+        "Intents of parked channels held unacked because their parked log holds RELAY_PARKED_MAX_ROWS rows (they stay in RabbitMQ's window until rows are delivered)."
+    );
+    describe_counter!(
+        PARKED_LOGS_ADOPTED,
+        Unit::Count,
+        "Parked logs of gone competing workers (lease run out) whose rows this worker took over."
+    );
+    describe_gauge!(
+        STORE_ROWS,
+        Unit::Count,
+        "Rows in the store by table (parked_intents, dead_letters), counted every minute; shared by every worker on a PostgreSQL store."
     );
     describe_counter!(
         INTENTS_SETTLED,
@@ -414,6 +432,21 @@ pub fn intents_unparked(n: usize) {
 
 pub fn parked_oldest_age(seconds: f64) {
     gauge!(PARKED_OLDEST_AGE).set(seconds);
+}
+
+/// Intents waiting for room in one session's parked log; sessions of
+/// several queues add up, so each reports the change.
+pub fn parked_waiting_for_room(delta: f64) {
+    gauge!(PARKED_WAITING_FOR_ROOM).increment(delta);
+}
+
+pub fn parked_log_adopted() {
+    counter!(PARKED_LOGS_ADOPTED).increment(1);
+}
+
+/// The store's rows in `table`.
+pub fn store_rows(table: &'static str, n: i64) {
+    gauge!(STORE_ROWS, "table" => table).set(n as f64);
 }
 
 /// The held-bytes gauge's handle: it moves with every frame of a

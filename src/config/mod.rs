@@ -353,6 +353,12 @@ pub struct RelayConfig {
     /// Intents of one channel a session holds before it parks the channel;
     /// a session uses at most half its share of the window.
     pub park_threshold: usize,
+    /// Rows one parked log holds at most; past it a parked channel's
+    /// intents stay unacked in RabbitMQ until rows are delivered.
+    pub parked_max_rows: u64,
+    /// With competing consumers: how long a parked log outlives its
+    /// worker's last lease renewal before a live worker adopts it.
+    pub parked_lease: Duration,
     /// How long shutdown waits for in-flight work before leaving it unacked.
     pub shutdown_timeout: Duration,
     /// Recently delivered intent ids remembered to drop redeliveries.

@@ -308,6 +308,8 @@ pub(super) fn blank() -> Config {
             max_intent_age: None,
             parking: true,
             park_threshold: 0,
+            parked_max_rows: 0,
+            parked_lease: Duration::ZERO,
             shutdown_timeout: Duration::ZERO,
             dedup_capacity: 0,
             templates: ChannelTemplates::default(),
@@ -677,6 +679,21 @@ pub static SETTINGS: &[Setting] = &[
     Setting::new("RELAY_PARK_THRESHOLD", Some("500"), "intents of one channel held before it is parked (at most half the window)",
         |c, v| { c.relay.park_threshold = number(v, 10, 1_000_000)?; Ok(()) },
         |c| c.relay.park_threshold.to_string(),
+    ),
+    Setting::new("RELAY_PARKED_MAX_ROWS", Some("1000000"), "rows one parked log holds at most; past it, a parked channel's intents wait unacked in RabbitMQ (in order) until rows are delivered, and the window fills as without parking",
+        |c, v| { c.relay.parked_max_rows = number(v, 10, 1_000_000_000)?; Ok(()) },
+        |c| c.relay.parked_max_rows.to_string(),
+    ),
+    Setting::new("RELAY_PARKED_LEASE", Some("30s"), "with competing consumers: how long a worker's parked log outlives its last lease renewal (renewed every third of it) before a live worker of the queue adopts its rows; from 3s to 1h",
+        |c, v| {
+            let d = duration(v)?;
+            if d < Duration::from_secs(3) || d > Duration::from_secs(3600) {
+                return Err(format!("{v:?} is out of range; expected a duration from 3s to 1h").into());
+            }
+            c.relay.parked_lease = d;
+            Ok(())
+        },
+        |c| show_duration(c.relay.parked_lease),
     ),
     Setting::new("RELAY_LINGER_MS", Some("10"), "how long a partly filled batch waits for more events",
         |c, v| { c.relay.linger = millis(v, 0, 10_000)?; Ok(()) },

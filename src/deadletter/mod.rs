@@ -25,6 +25,8 @@
 //!   count, ping);
 //! - `parked`: the parked log of hot channels' intents (park, read a page,
 //!   unpark, the groups a worker rebuilds its parked set from);
+//! - `lease`: leases on competing workers' parked logs, and the adoption of
+//!   a log whose worker is gone;
 //! - `delivered`: the delivered log, the relay's dedup cache kept across
 //!   restarts.
 //!
@@ -40,6 +42,7 @@ mod connect;
 mod delivered;
 mod error;
 pub mod filter;
+mod lease;
 pub mod ops;
 mod parked;
 mod record;
@@ -51,6 +54,7 @@ pub mod view;
 pub use connect::{tls_endpoint, unverified_mode};
 pub use error::StoreError;
 pub use filter::{Cursor, Filter, FilterError, FilterSpec};
+pub use lease::Adopted;
 pub use ops::{Count, Page, Stats, Unreadable};
 pub use parked::{NewParked, Parked, ParkedGroup};
 pub use record::{DeadLetter, DeadLetterReason, DeadLetterStatus, NewDeadLetter, ParseReasonError};

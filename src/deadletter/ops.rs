@@ -214,6 +214,19 @@ impl Store {
             .collect())
     }
 
+    /// Rows in the tables that grow with traffic, as `(table, rows)`: the
+    /// parked log and the dead letters (the delivered log is kept to
+    /// `RELAY_DEDUP_CAPACITY` rows).
+    pub async fn table_rows(&self) -> Result<Vec<(&'static str, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for table in ["parked_intents", "dead_letters"] {
+            let sql = format!("SELECT COUNT(*) FROM {table}");
+            let rows: Vec<(i64,)> = self.pool.fetch("table_rows", &sql, &[]).await?;
+            out.push((table, rows.first().map_or(0, |&(n,)| n)));
+        }
+        Ok(out)
+    }
+
     /// Counts by reason, type and day, and the oldest pending, over the
     /// matching dead letters. Aggregated in the database, so the table's
     /// size does not matter to memory.

@@ -367,7 +367,11 @@ fn probe(client: Client) -> circuit::Probe {
 /// the tree throttles log lines.
 const PROBE_WARN_EVERY: u64 = 30;
 
+/// Store pings between two counts of the store's tables (about a minute).
+const TABLE_COUNT_EVERY: u64 = 12;
+
 async fn ping_store(store: Store, health: Arc<Health>, mut shutdown: Shutdown) {
+    let mut pings = 0u64;
     loop {
         if sleep_or_shutdown(STORE_PING_INTERVAL, &mut shutdown).await {
             return;
@@ -385,6 +389,20 @@ async fn ping_store(store: Store, health: Arc<Health>, mut shutdown: Shutdown) {
                 }
             }
             Err(e) => tracing::debug!(error = %e, "cannot count pending dead letters"),
+        }
+        // A full count of each table: once a minute is enough for a gauge
+        // that warns of a store filling up over hours.
+        pings += 1;
+        if pings % TABLE_COUNT_EVERY != 1 {
+            continue;
+        }
+        match store.table_rows().await {
+            Ok(tables) => {
+                for (table, n) in tables {
+                    metrics::store_rows(table, n);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot count the store's rows"),
         }
     }
 }

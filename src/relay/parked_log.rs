@@ -13,7 +13,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::mpsc;
 
 use super::health::Health;
-use crate::deadletter::{NewParked, Parked, Store};
+use crate::deadletter::{Adopted, NewParked, Parked, Store, StoreError};
 use crate::metrics;
 
 /// Rows written in one transaction at most.
@@ -32,6 +32,13 @@ pub enum Request {
     Read { group: String, limit: usize },
     /// Delete finished rows.
     Unpark { seqs: Vec<i64> },
+    /// Renew the log's lease, and adopt the logs of `queue` whose lease ran
+    /// out before `cutoff_ms` (competing consumers only).
+    Lease {
+        queue: String,
+        now_ms: i64,
+        cutoff_ms: i64,
+    },
 }
 
 #[derive(Debug)]
@@ -49,6 +56,12 @@ pub enum Reply {
     },
     Unparked {
         seqs: Vec<i64>,
+    },
+    /// `held`: whether the lease was still this log's (`None` when the
+    /// store could not say); `adopted`: what moved into this log.
+    Lease {
+        held: Option<bool>,
+        adopted: Vec<Adopted>,
     },
 }
 
@@ -129,11 +142,48 @@ pub async fn run(
                 }
                 Reply::Unparked { seqs }
             }
+            Request::Lease {
+                queue,
+                now_ms,
+                cutoff_ms,
+            } => match lease(&store, &log, &queue, now_ms, cutoff_ms).await {
+                Ok((held, adopted)) => Reply::Lease {
+                    held: Some(held),
+                    adopted,
+                },
+                Err(e) => {
+                    metrics::store_error();
+                    tracing::warn!(error = %e, "cannot renew the parked log's lease; trying again shortly");
+                    Reply::Lease {
+                        held: None,
+                        adopted: Vec::new(),
+                    }
+                }
+            },
         };
         if replies.send(reply).is_err() {
             return;
         }
     }
+}
+
+/// Renews `log`'s lease, then takes over every log of `queue` whose lease
+/// ran out: their rows are this log's from here on.
+async fn lease(
+    store: &Store,
+    log: &str,
+    queue: &str,
+    now_ms: i64,
+    cutoff_ms: i64,
+) -> Result<(bool, Vec<Adopted>), StoreError> {
+    let held = store.renew_lease(log, queue, now_ms).await?;
+    let mut adopted = Vec::new();
+    for orphan in store.orphaned_parked_logs(queue, log, cutoff_ms).await? {
+        if let Some(a) = store.adopt_parked_log(&orphan, log, cutoff_ms).await? {
+            adopted.push(a);
+        }
+    }
+    Ok((held, adopted))
 }
 
 /// Runs `op` until it succeeds; `None` when the session went away meanwhile.
@@ -145,7 +195,7 @@ async fn retried<F, Fut, T>(
 ) -> Option<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, crate::deadletter::StoreError>>,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
     let mut waits = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))

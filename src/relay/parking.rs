@@ -54,6 +54,10 @@ pub enum Route {
     /// Into the parked log, at the end of `group`, after the rows of the
     /// groups in `merge` have moved into it.
     Park { group: String, merge: Vec<String> },
+    /// To the parked log, but it is full (`RELAY_PARKED_MAX_ROWS`), or an
+    /// intent of one of its channels already waits for room: it waits,
+    /// unacked, behind them (see [`Parking::hold`]).
+    Full,
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +77,10 @@ struct Group {
     oldest_ms: Option<i64>,
     /// Rows finished since the group was parked, for its rate.
     finished: u64,
+    /// Rows of other groups (by name) that name one of this group's
+    /// channels and are not yet in the lanes: every row of this group came
+    /// later, so it reads nothing and stays parked until they are in.
+    gates: HashMap<String, u64>,
 }
 
 /// A parked group, as operators see it.
@@ -91,19 +99,58 @@ pub struct GroupView {
 #[derive(Debug)]
 pub struct Parking {
     threshold: usize,
+    /// Rows the log may hold; see [`Route::Full`].
+    max_rows: u64,
     channels: HashMap<String, String>,
     groups: HashMap<String, Group>,
+    /// Channels of the intents waiting for room in the log, with how many
+    /// of them name each: a later intent of one of these waits behind them.
+    held: HashMap<String, usize>,
 }
 
 impl Parking {
     /// `threshold`: intents of one channel the session holds before it parks
-    /// the channel.
-    pub fn new(threshold: usize) -> Parking {
+    /// the channel; `max_rows`: rows the log may hold.
+    pub fn new(threshold: usize, max_rows: u64) -> Parking {
         Parking {
             threshold: threshold.max(1),
+            max_rows: max_rows.max(1),
             channels: HashMap::new(),
             groups: HashMap::new(),
+            held: HashMap::new(),
         }
+    }
+
+    /// Whether the log holds `RELAY_PARKED_MAX_ROWS` rows (written, being
+    /// written or in flight): nothing more is written to it until rows are
+    /// delivered.
+    pub fn full(&self) -> bool {
+        self.groups.values().map(|g| g.rows).sum::<u64>() >= self.max_rows
+    }
+
+    /// An intent [`Route::Full`] sent back waits, unacked, for room.
+    pub fn hold(&mut self, channels: &[String]) {
+        for c in channels {
+            *self.held.entry(c.clone()).or_default() += 1;
+        }
+    }
+
+    /// The oldest waiting intent is routed again, now that there may be
+    /// room: it no longer waits behind itself.
+    pub fn route_held(&mut self, channels: &[String]) -> Route {
+        for c in channels {
+            if let Some(n) = self.held.get_mut(c) {
+                *n -= 1;
+                if *n == 0 {
+                    self.held.remove(c);
+                }
+            }
+        }
+        let route = self.route_behind(channels, false);
+        if route == Route::Full {
+            self.hold(channels);
+        }
+        route
     }
 
     /// Channels parked now.
@@ -138,6 +185,80 @@ impl Parking {
     /// counted from here on (call [`Parking::written`] with what the write
     /// added), and its unparked channels join the group.
     pub fn route(&mut self, channels: &[String]) -> Route {
+        self.route_behind(channels, true)
+    }
+
+    /// [`Parking::route`], for an intent that waits behind those held for
+    /// room (`behind_held`) or is the oldest of them.
+    fn route_behind(&mut self, channels: &[String], behind_held: bool) -> Route {
+        if behind_held && channels.iter().any(|c| self.held.contains_key(c)) {
+            return Route::Full;
+        }
+        let groups = self.groups_of(channels);
+        let Some(group) = groups.first().cloned() else {
+            return Route::Lanes;
+        };
+        if self.full() {
+            return Route::Full;
+        }
+        let merge: Vec<String> = groups.into_iter().skip(1).collect();
+        for from in &merge {
+            self.merge_into(&group, from);
+        }
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.rows += 1;
+        }
+        // The intent's unparked channels wait for it, not for the whole
+        // group: they are parked in a group of their own that reads nothing
+        // until this intent is in the lanes.
+        let side: Vec<&String> = channels
+            .iter()
+            .filter(|c| !self.channels.contains_key(*c))
+            .collect();
+        if let Some(first) = side.first() {
+            let name = (*first).clone();
+            let mut g = Group {
+                channels: side.iter().map(|c| (*c).clone()).collect(),
+                parked_at_ms: self.groups.get(&group).map_or(0, |home| home.parked_at_ms),
+                ..Group::default()
+            };
+            g.gates.insert(group.clone(), 1);
+            for c in &g.channels {
+                self.channels.insert(c.clone(), name.clone());
+            }
+            self.groups.insert(name, g);
+        }
+        Route::Park { group, merge }
+    }
+
+    /// A row of `group` naming `channels` went into the lanes (or was
+    /// finished without them): the groups that waited for it may go on.
+    /// Returns those this unparks (they had nothing else to wait for).
+    pub fn in_lanes(&mut self, group: &str, channels: &[String]) -> Vec<GroupView> {
+        let mut opened = Vec::new();
+        for other in self.groups_of(channels) {
+            if other == group {
+                continue;
+            }
+            let Some(g) = self.groups.get_mut(&other) else {
+                continue;
+            };
+            if let Some(n) = g.gates.get_mut(group) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    g.gates.remove(group);
+                    opened.push(other);
+                }
+            }
+        }
+        opened
+            .iter()
+            .filter_map(|name| self.unpark_if_done(name))
+            .collect()
+    }
+
+    /// The distinct groups `channels` are parked in, in their order.
+    fn groups_of(&self, channels: &[String]) -> Vec<String> {
         let mut groups: Vec<String> = Vec::new();
         for c in channels {
             if let Some(g) = self.channels.get(c) {
@@ -146,40 +267,95 @@ impl Parking {
                 }
             }
         }
-        let Some(group) = groups.first().cloned() else {
-            return Route::Lanes;
+        groups
+    }
+
+    /// `from`'s channels and rows become `into`'s (the caller moves the
+    /// rows in the log too).
+    fn merge_into(&mut self, into: &str, from: &str) {
+        let Some(old) = self.groups.remove(from) else {
+            return;
         };
-        let merge: Vec<String> = groups.into_iter().skip(1).collect();
-        for from in &merge {
-            let Some(old) = self.groups.remove(from) else {
-                continue;
-            };
-            for c in &old.channels {
-                self.channels.insert(c.clone(), group.clone());
-            }
-            if let Some(into) = self.groups.get_mut(&group) {
-                into.channels.extend(old.channels);
-                into.rows += old.rows;
-                into.loaded.extend(old.loaded);
-                into.settling.extend(old.settling);
-                into.reading |= old.reading;
-                into.finished += old.finished;
-                into.parked_at_ms = into.parked_at_ms.min(old.parked_at_ms);
-                into.oldest_ms = match (into.oldest_ms, old.oldest_ms) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
+        for c in &old.channels {
+            self.channels.insert(c.clone(), into.to_string());
         }
-        if let Some(g) = self.groups.get_mut(&group) {
-            for c in channels {
-                if g.channels.insert(c.clone()) {
-                    self.channels.insert(c.clone(), group.clone());
+        // Rows that were `from`'s are `into`'s now, for the groups waiting
+        // on them; waiting on its own rows means nothing.
+        for (name, g) in self.groups.iter_mut() {
+            if let Some(n) = g.gates.remove(from) {
+                if name != into {
+                    *g.gates.entry(into.to_string()).or_default() += n;
                 }
             }
-            g.rows += 1;
         }
-        Route::Park { group, merge }
+        if let Some(g) = self.groups.get_mut(into) {
+            for (on, n) in old.gates {
+                if on != into {
+                    *g.gates.entry(on).or_default() += n;
+                }
+            }
+            g.channels.extend(old.channels);
+            g.rows += old.rows;
+            g.loaded.extend(old.loaded);
+            g.settling.extend(old.settling);
+            g.reading |= old.reading;
+            g.finished += old.finished;
+            g.parked_at_ms = g.parked_at_ms.min(old.parked_at_ms);
+            g.oldest_ms = match (g.oldest_ms, old.oldest_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+
+    /// Groups adopted from a gone worker's log (already moved into this
+    /// log, under names of their own) join the parked set: each one whose
+    /// channels are parked here too merges into their group. Returns the
+    /// merges to make in the log, as `(into, from)`.
+    pub fn adopt(
+        &mut self,
+        adopted: Vec<crate::deadletter::ParkedGroup>,
+        now_ms: i64,
+    ) -> Vec<(String, Vec<String>)> {
+        let mut merges = Vec::new();
+        for pg in adopted {
+            let channels: Vec<String> = pg.channels.clone();
+            let name = pg.group.clone();
+            self.insert_group(pg, now_ms);
+            let mut groups = self.groups_of(&channels);
+            groups.retain(|g| g != &name);
+            let Some(into) = groups.first().cloned() else {
+                continue;
+            };
+            let mut from: Vec<String> = groups.into_iter().skip(1).collect();
+            from.push(name);
+            for f in &from {
+                self.merge_into(&into, f);
+            }
+            merges.push((into, from));
+        }
+        merges
+    }
+
+    /// A group read from the log, with its channels mapped to it unless
+    /// they are parked in another group already.
+    fn insert_group(&mut self, pg: crate::deadletter::ParkedGroup, now_ms: i64) {
+        let channels: HashSet<String> = pg.channels.into_iter().collect();
+        for c in &channels {
+            self.channels
+                .entry(c.clone())
+                .or_insert_with(|| pg.group.clone());
+        }
+        self.groups.insert(
+            pg.group,
+            Group {
+                channels,
+                rows: pg.rows,
+                parked_at_ms: now_ms,
+                oldest_ms: Some(pg.oldest_parked_at_ms),
+                ..Group::default()
+            },
+        );
     }
 
     /// Counts `n` rows being written to `group` that did not go through
@@ -211,7 +387,8 @@ impl Parking {
         let mut out = Vec::new();
         for (name, g) in &mut self.groups {
             let in_memory = (g.loaded.len() + g.settling.len()) as u64;
-            if !g.reading && g.loaded.len() < LOW_WATER && g.rows > in_memory {
+            if g.gates.is_empty() && !g.reading && g.loaded.len() < LOW_WATER && g.rows > in_memory
+            {
                 g.reading = true;
                 out.push((name.clone(), g.loaded.len() + g.settling.len() + PAGE));
             }
@@ -273,7 +450,12 @@ impl Parking {
 
     fn unpark_if_done(&mut self, group: &str) -> Option<GroupView> {
         let g = self.groups.get(group)?;
-        if g.rows > 0 || !g.loaded.is_empty() || !g.settling.is_empty() || g.reading {
+        if g.rows > 0
+            || !g.loaded.is_empty()
+            || !g.settling.is_empty()
+            || g.reading
+            || !g.gates.is_empty()
+        {
             return None;
         }
         let view = view(group, g, crate::clock::now_ms());
@@ -286,27 +468,18 @@ impl Parking {
     }
 
     /// Replaces the parked set with what the log holds (at start, or when
-    /// the session becomes the queue's active consumer).
-    pub fn rebuild(&mut self, groups: Vec<crate::deadletter::ParkedGroup>, now_ms: i64) {
+    /// the session becomes the queue's active consumer). Which rows of one
+    /// group a side group waited for is not in the log, so groups that
+    /// share a channel are merged instead: returns the merges to make in
+    /// the log, as `(into, from)`, before anything of them is read.
+    pub fn rebuild(
+        &mut self,
+        groups: Vec<crate::deadletter::ParkedGroup>,
+        now_ms: i64,
+    ) -> Vec<(String, Vec<String>)> {
         self.channels.clear();
         self.groups.clear();
-        for pg in groups {
-            let mut channels: HashSet<String> = pg.channels.into_iter().collect();
-            channels.insert(pg.group.clone());
-            for c in &channels {
-                self.channels.insert(c.clone(), pg.group.clone());
-            }
-            self.groups.insert(
-                pg.group,
-                Group {
-                    channels,
-                    rows: pg.rows,
-                    parked_at_ms: now_ms,
-                    oldest_ms: Some(pg.oldest_parked_at_ms),
-                    ..Group::default()
-                },
-            );
-        }
+        self.adopt(groups, now_ms)
     }
 
     /// Every parked group, for the console.
@@ -398,7 +571,7 @@ mod tests {
 
     #[test]
     fn a_channel_is_parked_only_past_the_threshold_and_once() {
-        let mut p = Parking::new(100);
+        let mut p = Parking::new(100, 1_000_000);
         assert!(!p.over_threshold("hot", 100));
         assert!(p.over_threshold("hot", 101));
         p.park("hot", 0);
@@ -408,7 +581,7 @@ mod tests {
 
     #[test]
     fn nothing_parked_routes_to_the_lanes() {
-        let mut p = Parking::new(10);
+        let mut p = Parking::new(10, 1_000_000);
         assert_eq!(p.route(&chans(&["a"])), Route::Lanes);
         assert_eq!(p.route(&chans(&["a", "b"])), Route::Lanes);
         p.park("hot", 0);
@@ -417,7 +590,7 @@ mod tests {
 
     #[test]
     fn intents_of_a_parked_channel_are_parked_until_every_row_is_deleted() {
-        let mut p = Parking::new(10);
+        let mut p = Parking::new(10, 1_000_000);
         p.park("hot", 1_000);
         p.adding("hot", 3); // the lane's waiting tail
         for _ in 0..2 {
@@ -449,7 +622,7 @@ mod tests {
 
     #[test]
     fn an_intent_arriving_while_the_last_row_settles_keeps_the_channel_parked() {
-        let mut p = Parking::new(10);
+        let mut p = Parking::new(10, 1_000_000);
         p.park("hot", 0);
         p.adding("hot", 1);
         p.written("hot", 1, 1);
@@ -465,7 +638,7 @@ mod tests {
 
     #[test]
     fn a_redelivered_row_that_adds_nothing_does_not_keep_the_channel_parked() {
-        let mut p = Parking::new(10);
+        let mut p = Parking::new(10, 1_000_000);
         p.park("hot", 0);
         assert!(matches!(p.route(&chans(&["hot"])), Route::Park { .. }));
         let unparked = p.written("hot", 1, 0);
@@ -474,7 +647,7 @@ mod tests {
 
     #[test]
     fn pages_skip_rows_already_in_memory_or_settling() {
-        let mut p = Parking::new(10);
+        let mut p = Parking::new(10, 1_000_000);
         p.park("hot", 0);
         p.adding("hot", 300);
         p.written("hot", 300, 300);
@@ -493,9 +666,10 @@ mod tests {
     }
 
     #[test]
-    fn a_multi_channel_intent_ties_its_channels_to_the_parked_group() {
-        let mut p = Parking::new(10);
+    fn a_multi_channel_intent_ties_its_other_channels_only_until_it_is_in_the_lanes() {
+        let mut p = Parking::new(10, 1_000_000);
         p.park("hot", 0);
+        p.adding("hot", 500);
         assert_eq!(
             p.route(&chans(&["hot", "side"])),
             Route::Park {
@@ -503,16 +677,162 @@ mod tests {
                 merge: vec![]
             }
         );
-        assert_eq!(p.group_of("side"), Some("hot"));
+        assert_eq!(p.group_of("side"), Some("side"), "a group of its own");
         assert!(
-            matches!(p.route(&chans(&["side"])), Route::Park { group, .. } if group == "hot"),
-            "later intents of side stay behind the multi-channel one"
+            matches!(p.route(&chans(&["side"])), Route::Park { group, .. } if group == "side"),
+            "later intents of side wait behind the multi-channel one"
+        );
+        p.written("hot", 501, 501);
+        p.written("side", 1, 1);
+        let pages = p.wanting_pages();
+        assert_eq!(
+            pages,
+            vec![("hot".to_string(), PAGE)],
+            "side reads nothing yet"
+        );
+        // Rows of hot that name only hot open nothing.
+        assert!(p.in_lanes("hot", &chans(&["hot"])).is_empty());
+        assert!(p.wanting_pages().is_empty());
+        p.read("hot", &[1]);
+        assert!(p.in_lanes("hot", &chans(&["hot", "side"])).is_empty());
+        assert!(
+            p.wanting_pages().contains(&("side".to_string(), PAGE)),
+            "side goes on once the intent it waited for is in the lanes, whatever hot still holds"
+        );
+        p.read("side", &[900]);
+        p.finished(900);
+        let unparked = p.deleted(&[900]);
+        assert_eq!(unparked.len(), 1);
+        assert_eq!(unparked[0].channels, vec!["side".to_string()]);
+        assert_eq!(p.group_of("side"), None);
+        assert_eq!(p.group_of("hot"), Some("hot"));
+    }
+
+    #[test]
+    fn a_side_group_with_nothing_of_its_own_unparks_when_the_intent_is_in_the_lanes() {
+        let mut p = Parking::new(10, 1_000_000);
+        p.park("hot", 0);
+        p.route(&chans(&["hot", "a", "b"]));
+        assert_eq!(p.group_of("b"), Some("a"));
+        assert_eq!(
+            p.route(&chans(&["b"])),
+            Route::Park {
+                group: "a".into(),
+                merge: vec![]
+            }
+        );
+        p.written("a", 1, 0);
+        let unparked = p.in_lanes("hot", &chans(&["hot", "a", "b"]));
+        assert_eq!(unparked.len(), 1);
+        assert_eq!(p.route(&chans(&["b"])), Route::Lanes);
+    }
+
+    #[test]
+    fn a_merge_carries_what_a_side_group_waits_for() {
+        let mut p = Parking::new(10, 1_000_000);
+        p.park("hot", 0);
+        p.park("warm", 0);
+        p.route(&chans(&["hot", "side"]));
+        // warm and side are tied now: side's wait on hot becomes warm's.
+        assert_eq!(
+            p.route(&chans(&["warm", "side"])),
+            Route::Park {
+                group: "warm".into(),
+                merge: vec!["side".into()]
+            }
+        );
+        p.adding("warm", 3);
+        p.written("warm", 3, 3);
+        assert!(
+            !p.wanting_pages().iter().any(|(g, _)| g == "warm"),
+            "warm now waits for the intent in hot"
+        );
+        p.in_lanes("hot", &chans(&["hot", "side"]));
+        assert!(p.wanting_pages().iter().any(|(g, _)| g == "warm"));
+    }
+
+    #[test]
+    fn a_full_log_holds_its_channels_intents_in_order() {
+        let mut p = Parking::new(10, 3);
+        p.park("hot", 0);
+        p.adding("hot", 3);
+        assert!(p.full());
+        let hot = chans(&["hot"]);
+        let tied = chans(&["hot", "cold"]);
+        assert_eq!(p.route(&hot), Route::Full);
+        p.hold(&hot);
+        assert_eq!(p.route(&tied), Route::Full);
+        p.hold(&tied);
+        assert_eq!(
+            p.route(&chans(&["cold"])),
+            Route::Full,
+            "behind the held intent that names it"
+        );
+        assert_eq!(p.route(&chans(&["other"])), Route::Lanes);
+        // Still full: the oldest stays held.
+        assert_eq!(p.route_held(&hot), Route::Full);
+        p.written("hot", 3, 3);
+        p.wanting_pages();
+        p.read("hot", &[1, 2]);
+        p.finished(1);
+        p.finished(2);
+        p.deleted(&[1, 2]);
+        assert!(!p.full());
+        assert_eq!(
+            p.route_held(&hot),
+            Route::Park {
+                group: "hot".into(),
+                merge: vec![]
+            }
+        );
+        assert_eq!(
+            p.route_held(&tied),
+            Route::Park {
+                group: "hot".into(),
+                merge: vec![]
+            }
+        );
+        assert_eq!(
+            p.route(&chans(&["cold"])),
+            Route::Full,
+            "the log is full again"
+        );
+    }
+
+    #[test]
+    fn an_adopted_group_joins_the_group_its_channels_are_parked_in() {
+        let mut p = Parking::new(10, 1_000_000);
+        p.park("hot", 0);
+        let adopted = |group: &str, channels: &[&str]| crate::deadletter::ParkedGroup {
+            group: group.into(),
+            rows: 7,
+            channels: chans(channels),
+            oldest_parked_at_ms: 5,
+        };
+        let merges = p.adopt(
+            vec![adopted("hot#q@gone", &["hot"]), adopted("x#q@gone", &["x"])],
+            10,
+        );
+        assert_eq!(
+            merges,
+            vec![("hot".to_string(), vec!["hot#q@gone".to_string()])]
+        );
+        assert_eq!(p.group_of("hot"), Some("hot"));
+        assert_eq!(p.group_of("x"), Some("x#q@gone"));
+        let backlog: Vec<(String, u64)> = p
+            .views(10)
+            .into_iter()
+            .map(|v| (v.group, v.backlog))
+            .collect();
+        assert_eq!(
+            backlog,
+            vec![("hot".to_string(), 7), ("x#q@gone".to_string(), 7)]
         );
     }
 
     #[test]
     fn an_intent_tying_two_groups_merges_them() {
-        let mut p = Parking::new(10);
+        let mut p = Parking::new(10, 1_000_000);
         p.park("a", 5);
         p.park("b", 3);
         p.adding("a", 2);
@@ -533,7 +853,7 @@ mod tests {
 
     #[test]
     fn a_rebuild_restores_the_parked_set_from_the_log() {
-        let mut p = Parking::new(10);
+        let mut p = Parking::new(10, 1_000_000);
         p.park("stale", 0);
         p.rebuild(
             vec![crate::deadletter::ParkedGroup {

@@ -364,3 +364,155 @@ async fn every_message_taken_is_counted_in_exactly_one_outcome() {
     );
     worker.stop().await;
 }
+
+/// Rows in one parked log.
+async fn rows_in(store: &pusher_relay::deadletter::Store, log: &str) -> u64 {
+    store
+        .parked_groups(log)
+        .await
+        .expect("log")
+        .iter()
+        .map(|g| g.rows)
+        .sum()
+}
+
+/// Competing consumers on a PostgreSQL store, as the Kubernetes overlay
+/// runs them: a worker stopped (scaled in) with its parked log full leaves
+/// nothing behind. Another worker adopts the log once its lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gone_workers_parked_log_is_adopted_by_a_live_one() {
+    let pusher = Distant::start(KEY, SECRET, LATENCY, Duration::ZERO).await;
+    let broker = Broker::new("park-adopt").await;
+    let db = Db::postgres().await;
+    let worker_on = |host| settings(&[("HOSTNAME", host), ("RELAY_PARKED_LEASE", "3s")]);
+    let a = Process::start(&pusher.uri(), &broker, &db, &worker_on("relay-a")).await;
+    broker.publish(&hot("park-adopt", 0, HOT)).await;
+    // Every intent is parked or delivered: the queue holds none of them.
+    broker.wait_acked(WAIT).await;
+    a.stop().await;
+    let store = db.store().await;
+    let log_a = format!("{}@relay-a", broker.queue);
+    let left = rows_in(&store, &log_a).await;
+    assert!(left > 0, "the stopped worker left rows in its log");
+    println!("rows left in the stopped worker's log: {left}");
+
+    let b = Process::start(&pusher.uri(), &broker, &db, &worker_on("relay-b")).await;
+    wait_metric(
+        &b,
+        "pusher_relay_parked_logs_adopted_total",
+        "adopted",
+        |v| v >= 1.0,
+    )
+    .await;
+    pusher.wait_for(HOT, WAIT).await;
+    let log_b = format!("{}@relay-b", broker.queue);
+    let emptied =
+        || async { rows_in(&store, &log_a).await == 0 && rows_in(&store, &log_b).await == 0 };
+    let deadline = std::time::Instant::now() + WAIT;
+    while !emptied().await {
+        assert!(std::time::Instant::now() < deadline, "both logs empty");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    {
+        let seen = pusher.seen();
+        assert_eq!(seen.bad_signatures, 0);
+        assert_eq!(seen.accepted() - seen.duplicates, HOT, "every intent");
+        assert_eq!(seen.violations, 0, "in order");
+        assert_eq!(seen.duplicates, 0, "the delivered log is shared");
+    }
+    b.stop().await;
+}
+
+/// `RELAY_PARKED_MAX_ROWS`: past it the hot channel's intents stay in
+/// RabbitMQ, unacked and in order, and the log never grows past the cap and
+/// one window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_parked_log_leaves_the_rest_in_rabbitmq_in_order() {
+    let pusher = Distant::start(KEY, SECRET, LATENCY, Duration::ZERO).await;
+    let broker = Broker::new("park-full").await;
+    let db = Db::sqlite();
+    let worker = Process::start(
+        &pusher.uri(),
+        &broker,
+        &db,
+        &settings(&[("RELAY_PARKED_MAX_ROWS", "100")]),
+    )
+    .await;
+    broker.publish(&hot("park-full", 0, HOT)).await;
+    broker.publish(&cold("park-full")).await;
+    wait_metric(
+        &worker,
+        "pusher_relay_parked_waiting_for_room",
+        "intents wait for room",
+        |v| v >= 1.0,
+    )
+    .await;
+    let store = db.store().await;
+    let log = format!("{}@{}", broker.queue, host_name());
+    let mut most = 0;
+    let deadline = std::time::Instant::now() + WAIT;
+    while pusher.seen().accepted() < total() {
+        most = most.max(rows_in(&store, &log).await);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every intent delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("most rows in the log: {most}");
+    assert!(most <= 100 + 400, "the cap and one window at most: {most}");
+    assert_complete_in_order(&pusher, false);
+    wait_metric(
+        &worker,
+        "pusher_relay_parked_waiting_for_room",
+        "none waits",
+        |v| v == 0.0,
+    )
+    .await;
+    worker.stop().await;
+}
+
+/// A multi-channel intent naming a parked channel holds its other channel
+/// back only until it is itself on its way: the side channel's later
+/// intents do not wait for the hot channel's later backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tie_to_a_parked_channel_lasts_only_until_the_tying_intent_is_sent() {
+    let pusher = Distant::start(KEY, SECRET, LATENCY, Duration::ZERO).await;
+    let broker = Broker::new("park-tie").await;
+    let db = Db::sqlite();
+    let worker = Process::start(&pusher.uri(), &broker, &db, &settings(&[])).await;
+    let (hot_ch, side) = ("park-tie-hot", "park-tie-side");
+    broker.publish(&hot("park-tie", 0, 1_500)).await;
+    broker
+        .publish(&[json!({"type": "event", "id": "tie", "channels": [hot_ch, side],
+                          "event": "tick", "data": {"seqs": {hot_ch: 1_500, side: 0}, "t": now_ms()}})])
+        .await;
+    broker.publish(&hot("park-tie", 1_501, 3_001)).await;
+    let sides: Vec<Value> = (1..=20).map(|s| intent(side, s)).collect();
+    broker.publish(&sides).await;
+    let events = 1_500 + 2 + 1_500 + 20;
+    pusher.wait_for(events, WAIT).await;
+    {
+        let seen = pusher.seen();
+        assert_eq!(seen.bad_signatures, 0);
+        assert_eq!(seen.violations, 0, "per-channel order");
+        assert_eq!(seen.accepted() - seen.duplicates, events);
+        let at = |channel: &str, seq: u64| {
+            seen.events
+                .iter()
+                .position(|e| e.channel == channel && e.seq == seq)
+                .expect("delivered")
+        };
+        // Tied for good, the side channel's intents would come out of the hot
+        // channel's log after hot 3,000 and go at the end (measured: 80 events
+        // before the last); untied, they follow the multi-channel intent.
+        let (side_last, hot_2000) = (at(side, 20), at(hot_ch, 2_000));
+        println!("side 20 delivered {side_last}th, hot 2000 {hot_2000}th");
+        assert!(
+            side_last < hot_2000,
+            "the side channel went on long before the hot one's later backlog was through"
+        );
+        assert_eq!(seen.duplicates, 0);
+    }
+    worker.stop().await;
+}

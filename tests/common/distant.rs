@@ -388,7 +388,12 @@ async fn events(
         });
         for (channel, data) in items {
             let data: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
-            let seq = data["seq"].as_u64().unwrap_or_default();
+            // A multi-channel event may carry each channel's place in
+            // `seqs` ({channel: seq}) instead of one `seq`.
+            let seq = data["seq"]
+                .as_u64()
+                .or_else(|| data["seqs"][channel.as_str()].as_u64())
+                .unwrap_or_default();
             let sent = data["t"].as_u64().unwrap_or(arrived_ms);
             let (max, got) = seen.seen.entry(channel.clone()).or_default();
             if !got.insert(seq) {

@@ -29,6 +29,10 @@ pub(super) enum Intake {
         group: String,
         merge: Vec<String>,
     },
+    /// For the parked log, which is full: held, unacked, until it has room
+    /// (`RELAY_PARKED_MAX_ROWS`), behind any other intent of its channels
+    /// held so.
+    WaitForRoom(Unfinished, Trigger),
     /// Never sendable; `decoded` when its body was an intent (too old), not
     /// when it could not be read at all.
     DeadLetter {
@@ -129,10 +133,11 @@ pub(super) fn classify(
     if seen(&unit.intent_id) {
         return Intake::Duplicate(unit);
     }
-    if let Some(Route::Park { group, merge }) = parking.map(|p| p.route(&unit.channels)) {
-        return Intake::Park { unit, group, merge };
+    match parking.map(|p| p.route(&unit.channels)) {
+        Some(Route::Park { group, merge }) => Intake::Park { unit, group, merge },
+        Some(Route::Full) => Intake::WaitForRoom(unit, intent.trigger),
+        Some(Route::Lanes) | None => Intake::Lanes(unit, intent.trigger),
     }
-    Intake::Lanes(unit, intent.trigger)
 }
 
 /// Whether a delivery is a worker's wake-up. A producer's message with the
@@ -376,7 +381,7 @@ mod tests {
     #[test]
     fn an_intent_of_a_parked_channel_goes_to_the_parked_log() {
         let templates = ChannelTemplates::default();
-        let mut parking = Parking::new(10);
+        let mut parking = Parking::new(10, 1_000_000);
         parking.park("private-user-7", 0);
         let body = notification("n-1", 7);
         let intake = classify(

@@ -270,6 +270,10 @@ impl Session {
         if let Err(e) = self.parking.start().await {
             phase.lose(e);
         }
+        let lease_every = self.parking.lease_every();
+        let mut lease_tick =
+            tokio::time::interval(lease_every.unwrap_or(Duration::from_secs(3600)));
+        lease_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         loop {
             if self.queue.handoff.load(Ordering::Relaxed) && phase.hand_off() {
@@ -317,6 +321,12 @@ impl Session {
                     if self.on_message(msg, phase.is_lost()) {
                         self.return_held(&mut phase);
                     }
+                    if let Some(reason) = self.parking.take_lost_lease() {
+                        phase.lose(reason);
+                    }
+                }
+                _ = lease_tick.tick(), if lease_every.is_some() && !phase.is_lost() => {
+                    self.parking.renew_lease();
                 }
                 delivery = consumer.next(), if phase.takes_deliveries() => match delivery {
                     Some(Ok(delivery)) => {
@@ -435,6 +445,13 @@ impl Session {
             tracing::info!("drained: every taken intent is delivered or dead-lettered and acked");
             return Some(End::Shutdown);
         }
+        tracing::warn!(
+            taken = self.taken.len(),
+            storing = self.ledger.storing,
+            in_flight = self.in_flight,
+            settled = self.parking.log_settled(),
+            sched_empty = self.scheduler.is_empty(),
+        );
         if Instant::now() >= deadline {
             tracing::warn!(
                 unfinished =
@@ -554,6 +571,10 @@ impl Session {
                 self.parking
                     .send_park(group, merge, vec![(tag, unit.parked_row())]);
             }
+            Intake::WaitForRoom(unit, trigger) => {
+                self.count_consumed(&unit.kind);
+                self.parking.wait_for_room(tag, unit, trigger);
+            }
             Intake::Lanes(unit, trigger) => {
                 self.count_consumed(&unit.kind);
                 let channels = unit.channels.clone();
@@ -637,10 +658,13 @@ impl Session {
                     }
                 }
             }
-            Msg::ParkedLog(reply) => {
-                self.parking
-                    .on_parked_log(reply, lost, &mut self.scheduler, &mut self.ledger)
-            }
+            Msg::ParkedLog(reply) => self.parking.on_parked_log(
+                reply,
+                lost,
+                &mut self.scheduler,
+                &mut self.ledger,
+                &mut self.taken,
+            ),
         }
         returned
     }

@@ -4,8 +4,9 @@
 //! ([`super::super::parked_log`]) does the store's I/O and answers through the
 //! session's channel.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use lapin::Channel;
 use tokio::sync::mpsc;
@@ -15,7 +16,7 @@ use tokio::time::Instant;
 use super::super::dispatch::Outcome;
 use super::super::lanes::{Scheduler, UnitId};
 use super::super::parked_log::{self, Reply, Request};
-use super::super::parking::Parking;
+use super::super::parking::{Parking, Route};
 use super::broker;
 use super::intake::{self, Rules};
 use super::unfinished::{Ledger, Unfinished};
@@ -23,6 +24,7 @@ use super::{ConsumedQueue, Msg, Shared};
 use crate::clock::now_ms;
 use crate::deadletter::{NewParked, Parked};
 use crate::metrics::{self, Settled};
+use crate::pusher::Trigger;
 
 /// Parking as one session drives it.
 pub(super) struct ParkingDriver {
@@ -44,6 +46,15 @@ pub(super) struct ParkingDriver {
     active: bool,
     /// The parked log's name in the store.
     log: String,
+    /// Deliveries for the log while it is full, in arrival order: unacked,
+    /// so they stay RabbitMQ's until there is room.
+    waiting: VecDeque<(u64, Unfinished, Trigger)>,
+    /// With competing consumers, the log takes a lease (see
+    /// `deadletter::lease`): renewed every `lease / 3`.
+    lease: Option<Duration>,
+    /// Set when the lease was found taken: another worker adopted this
+    /// log's rows, so the session's parked set is wrong and it ends.
+    lost_lease: Option<String>,
 }
 
 impl ParkingDriver {
@@ -81,9 +92,13 @@ impl ParkingDriver {
             }
         });
         let relay = &shared.cfg.relay;
-        let parking = relay
-            .parking
-            .then(|| Parking::new(relay.park_threshold.min(usize::from(queue.prefetch) / 2)));
+        let parking = relay.parking.then(|| {
+            Parking::new(
+                relay.park_threshold.min(usize::from(queue.prefetch) / 2),
+                relay.parked_max_rows,
+            )
+        });
+        let lease = (relay.parking && !single_active).then_some(relay.parked_lease);
         ParkingDriver {
             shared,
             queue,
@@ -94,15 +109,54 @@ impl ParkingDriver {
             unparking_rows: 0,
             active: !single_active,
             log,
+            waiting: VecDeque::new(),
+            lease,
+            lost_lease: None,
         }
     }
 
     /// At the session's start: an active session reads the parked set.
     pub(super) async fn start(&mut self) -> Result<(), String> {
+        if self.lease.is_some() {
+            // Before the log is read: a worker that took it over after the
+            // read would leave this session counting rows it no longer has.
+            self.shared
+                .store
+                .renew_lease(&self.log, &self.queue.name, now_ms())
+                .await
+                .map_err(|e| {
+                    format!("cannot renew the parked log's lease before consuming: {e}")
+                })?;
+        }
         if self.active {
             self.rebuild_parked().await?;
         }
         Ok(())
+    }
+
+    /// How often the lease is renewed, when the log takes one.
+    pub(super) fn lease_every(&self) -> Option<Duration> {
+        self.lease.map(|l| l / 3)
+    }
+
+    /// Renews the lease and adopts the logs of gone workers, through the
+    /// log's task.
+    pub(super) fn renew_lease(&mut self) {
+        let Some(lease) = self.lease else {
+            return;
+        };
+        let now = now_ms();
+        let _ = self.to_log.send(Request::Lease {
+            queue: self.queue.name.clone(),
+            now_ms: now,
+            cutoff_ms: now - lease.as_millis() as i64,
+        });
+    }
+
+    /// Why the session must end, once: its log was adopted by another
+    /// worker while the lease could not be renewed.
+    pub(super) fn take_lost_lease(&mut self) -> Option<String> {
+        self.lost_lease.take()
     }
 
     /// A delivery came: the first one makes a single-active consumer the
@@ -142,9 +196,52 @@ impl ParkingDriver {
             let rows: u64 = groups.iter().map(|g| g.rows).sum();
             tracing::info!(queue = %self.queue.name, groups = groups.len(), rows, "parked channels found in the log; they go on in order");
         }
-        parking.rebuild(groups, now_ms());
+        let merges = parking.rebuild(groups, now_ms());
+        for (into, from) in merges {
+            self.send_park(into, from, Vec::new());
+        }
         self.publish_parked();
         Ok(())
+    }
+
+    /// A delivery for the full log waits, unacked, behind the others.
+    pub(super) fn wait_for_room(&mut self, tag: u64, unit: Unfinished, trigger: Trigger) {
+        if let Some(p) = self.parking.as_mut() {
+            p.hold(&unit.channels);
+        }
+        if self.waiting.is_empty() {
+            tracing::warn!(queue = %self.queue.name, max_rows = self.shared.cfg.relay.parked_max_rows, "the parked log is full: intents of parked channels stay in RabbitMQ until its rows are delivered");
+        }
+        self.waiting.push_back((tag, unit, trigger));
+        metrics::parked_waiting_for_room(1.0);
+    }
+
+    /// Routes the deliveries waiting for room, oldest first, for as long as
+    /// there is room.
+    fn release_waiting(&mut self, scheduler: &mut Scheduler, taken: &mut HashMap<u64, Unfinished>) {
+        while let Some((_, unit, _)) = self.waiting.front() {
+            let Some(parking) = self.parking.as_mut() else {
+                return;
+            };
+            let route = parking.route_held(&unit.channels);
+            if route == Route::Full {
+                return;
+            }
+            let Some((tag, unit, trigger)) = self.waiting.pop_front() else {
+                return;
+            };
+            metrics::parked_waiting_for_room(-1.0);
+            match route {
+                Route::Park { group, merge } => {
+                    let row = unit.parked_row();
+                    self.send_park(group, merge, vec![(tag, row)]);
+                }
+                Route::Lanes | Route::Full => {
+                    scheduler.push(UnitId::Delivery(tag), trigger, Instant::now().into_std());
+                    taken.insert(tag, unit);
+                }
+            }
+        }
     }
 
     /// Parks every channel of `channels` the session now holds too much of:
@@ -158,6 +255,10 @@ impl ParkingDriver {
         taken: &mut HashMap<u64, Unfinished>,
     ) {
         if self.shared.circuit.open_cause().is_some() {
+            return;
+        }
+        // A full log takes no more: the channel stays in the window.
+        if self.parking.as_ref().is_some_and(Parking::full) {
             return;
         }
         for channel in channels {
@@ -225,10 +326,24 @@ impl ParkingDriver {
         lost: bool,
         scheduler: &mut Scheduler,
         ledger: &mut Ledger,
+        taken: &mut HashMap<u64, Unfinished>,
     ) {
         if self.parking.is_none() {
             return;
         }
+        self.on_reply(reply, lost, scheduler, ledger);
+        if !lost {
+            self.release_waiting(scheduler, taken);
+        }
+    }
+
+    fn on_reply(
+        &mut self,
+        reply: Reply,
+        lost: bool,
+        scheduler: &mut Scheduler,
+        ledger: &mut Ledger,
+    ) {
         match reply {
             Reply::Parked { group, tags, added } => {
                 self.parking_rows = self.parking_rows.saturating_sub(tags.len());
@@ -265,9 +380,38 @@ impl ParkingDriver {
                     .unwrap_or_default();
                 for row in rows {
                     if fresh.contains(&row.seq) {
+                        let channels = row.row.channels.clone();
                         self.load_row(row, scheduler, ledger);
+                        let opened = self
+                            .parking
+                            .as_mut()
+                            .map(|p| p.in_lanes(&group, &channels))
+                            .unwrap_or_default();
+                        for view in opened {
+                            tracing::info!(queue = %self.queue.name, channels = ?view.channels, "unparked: the intent it waited for is on its way");
+                        }
                     }
                 }
+                self.publish_parked();
+            }
+            Reply::Lease { held, adopted } => {
+                if held == Some(false) {
+                    self.lost_lease = Some(format!("the lease on parked log {} ran out and another worker adopted its rows; starting over with what it holds now", self.log));
+                }
+                for a in adopted {
+                    let rows: u64 = a.groups.iter().map(|g| g.rows).sum();
+                    metrics::parked_log_adopted();
+                    tracing::warn!(queue = %self.queue.name, from = %a.from, rows, groups = a.groups.len(), "adopted the parked log of a worker whose lease ran out: its intents go on from here");
+                    let merges = self
+                        .parking
+                        .as_mut()
+                        .map(|p| p.adopt(a.groups, now_ms()))
+                        .unwrap_or_default();
+                    for (into, from) in merges {
+                        self.send_park(into, from, Vec::new());
+                    }
+                }
+                self.publish_parked();
             }
             Reply::Unparked { seqs, .. } => {
                 self.unparking_rows = self.unparking_rows.saturating_sub(seqs.len());
@@ -378,6 +522,16 @@ impl ParkingDriver {
             Ok(Some(_)) => broker::publish_wake(channel, &self.queue.name).await,
             Ok(None) => {}
             Err(e) => tracing::debug!(error = %e, "cannot look at the parked log"),
+        }
+    }
+}
+
+impl Drop for ParkingDriver {
+    /// What waits for room goes back to the queue with the session's
+    /// channel: the gauge forgets it.
+    fn drop(&mut self) {
+        if !self.waiting.is_empty() {
+            metrics::parked_waiting_for_room(-(self.waiting.len() as f64));
         }
     }
 }
