@@ -6,7 +6,6 @@
 //! and acks each message only once its row is committed. Order does not
 //! matter here, so every worker drains the queue as a competing consumer.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -14,11 +13,12 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use tokio::time::MissedTickBehavior;
 
-use super::session::{self, Shared, LIVENESS_INTERVAL};
+use super::session::{self, LIVENESS_INTERVAL};
 use super::{reconnect_waits, sleep_or_shutdown, RelayError};
 use crate::amqp::{self, DELIVERY_LIMIT};
 use crate::clock::now_ms;
-use crate::deadletter::{replay, DeadLetterReason, NewDeadLetter};
+use crate::config::Config;
+use crate::deadletter::{replay, DeadLetterReason, NewDeadLetter, Store};
 use crate::intent::{self, DecodeContext};
 use crate::metrics;
 use crate::shutdown::Shutdown;
@@ -40,11 +40,15 @@ const BROKER_HEADERS: &[&str] = &[
 ];
 
 /// Drains the limit queue until shutdown, reconnecting with backoff.
-pub(super) async fn drain(shared: Arc<Shared>, mut shutdown: Shutdown) -> Result<(), RelayError> {
-    let queue = amqp::limit_queue(&shared.cfg.amqp);
+pub(super) async fn drain(
+    cfg: Config,
+    store: Store,
+    mut shutdown: Shutdown,
+) -> Result<(), RelayError> {
+    let queue = amqp::limit_queue(&cfg.amqp);
     let mut waits = reconnect_waits();
     while !shutdown.is_shutdown() {
-        match drain_once(&shared, &queue, &mut shutdown).await {
+        match drain_once(&cfg, &store, &queue, &mut shutdown).await {
             Ok(()) => break,
             Err(e) => {
                 let wait = waits.next().unwrap_or(Duration::from_secs(15));
@@ -60,8 +64,13 @@ pub(super) async fn drain(shared: Arc<Shared>, mut shutdown: Shutdown) -> Result
 
 /// One connection's worth of draining; `Ok` on shutdown. A message whose
 /// row cannot be stored stays unacked and goes back with the channel.
-async fn drain_once(shared: &Shared, queue: &str, shutdown: &mut Shutdown) -> Result<(), String> {
-    let cfg = &shared.cfg.amqp;
+async fn drain_once(
+    config: &Config,
+    store: &Store,
+    queue: &str,
+    shutdown: &mut Shutdown,
+) -> Result<(), String> {
+    let cfg = &config.amqp;
     let conn = amqp::connect(cfg, &format!("pusher-relay delivery limit {queue}"))
         .await
         .map_err(|e| e.to_string())?;
@@ -91,9 +100,9 @@ async fn drain_once(shared: &Shared, queue: &str, shutdown: &mut Shutdown) -> Re
             delivery = consumer.next() => match delivery {
                 Some(Ok(delivery)) => {
                     let tag = delivery.delivery_tag;
-                    let row = dead_letter(shared, delivery);
+                    let row = dead_letter(config, delivery);
                     tracing::error!(id = row.intent_id.as_deref().unwrap_or_default(), channels = ?row.channels, error = %row.error, "an intent reached RabbitMQ's delivery limit; stored as a dead letter");
-                    if let Err(e) = shared.store.insert(&row).await {
+                    if let Err(e) = store.insert(&row).await {
                         break Err(format!("cannot store it: {e}"));
                     }
                     metrics::dead_letter(DeadLetterReason::DeliveryLimit.as_str());
@@ -119,7 +128,7 @@ async fn drain_once(shared: &Shared, queue: &str, shutdown: &mut Shutdown) -> Re
 /// The row a limit-queue message becomes: as much of its intent as can be
 /// read, the routing key it was first published with, and where and why
 /// the broker gave up on it.
-fn dead_letter(shared: &Shared, delivery: lapin::message::Delivery) -> NewDeadLetter {
+fn dead_letter(cfg: &Config, delivery: lapin::message::Delivery) -> NewDeadLetter {
     let props = delivery.properties;
     let now = now_ms();
     let death = first_death(props.headers().as_ref());
@@ -128,8 +137,8 @@ fn dead_letter(shared: &Shared, delivery: lapin::message::Delivery) -> NewDeadLe
         message_id: message_id.as_deref(),
         enqueued_at_ms: props.timestamp().map(|s| (s as i64).saturating_mul(1000)),
         now_ms: now,
-        max_event_bytes: shared.cfg.pusher.max_event_bytes,
-        templates: &shared.cfg.relay.templates,
+        max_event_bytes: cfg.pusher.max_event_bytes,
+        templates: &cfg.relay.templates,
     };
     let (intent_id, intent_type, channels) = match intent::decode(&delivery.data, &ctx) {
         Ok(intent) => (Some(intent.id), Some(intent.kind), intent.trigger.channels),

@@ -239,7 +239,11 @@ async fn run_sessions(
     for queue in queues {
         consumers.spawn(consume(shared.clone(), queue, shutdown.clone()));
     }
-    consumers.spawn(limit::drain(shared.clone(), shutdown.clone()));
+    consumers.spawn(limit::drain(
+        shared.cfg.clone(),
+        shared.store.clone(),
+        shutdown.clone(),
+    ));
     let rebalancer =
         sharded.then(|| tokio::spawn(rebalance::run(shared.clone(), shutdown.clone())));
     let mut result = Ok(());

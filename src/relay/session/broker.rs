@@ -13,9 +13,10 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use tokio::time::Instant;
 
-use super::{ConsumedQueue, Shared};
+use super::ConsumedQueue;
 use crate::amqp::acker::AckTracker;
 use crate::amqp::{self, AmqpError};
+use crate::config::AmqpConfig;
 use crate::metrics;
 
 /// How often the queue depth is sampled for the lag gauge.
@@ -47,22 +48,18 @@ pub fn connection_name(queue: &str) -> String {
 /// Connects, declares the topology and starts consuming `queue` with its
 /// share of the prefetch window.
 pub(super) async fn consume(
-    shared: &Shared,
+    cfg: &AmqpConfig,
+    held: &Arc<amqp::Budget>,
     queue: &ConsumedQueue,
 ) -> Result<(Connection, Channel, lapin::Consumer), AmqpError> {
     // The queue in the connection name tells operators (and tests) which
     // worker a connection in the management UI belongs to.
-    let conn = amqp::connect_within(
-        &shared.cfg.amqp,
-        &connection_name(&queue.name),
-        &shared.held,
-    )
-    .await?;
-    let declared = amqp::declare_topology(&conn, &shared.cfg.amqp).await?;
+    let conn = amqp::connect_within(cfg, &connection_name(&queue.name), held).await?;
+    let declared = amqp::declare_topology(&conn, cfg).await?;
     if declared.without_limit.contains(&queue.name)
         && !queue.warned_without_limit.swap(true, Ordering::Relaxed)
     {
-        tracing::warn!(queue = %queue.name, fix = %amqp::limit_policy_command(&shared.cfg.amqp), "this queue was declared by an earlier version, without a delivery limit and its dead-letter target; RabbitMQ 4 drops what a quorum queue redelivers 20 times unless it has a target. The policy below gives it both (`pusher-relay check` reports it too)");
+        tracing::warn!(queue = %queue.name, fix = %amqp::limit_policy_command(cfg), "this queue was declared by an earlier version, without a delivery limit and its dead-letter target; RabbitMQ 4 drops what a quorum queue redelivers 20 times unless it has a target. The policy below gives it both (`pusher-relay check` reports it too)");
     }
     let channel = amqp::open_channel(&conn).await?;
     channel

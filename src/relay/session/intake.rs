@@ -11,7 +11,7 @@ use super::super::parking::{Parking, Route};
 use super::broker::WAKE_HEADER;
 use super::unfinished::Unfinished;
 use crate::amqp;
-use crate::config::Config;
+use crate::config::{Config, RelayConfig};
 use crate::deadletter::DeadLetterReason;
 use crate::intent::{self, ChannelTemplates, DecodeContext, Intent};
 use crate::pusher::Trigger;
@@ -74,10 +74,15 @@ pub(super) struct Rules<'a> {
 
 impl Rules<'_> {
     pub(super) fn of(cfg: &Config) -> Rules<'_> {
+        Rules::with(cfg.pusher.max_event_bytes, &cfg.relay)
+    }
+
+    /// The rules of `relay`'s settings and Pusher's event size limit.
+    pub(super) fn with(max_event_bytes: usize, relay: &RelayConfig) -> Rules<'_> {
         Rules {
-            max_event_bytes: cfg.pusher.max_event_bytes,
-            templates: &cfg.relay.templates,
-            max_intent_age: cfg.relay.max_intent_age,
+            max_event_bytes,
+            templates: &relay.templates,
+            max_intent_age: relay.max_intent_age,
         }
     }
 }

@@ -166,7 +166,8 @@ pub(crate) async fn run(
     queue: Arc<ConsumedQueue>,
     mut shutdown: Shutdown,
 ) -> Result<End, AmqpError> {
-    let (conn, channel, mut consumer) = broker::consume(&shared, &queue).await?;
+    let (conn, channel, mut consumer) =
+        broker::consume(&shared.cfg.amqp, &shared.held, &queue).await?;
     shared.health.set_broker(queue.index, true);
     shared.health.set_consumer(queue.index, true);
     queue.handoff.store(false, Ordering::Relaxed);
@@ -227,7 +228,7 @@ impl Session {
                 }
             }
         });
-        let parking = ParkingDriver::new(shared.clone(), queue.clone(), &mut tasks, &tx);
+        let parking = ParkingDriver::new(&shared, queue.clone(), &mut tasks, &tx);
         Session {
             ledger: Ledger::new(
                 AckTracker::new(usize::from(queue.prefetch)),

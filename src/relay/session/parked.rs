@@ -13,22 +13,30 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::super::circuit::Circuit;
 use super::super::dispatch::Outcome;
 use super::super::lanes::{Scheduler, UnitId};
 use super::super::parked_log::{self, Reply, Request};
-use super::super::parking::{Parking, Route};
+use super::super::parking::{Board, Parking, Route};
 use super::broker;
 use super::intake::{self, Rules};
 use super::unfinished::{Ledger, Unfinished};
 use super::{ConsumedQueue, Msg, Shared};
 use crate::clock::now_ms;
-use crate::deadletter::{NewParked, Parked};
+use crate::config::RelayConfig;
+use crate::deadletter::{NewParked, Parked, Store};
 use crate::metrics::{self, Settled};
 use crate::pusher::Trigger;
 
 /// Parking as one session drives it.
 pub(super) struct ParkingDriver {
-    shared: Arc<Shared>,
+    store: Store,
+    circuit: Arc<Circuit>,
+    /// Where operators see what is parked.
+    board: Arc<Board>,
+    relay: RelayConfig,
+    /// Pusher's event size limit, for decoding rows read back.
+    max_event_bytes: usize,
     queue: Arc<ConsumedQueue>,
     /// Which channels are parked; `None` with `RELAY_PARKING=off`.
     parking: Option<Parking>,
@@ -61,7 +69,7 @@ impl ParkingDriver {
     /// Starts the parked log's task on the session's log, in `tasks`, its replies
     /// forwarded to `tx`.
     pub(super) fn new(
-        shared: Arc<Shared>,
+        shared: &Shared,
         queue: Arc<ConsumedQueue>,
         tasks: &mut JoinSet<()>,
         tx: &mpsc::UnboundedSender<Msg>,
@@ -100,7 +108,11 @@ impl ParkingDriver {
         });
         let lease = (relay.parking && !single_active).then_some(relay.parked_lease);
         ParkingDriver {
-            shared,
+            store: shared.store.clone(),
+            circuit: shared.circuit.clone(),
+            board: shared.parked.clone(),
+            relay: relay.clone(),
+            max_event_bytes: shared.cfg.pusher.max_event_bytes,
             queue,
             parking,
             units: HashMap::new(),
@@ -120,8 +132,7 @@ impl ParkingDriver {
         if self.lease.is_some() {
             // Before the log is read: a worker that took it over after the
             // read would leave this session counting rows it no longer has.
-            self.shared
-                .store
+            self.store
                 .renew_lease(&self.log, &self.queue.name, now_ms())
                 .await
                 .map_err(|e| {
@@ -187,7 +198,6 @@ impl ParkingDriver {
             return Ok(());
         };
         let groups = self
-            .shared
             .store
             .parked_groups(&self.log)
             .await
@@ -210,7 +220,7 @@ impl ParkingDriver {
             p.hold(&unit.channels);
         }
         if self.waiting.is_empty() {
-            tracing::warn!(queue = %self.queue.name, max_rows = self.shared.cfg.relay.parked_max_rows, "the parked log is full: intents of parked channels stay in RabbitMQ until its rows are delivered");
+            tracing::warn!(queue = %self.queue.name, max_rows = self.relay.parked_max_rows, "the parked log is full: intents of parked channels stay in RabbitMQ until its rows are delivered");
         }
         self.waiting.push_back((tag, unit, trigger));
         metrics::parked_waiting_for_room(1.0);
@@ -254,7 +264,7 @@ impl ParkingDriver {
         scheduler: &mut Scheduler,
         taken: &mut HashMap<u64, Unfinished>,
     ) {
-        if self.shared.circuit.open_cause().is_some() {
+        if self.circuit.open_cause().is_some() {
             return;
         }
         // A full log takes no more: the channel stays in the window.
@@ -435,7 +445,7 @@ impl ParkingDriver {
         let id = UnitId::Parked(seq);
         let now = now_ms();
         let message_id = Some(row.intent_id.as_str()).filter(|s| !s.is_empty());
-        let rules = Rules::of(&self.shared.cfg);
+        let rules = Rules::with(self.max_event_bytes, &self.relay);
         let intent =
             match intake::decode_body(&row.body, message_id, row.enqueued_at_ms, &rules, now) {
                 Ok(intent) => intent,
@@ -499,7 +509,7 @@ impl ParkingDriver {
     fn publish_parked(&self) {
         if let Some(parking) = &self.parking {
             let now = now_ms();
-            self.shared.parked.set(
+            self.board.set(
                 &self.queue.name,
                 parking.views(now),
                 parking.oldest_parked_ms(),
@@ -514,11 +524,11 @@ impl ParkingDriver {
             return;
         }
         self.publish_parked();
-        metrics::parked_oldest_age(self.shared.parked.oldest_age_s(now_ms()));
+        metrics::parked_oldest_age(self.board.oldest_age_s(now_ms()));
         if self.active {
             return;
         }
-        match self.shared.store.oldest_parked(&self.log).await {
+        match self.store.oldest_parked(&self.log).await {
             Ok(Some(_)) => broker::publish_wake(channel, &self.queue.name).await,
             Ok(None) => {}
             Err(e) => tracing::debug!(error = %e, "cannot look at the parked log"),
