@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::pusher::validate::DEFAULT_MAX_EVENT_BYTES;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const NOW_MS: i64 = 1_700_000_009_999;
 const ENQUEUED_MS: i64 = 1_690_000_005_500;
