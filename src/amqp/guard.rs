@@ -514,6 +514,11 @@ impl Filter {
             ],
             _ => return Verdict::Pass,
         };
+        // Nearly every method is clean: it passes as it came, and the
+        // rewrite below is built only for one with a string to mend.
+        if strings_are_utf8(payload, layout) {
+            return Verdict::Pass;
+        }
         let mut out = payload[..4].to_vec();
         let mut at = 4;
         let mut problems = Problems::default();
@@ -531,7 +536,7 @@ impl Filter {
                         return Verdict::Pass;
                     };
                     at += 1 + s.len();
-                    copy_short_str(&mut out, s, what, &mut problems);
+                    copy_short_str(&mut out, s, format_args!("{what}"), &mut problems);
                 }
             }
         }
@@ -571,8 +576,22 @@ impl Filter {
                 keep: kept_size,
             });
         }
-        let props =
-            Properties::parse(flags, &payload[14..], &limits, &mut problems).unwrap_or_default();
+        // Nearly every header is clean: walked without copying anything,
+        // it passes as it came. Only one with a problem is walked again to
+        // build its rewrite (from no problems, so none is told twice).
+        if problems.is_empty() {
+            let checked =
+                Properties::<Discard>::parse(flags, &payload[14..], &limits, &mut problems);
+            match checked {
+                Some(checked) if problems.is_empty() => {
+                    self.header_entries = checked.entries;
+                    return Verdict::Pass;
+                }
+                _ => problems = Problems::default(),
+            }
+        }
+        let props = Properties::<Vec<u8>>::parse(flags, &payload[14..], &limits, &mut problems)
+            .unwrap_or_default();
         self.header_entries = props.entries;
         if problems.is_empty() {
             return Verdict::Pass;
@@ -690,11 +709,12 @@ async fn write_frame<W: AsyncWrite + Unpin>(
 
 /// Content-header properties, in the order of their flag bits (15 down to
 /// 2). Short strings are kept as bytes made UTF-8; the headers as an
-/// encoded, bounded table.
+/// encoded, bounded table. With [`Discard`] for `O`, nothing is kept: the
+/// walk only finds the problems and counts the entries.
 #[derive(Default)]
-struct Properties {
-    fields: Vec<(u16, Vec<u8>)>,
-    headers: Option<Vec<u8>>,
+struct Properties<O = Vec<u8>> {
+    fields: Vec<(u16, O)>,
+    headers: Option<O>,
     /// Values in `headers`, nested ones included.
     entries: usize,
 }
@@ -724,7 +744,7 @@ enum Prop {
     Table,
 }
 
-impl Properties {
+impl<O: Out + Default> Properties<O> {
     /// Parses what follows the flags, noting each problem; `None` when the
     /// list cannot be parsed at all (then every property is dropped).
     fn parse(
@@ -732,7 +752,7 @@ impl Properties {
         mut rest: &[u8],
         limits: &Limits,
         problems: &mut Problems,
-    ) -> Option<Properties> {
+    ) -> Option<Properties<O>> {
         if flags & 1 != 0 {
             problems.note(|| "content header has more than 16 property flags".into());
             return None;
@@ -749,8 +769,8 @@ impl Properties {
                         return None;
                     };
                     rest = &rest[1 + s.len()..];
-                    let mut out = Vec::with_capacity(1 + s.len());
-                    copy_short_str(&mut out, s, &format!("property {name}"), problems);
+                    let mut out = O::with_capacity(1 + s.len());
+                    copy_short_str(&mut out, s, format_args!("property {name}"), problems);
                     props.fields.push((bit, out));
                 }
                 Prop::Fixed(n) => {
@@ -758,7 +778,9 @@ impl Properties {
                         problems.note(|| format!("property {name} is truncated"));
                         return None;
                     };
-                    props.fields.push((bit, bytes.to_vec()));
+                    let mut out = O::with_capacity(n);
+                    out.put(bytes);
+                    props.fields.push((bit, out));
                     rest = &rest[n..];
                 }
                 Prop::Table => {
@@ -776,7 +798,7 @@ impl Properties {
                         rest = &rest[4 + len..];
                         continue;
                     }
-                    let mut out = Vec::with_capacity(whole.len());
+                    let mut out = O::with_capacity(whole.len());
                     let allowed =
                         (limits.max_header_bytes as usize / HEADER_BYTES_PER_ENTRY).max(1);
                     let mut walk = Walk {
@@ -808,7 +830,9 @@ impl Properties {
         }
         Some(props)
     }
+}
 
+impl Properties {
     /// The content header's payload, with the marker added to the headers.
     fn encode(&self, class: u16, body_size: u64, problems: &Problems) -> Vec<u8> {
         let mut headers = self
@@ -872,16 +896,16 @@ struct Walk<'a> {
 /// Copies the table at the start of `input` into `out`, bounded and made
 /// readable; returns the bytes of `input` it took, or `None` when it is
 /// malformed or uses a field type lapin does not know.
-fn table(input: &[u8], depth: usize, out: &mut Vec<u8>, walk: &mut Walk) -> Option<usize> {
+fn table(input: &[u8], depth: usize, out: &mut impl Out, walk: &mut Walk) -> Option<usize> {
     sized(input, out, |body, at, out| {
         let key = short_str(body, at)?;
-        copy_short_str(out, key, "header key", walk.problems);
+        copy_short_str(out, key, format_args!("header key"), walk.problems);
         let used = value(&body[at + 1 + key.len()..], depth, out, walk)?;
         Some(1 + key.len() + used)
     })
 }
 
-fn array(input: &[u8], depth: usize, out: &mut Vec<u8>, walk: &mut Walk) -> Option<usize> {
+fn array(input: &[u8], depth: usize, out: &mut impl Out, walk: &mut Walk) -> Option<usize> {
     sized(input, out, |body, at, out| {
         value(&body[at..], depth, out, walk)
     })
@@ -929,27 +953,27 @@ fn skip_value(input: &[u8]) -> Option<usize> {
 /// A length-prefixed run of entries (a table's or an array's): copies each
 /// with `entry` (which returns the input bytes it took) and writes the new
 /// length; returns the input bytes taken, prefix included.
-fn sized(
+fn sized<O: Out>(
     input: &[u8],
-    out: &mut Vec<u8>,
-    mut entry: impl FnMut(&[u8], usize, &mut Vec<u8>) -> Option<usize>,
+    out: &mut O,
+    mut entry: impl FnMut(&[u8], usize, &mut O) -> Option<usize>,
 ) -> Option<usize> {
     let len = be_u32(input, 0)? as usize;
     let body = input.get(4..4 + len)?;
     let start = out.len();
-    out.extend_from_slice(&[0; 4]);
+    out.put(&[0; 4]);
     let mut at = 0;
     while at < body.len() {
         at += entry(body, at, out)?;
     }
     let written = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&written.to_be_bytes());
+    out.set(start, written.to_be_bytes());
     Some(4 + len)
 }
 
 /// One typed field value (the type tag and what follows), as lapin reads
 /// them (RabbitMQ's tags: `s` is a short int, `l` and `L` 64-bit ints).
-fn value(input: &[u8], depth: usize, out: &mut Vec<u8>, walk: &mut Walk) -> Option<usize> {
+fn value(input: &[u8], depth: usize, out: &mut impl Out, walk: &mut Walk) -> Option<usize> {
     walk.entries_left = walk.entries_left.saturating_sub(1);
     let tag = *input.first()?;
     let rest = &input[1..];
@@ -970,7 +994,7 @@ fn value(input: &[u8], depth: usize, out: &mut Vec<u8>, walk: &mut Walk) -> Opti
     };
     if let Some(n) = fixed {
         out.push(tag);
-        out.extend_from_slice(rest.get(..n)?);
+        out.put(rest.get(..n)?);
         return Some(1 + n);
     }
     if depth + 1 > MAX_HEADER_DEPTH {
@@ -1007,7 +1031,12 @@ fn short_str(b: &[u8], at: usize) -> Option<&[u8]> {
 
 /// [`put_short_str`], noting `what` (and its bytes, escaped) as a problem
 /// when it is not UTF-8.
-fn copy_short_str(out: &mut Vec<u8>, s: &[u8], what: &str, problems: &mut Problems) {
+fn copy_short_str(
+    out: &mut impl Out,
+    s: &[u8],
+    what: std::fmt::Arguments<'_>,
+    problems: &mut Problems,
+) {
     if std::str::from_utf8(s).is_err() {
         problems.note(|| format!("{what} \"{}\" is not UTF-8", s.escape_ascii()));
     }
@@ -1016,24 +1045,105 @@ fn copy_short_str(out: &mut Vec<u8>, s: &[u8], what: &str, problems: &mut Proble
 
 /// Writes `s` as a short string, each byte that is not part of valid UTF-8
 /// replaced by `?` (same length, so a 255-byte string still fits).
-fn put_short_str(out: &mut Vec<u8>, s: &[u8]) {
+fn put_short_str(out: &mut impl Out, s: &[u8]) {
     out.push(s.len() as u8);
     let mut rest = s;
     loop {
         match std::str::from_utf8(rest) {
             Ok(valid) => {
-                out.extend_from_slice(valid.as_bytes());
+                out.put(valid.as_bytes());
                 return;
             }
             Err(e) => {
                 let good = e.valid_up_to();
-                out.extend_from_slice(&rest[..good]);
+                out.put(&rest[..good]);
                 let bad = e.error_len().unwrap_or(rest.len() - good);
-                out.extend(std::iter::repeat(b'?').take(bad));
+                for _ in 0..bad {
+                    out.push(b'?');
+                }
                 rest = &rest[good + bad..];
             }
         }
     }
+}
+
+/// Whether every short string of a method's `layout` is UTF-8, which
+/// [`Filter::method`] would then pass unchanged (as it does one too short
+/// for its layout).
+fn strings_are_utf8(payload: &[u8], layout: &[Field]) -> bool {
+    let mut at = 4;
+    for field in layout {
+        match field {
+            Field::Fixed(n) => at += n,
+            Field::Str(_) => {
+                let Some(s) = short_str(payload, at) else {
+                    return true;
+                };
+                if std::str::from_utf8(s).is_err() {
+                    return false;
+                }
+                at += 1 + s.len();
+            }
+        }
+    }
+    true
+}
+
+/// Where a header walk writes its rewrite.
+trait Out {
+    fn with_capacity(n: usize) -> Self;
+    fn len(&self) -> usize;
+    fn push(&mut self, b: u8);
+    fn put(&mut self, b: &[u8]);
+    /// Overwrites the four bytes at `at`, written before.
+    fn set(&mut self, at: usize, b: [u8; 4]);
+}
+
+impl Out for Vec<u8> {
+    fn with_capacity(n: usize) -> Self {
+        Vec::with_capacity(n)
+    }
+
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+
+    fn push(&mut self, b: u8) {
+        Vec::push(self, b)
+    }
+
+    fn put(&mut self, b: &[u8]) {
+        self.extend_from_slice(b)
+    }
+
+    fn set(&mut self, at: usize, b: [u8; 4]) {
+        self[at..at + 4].copy_from_slice(&b)
+    }
+}
+
+/// Counts what a walk would write and keeps none of it: the check of a
+/// clean header, which passes as it came, copies nothing.
+#[derive(Default)]
+struct Discard(usize);
+
+impl Out for Discard {
+    fn with_capacity(_: usize) -> Self {
+        Discard(0)
+    }
+
+    fn len(&self) -> usize {
+        self.0
+    }
+
+    fn push(&mut self, _: u8) {
+        self.0 += 1;
+    }
+
+    fn put(&mut self, b: &[u8]) {
+        self.0 += b.len();
+    }
+
+    fn set(&mut self, _: usize, _: [u8; 4]) {}
 }
 
 #[cfg(test)]
@@ -1545,6 +1655,30 @@ mod tests {
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn the_check_without_copies_sees_what_the_rewrite_sees(payload in content_header()) {
+                // A header the check calls clean passes as it came, so it
+                // must find the problems and count the entries the
+                // rewriting walk does, and a clean rewrite must be the
+                // header itself.
+                let flags = be_u16(&payload, 12).expect("flags");
+                let (mut seen, mut told) = (Problems::default(), Problems::default());
+                let checked = Properties::<Discard>::parse(flags, &payload[14..], &limits(), &mut seen);
+                let built = Properties::<Vec<u8>>::parse(flags, &payload[14..], &limits(), &mut told);
+                prop_assert_eq!(seen.render(), told.render());
+                prop_assert_eq!(checked.map(|p| p.entries), built.as_ref().map(|p| p.entries));
+                if let (Some(built), true) = (built, told.is_empty()) {
+                    let mut rewrite = Vec::new();
+                    for (_, bytes) in &built.fields {
+                        rewrite.extend_from_slice(bytes);
+                    }
+                    if let Some(headers) = &built.headers {
+                        rewrite.extend_from_slice(headers);
+                    }
+                    prop_assert_eq!(rewrite, payload[14..].to_vec());
+                }
+            }
 
             #[test]
             fn whatever_arrives_lapin_can_read_what_the_guard_sends_within_frame_max(

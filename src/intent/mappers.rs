@@ -1,9 +1,8 @@
 //! One mapping per intent type: its channels, event name and `data`.
 
 use serde::Serialize;
-use serde_json::Value;
 
-use super::fields::{Common, Fields};
+use super::fields::{Common, Field, Fields};
 use super::templates::render_channel;
 use super::IntentError;
 use crate::config::channels::TemplateKind;
@@ -105,10 +104,10 @@ fn chat_message(f: &Fields<'_>, c: &Common, t: &ChannelTemplates) -> Result<Mapp
     #[derive(Serialize)]
     struct Data<'a> {
         id: &'a str,
-        user_id: &'a Value,
+        user_id: &'a Field<'a>,
         user_name: &'a str,
         message: &'a str,
-        room_id: &'a Value,
+        room_id: &'a Field<'a>,
         timestamp: i64,
     }
     let room_id = f.required_ident("room_id")?;
@@ -138,7 +137,7 @@ fn chat_presence(
 ) -> Result<Mapped, IntentError> {
     #[derive(Serialize)]
     struct Data<'a> {
-        user_id: &'a Value,
+        user_id: &'a Field<'a>,
         user_name: &'a str,
         timestamp: i64,
     }
@@ -160,7 +159,7 @@ fn chat_presence(
 fn order_status(f: &Fields<'_>, c: &Common, t: &ChannelTemplates) -> Result<Mapped, IntentError> {
     #[derive(Serialize)]
     struct Data<'a> {
-        order_id: &'a Value,
+        order_id: &'a Field<'a>,
         status: &'a str,
         timestamp: i64,
     }
@@ -192,7 +191,7 @@ fn dashboard_metrics(
 ) -> Result<Mapped, IntentError> {
     #[derive(Serialize)]
     struct Data<'a> {
-        metrics: &'a Value,
+        metrics: &'a Field<'a>,
         timestamp: i64,
     }
     let metrics = f.required("metrics")?;
@@ -214,8 +213,8 @@ fn inventory_stock(
 ) -> Result<Mapped, IntentError> {
     #[derive(Serialize)]
     struct Data<'a> {
-        product_id: &'a Value,
-        quantity: &'a Value,
+        product_id: &'a Field<'a>,
+        quantity: &'a Field<'a>,
         timestamp: i64,
     }
     let product_id = f.required_ident("product_id")?;
@@ -239,7 +238,7 @@ fn presence_activity(
 ) -> Result<Mapped, IntentError> {
     #[derive(Serialize)]
     struct Data<'a> {
-        user_id: &'a Value,
+        user_id: &'a Field<'a>,
         activity: &'a str,
         timestamp: i64,
     }
@@ -267,7 +266,7 @@ fn generic_event(f: &Fields<'_>, _: &Common, _: &ChannelTemplates) -> Result<Map
         .ok_or_else(|| f.wrong_type("channels", "an array of strings"))?;
     let event = f.required_str("event")?.to_owned();
     // `data` is read without `get` so that an explicit null is sent as "null".
-    let data = match f.map.get("data") {
+    let data = match f.raw("data") {
         None => {
             return Err(IntentError::MissingField {
                 kind: f.kind.to_owned(),
@@ -275,8 +274,8 @@ fn generic_event(f: &Fields<'_>, _: &Common, _: &ChannelTemplates) -> Result<Map
             })
         }
         // A string is already the encoded payload, as Pusher SDKs treat it.
-        Some(Value::String(text)) => text.clone(),
-        Some(value) => value.to_string(),
+        Some(Field::Str(text)) => text.to_string(),
+        Some(Field::Other(value)) => to_json(value),
     };
     Ok(Mapped {
         channels,

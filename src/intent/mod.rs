@@ -24,8 +24,6 @@
 //! this module decodes, validates what Pusher would refuse, and names the
 //! errors.
 
-use serde_json::Value;
-
 use crate::pusher::validate::{self, ValidationError};
 
 mod fields;
@@ -37,7 +35,7 @@ mod tests;
 /// Channel name templates: a setting, so the type lives in config.
 pub use crate::config::ChannelTemplates;
 
-use fields::{Common, Fields};
+use fields::{Common, Field, Fields};
 
 /// What a decoded intent asks Pusher to do: the client's own request type,
 /// so a decoded intent is sent without conversion.
@@ -204,14 +202,9 @@ pub const KNOWN_TYPES: [&str; 10] = [
 
 /// Decodes and validates one intent body.
 pub fn decode(body: &[u8], ctx: &DecodeContext<'_>) -> Result<Intent, IntentError> {
-    let value: Value = serde_json::from_slice(body).map_err(|err| IntentError::NotJson {
-        detail: err.to_string(),
-    })?;
-    let Value::Object(map) = value else {
-        return Err(IntentError::NotObject);
-    };
-    let kind = match map.get("type") {
-        Some(Value::String(kind)) => kind.as_str(),
+    let entries = fields::read(body)?;
+    let kind = match fields::find(&entries, "type") {
+        Some(Field::Str(kind)) => &**kind,
         _ => return Err(IntentError::MissingType),
     };
     // Choosing the mapping first makes an unknown type the reported error,
@@ -221,7 +214,10 @@ pub fn decode(body: &[u8], ctx: &DecodeContext<'_>) -> Result<Intent, IntentErro
             kind: kind.to_owned(),
         });
     };
-    let fields = Fields { kind, map: &map };
+    let fields = Fields {
+        kind,
+        entries: &entries,
+    };
     let common = Common::read(&fields, ctx)?;
     let mapped = map_type(&fields, &common, ctx.templates)?;
 

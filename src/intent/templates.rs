@@ -23,6 +23,6 @@ pub(super) fn render_channel(
     kind: TemplateKind,
     idents: &[(&str, &Ident<'_>)],
 ) -> Result<String, IntentError> {
-    let values: Vec<(&str, &str)> = idents.iter().map(|(n, i)| (*n, i.text.as_str())).collect();
+    let values: Vec<(&str, &str)> = idents.iter().map(|(n, i)| (*n, &*i.text)).collect();
     Ok(render(templates.get(kind), kind, &values)?)
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::pusher::validate::DEFAULT_MAX_EVENT_BYTES;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const NOW_MS: i64 = 1_700_000_009_999;
 const ENQUEUED_MS: i64 = 1_690_000_005_500;
@@ -605,6 +605,51 @@ fn body_that_is_not_an_object_is_rejected() {
     assert_eq!(err, IntentError::NotObject);
     assert_eq!(err.to_string(), "intent body is not a JSON object");
     assert_eq!(err.reason(), DecodeReason::Invalid);
+}
+
+/// Decodes a body given as text, for what `json!` cannot write.
+fn decode_text(body: &str) -> Result<Intent, IntentError> {
+    decode(body.as_bytes(), &ctx(&ChannelTemplates::default()))
+}
+
+#[test]
+fn a_field_given_twice_is_read_at_its_last_value_as_a_value_map_keeps_it() {
+    let intent = decode_text(
+        r#"{"type":"announcement","message":"first","message":"second","priority":null}"#,
+    )
+    .unwrap();
+    assert_eq!(data(&intent)["message"], "second");
+    assert_eq!(data(&intent)["priority"], "normal");
+}
+
+#[test]
+fn escaped_names_and_strings_read_as_their_text() {
+    let intent =
+        decode_text(r#"{"\u0074ype":"notification","user_id":"u\u0031","message":"a\"b\nc"}"#)
+            .unwrap();
+    assert_eq!(intent.trigger.channels, ["private-user-u1"]);
+    assert_eq!(data(&intent)["message"], "a\"b\nc");
+}
+
+#[test]
+fn a_body_serde_json_cannot_read_as_a_value_fails_as_it_always_did() {
+    // A number out of f64's range in a field no type reads: the body is
+    // still not JSON to a `Value`, so not to the decoder either.
+    let body = r#"{"type":"announcement","message":"m","extra":[1e400]}"#;
+    let detail = serde_json::from_str::<Value>(body).unwrap_err().to_string();
+    assert_eq!(
+        decode_text(body).unwrap_err(),
+        IntentError::NotJson { detail }
+    );
+
+    // serde_json's `raw_value` feature (a dependency enables it) reads an
+    // object whose first key is its token as the value in that string.
+    let token = r#"{"$serde_json::private::RawValue":"[1]"}"#;
+    let expected = match serde_json::from_str::<Value>(token) {
+        Ok(Value::Object(_)) => IntentError::MissingType,
+        _ => IntentError::NotObject,
+    };
+    assert_eq!(decode_text(token).unwrap_err(), expected);
 }
 
 #[test]

@@ -44,8 +44,9 @@ pub struct DedupCache {
     unlogged: VecDeque<u64>,
 }
 
-/// The key an id is kept under.
-fn key(id: &str) -> u64 {
+/// The key an id is kept under. Worth computing once per intent and
+/// carrying: a SHA-256 is most of what a lookup or an insert costs.
+pub(super) fn key(id: &str) -> u64 {
     let digest = Sha256::digest(id.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
@@ -65,12 +66,16 @@ impl DedupCache {
 
     /// Whether `id` was delivered recently.
     pub fn contains(&self, id: &str) -> bool {
-        self.ids.contains(&key(id))
+        self.contains_key(key(id))
     }
 
-    /// Remembers a delivered id, and queues it for the log.
-    pub fn insert(&mut self, id: &str) {
-        let k = key(id);
+    /// Whether the id of [`key`] `k` was delivered recently.
+    pub(super) fn contains_key(&self, k: u64) -> bool {
+        self.ids.contains(&k)
+    }
+
+    /// Remembers the delivered id of [`key`] `k`, and queues it for the log.
+    pub fn insert(&mut self, k: u64) {
         if self.remember(k) {
             if self.unlogged.len() == self.capacity {
                 self.unlogged.pop_front();
@@ -191,11 +196,11 @@ mod tests {
     #[test]
     fn remembers_up_to_capacity_and_forgets_the_oldest() {
         let mut c = DedupCache::new(2);
-        c.insert("a");
-        c.insert("b");
-        c.insert("a");
+        c.insert(key("a"));
+        c.insert(key("b"));
+        c.insert(key("a"));
         assert!(c.contains("a") && c.contains("b"));
-        c.insert("c");
+        c.insert(key("c"));
         assert!(!c.contains("a"));
         assert!(c.contains("b") && c.contains("c"));
     }
@@ -203,7 +208,7 @@ mod tests {
     #[test]
     fn zero_capacity_remembers_nothing() {
         let mut c = DedupCache::new(0);
-        c.insert("a");
+        c.insert(key("a"));
         assert!(!c.contains("a"));
         assert!(c.take_unlogged().is_empty());
     }
@@ -211,9 +216,9 @@ mod tests {
     #[test]
     fn new_ids_are_logged_once_and_restored_ones_not_again() {
         let mut c = DedupCache::new(3);
-        c.insert("a");
-        c.insert("a");
-        c.insert("b");
+        c.insert(key("a"));
+        c.insert(key("a"));
+        c.insert(key("b"));
         assert_eq!(c.take_unlogged(), vec![key("a"), key("b")]);
         assert!(c.take_unlogged().is_empty());
 
@@ -227,7 +232,7 @@ mod tests {
     fn the_unlogged_queue_never_outgrows_the_capacity() {
         let mut c = DedupCache::new(2);
         for id in ["a", "b", "c", "d"] {
-            c.insert(id);
+            c.insert(key(id));
         }
         assert_eq!(c.take_unlogged(), vec![key("c"), key("d")]);
     }

@@ -50,7 +50,8 @@ pub(super) struct Incoming {
     /// Whether it was published straight to the queue (the default
     /// exchange), as a worker's wake-up is.
     pub(super) default_exchange: bool,
-    pub(super) routing_key: String,
+    /// As lapin read it: copied to a `String` only for a stored row.
+    pub(super) routing_key: lapin::types::ShortString,
     pub(super) properties: lapin::BasicProperties,
 }
 
@@ -59,7 +60,7 @@ impl From<lapin::message::Delivery> for Incoming {
         Incoming {
             body: delivery.data,
             default_exchange: delivery.exchange.as_str().is_empty(),
-            routing_key: delivery.routing_key.as_str().to_string(),
+            routing_key: delivery.routing_key,
             properties: delivery.properties,
         }
     }
@@ -88,13 +89,13 @@ impl Rules<'_> {
 }
 
 /// Classifies a delivery taken at `now` (unix ms). `seen` says whether an
-/// intent id was delivered already; `parking` routes an intent of a parked
-/// channel to the log (and counts its row there).
+/// intent id was delivered already, given its dedup key; `parking` routes
+/// an intent of a parked channel to the log (and counts its row there).
 pub(super) fn classify(
     incoming: Incoming,
     now: i64,
     rules: &Rules<'_>,
-    seen: impl FnOnce(&str) -> bool,
+    seen: impl FnOnce(u64) -> bool,
     parking: Option<&mut Parking>,
 ) -> Intake {
     if is_wake(&incoming) {
@@ -118,7 +119,7 @@ pub(super) fn classify(
             };
         }
     };
-    unit.intent_id = intent.id;
+    unit.identify(intent.id);
     unit.kind = intent.kind;
     unit.channels = intent.trigger.channels.clone();
     unit.enqueued_at_ms = intent.created_at_ms.or(unit.enqueued_at_ms);
@@ -135,7 +136,7 @@ pub(super) fn classify(
             };
         }
     }
-    if seen(&unit.intent_id) {
+    if unit.dedup_key().is_some_and(seen) {
         return Intake::Duplicate(unit);
     }
     match parking.map(|p| p.route(&unit.channels)) {
@@ -244,6 +245,7 @@ mod tests {
 
     use super::*;
     use crate::pusher::validate::DEFAULT_MAX_EVENT_BYTES;
+    use crate::relay::dedup;
 
     const NOW: i64 = 1_700_000_000_000;
 
@@ -377,7 +379,7 @@ mod tests {
             incoming(&body, BasicProperties::default()),
             NOW,
             &rules(&templates, None),
-            |id| id == "n-1",
+            |k| k == dedup::key("n-1"),
             None,
         );
         assert!(matches!(intake, Intake::Duplicate(unit) if unit.intent_id == "n-1"));

@@ -533,7 +533,7 @@ impl Session {
             Incoming::from(delivery),
             now,
             &Rules::of(&self.shared.cfg),
-            |id| ledger.seen(id),
+            |k| ledger.seen_key(k),
             self.parking.decision(),
         );
         let now = Instant::now().into_std();

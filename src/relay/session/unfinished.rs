@@ -7,10 +7,11 @@
 
 use std::sync::{Arc, Mutex};
 
+use lapin::types::ShortString;
 use tokio::sync::mpsc;
 
 use super::super::dead_letter_writer::ToStore;
-use super::super::dedup::DedupCache;
+use super::super::dedup::{self, DedupCache};
 use super::super::dispatch::Failure;
 use super::super::lanes::UnitId;
 use crate::amqp;
@@ -24,9 +25,14 @@ use crate::metrics::{self, Settled};
 /// lanes meanwhile.
 pub(super) struct Unfinished {
     body: Vec<u8>,
-    routing_key: String,
+    /// lapin's for a delivery, kept as is: only a stored row needs a copy.
+    routing_key: ShortString,
     source: Source,
     pub(super) intent_id: String,
+    /// The dedup cache's key for `intent_id`, kept by
+    /// [`Unfinished::identify`]: a delivery's is looked up when taken and
+    /// inserted when delivered, and hashing it once saves a SHA-256.
+    dedup_key: Option<u64>,
     pub(super) kind: String,
     pub(super) channels: Vec<String>,
     /// Enqueue time (created_at, else AMQP timestamp), for latency.
@@ -53,7 +59,7 @@ impl Unfinished {
     /// intent says better.
     pub(super) fn received(
         body: Vec<u8>,
-        routing_key: String,
+        routing_key: ShortString,
         properties: Box<lapin::BasicProperties>,
         first_seen_ms: i64,
     ) -> Unfinished {
@@ -70,6 +76,7 @@ impl Unfinished {
             routing_key,
             source: Source::Delivery(properties),
             intent_id,
+            dedup_key: None,
             kind: String::new(),
             channels: Vec::new(),
             enqueued_at_ms,
@@ -81,17 +88,35 @@ impl Unfinished {
     pub(super) fn parked(row: NewParked, kind: String) -> Unfinished {
         Unfinished {
             body: row.body,
-            routing_key: row.routing_key,
+            routing_key: row.routing_key.into(),
             source: Source::Parked {
                 headers: row.headers,
                 replay_of: row.replay_of,
             },
             intent_id: row.intent_id,
+            dedup_key: None,
             kind,
             channels: row.channels,
             enqueued_at_ms: row.enqueued_at_ms,
             first_seen_ms: row.first_seen_at_ms,
         }
+    }
+
+    /// Names the unit by its decoded intent's id.
+    pub(super) fn identify(&mut self, intent_id: String) {
+        self.dedup_key = Some(intent_id.as_str())
+            .filter(|id| !id.is_empty())
+            .map(dedup::key);
+        self.intent_id = intent_id;
+    }
+
+    /// The dedup cache's key for `intent_id`; `None` when it is empty.
+    pub(super) fn dedup_key(&self) -> Option<u64> {
+        self.dedup_key.or_else(|| {
+            Some(self.intent_id.as_str())
+                .filter(|id| !id.is_empty())
+                .map(dedup::key)
+        })
     }
 
     pub(super) fn body(&self) -> &[u8] {
@@ -123,7 +148,7 @@ impl Unfinished {
             intent_id: self.intent_id,
             channels: self.channels,
             body: self.body,
-            routing_key: self.routing_key,
+            routing_key: self.routing_key.as_str().to_owned(),
             enqueued_at_ms: self.enqueued_at_ms,
             first_seen_at_ms: self.first_seen_ms,
             parked_at_ms: now_ms(),
@@ -135,7 +160,7 @@ impl Unfinished {
         let (headers, replay_of) = Unfinished::stored_headers(self.source);
         NewDeadLetter {
             body: self.body,
-            routing_key: self.routing_key,
+            routing_key: self.routing_key.as_str().to_owned(),
             headers,
             intent_id: Some(self.intent_id).filter(|id| !id.is_empty()),
             intent_type: Some(self.kind).filter(|k| !k.is_empty()),
@@ -206,14 +231,19 @@ impl Ledger {
             let ms = now_ms().saturating_sub(born).max(0);
             self.delivery_metrics.latency(ms as f64 / 1000.0);
         }
-        if !unit.intent_id.is_empty() {
-            self.dedup().insert(&unit.intent_id);
+        if let Some(k) = unit.dedup_key() {
+            self.dedup().insert(k);
         }
     }
 
     /// Whether an intent of this id was delivered already.
     pub(super) fn seen(&self, intent_id: &str) -> bool {
         self.dedup().contains(intent_id)
+    }
+
+    /// As [`Ledger::seen`], by the id's [`dedup::key`].
+    pub(super) fn seen_key(&self, k: u64) -> bool {
+        self.dedup().contains_key(k)
     }
 
     fn dedup(&self) -> std::sync::MutexGuard<'_, DedupCache> {
