@@ -397,12 +397,14 @@ impl ParkingDriver {
                             .as_mut()
                             .map(|p| p.in_lanes(&group, &channels))
                             .unwrap_or_default();
-                        for view in opened {
+                        for view in &opened {
                             tracing::info!(queue = %self.queue.name, channels = ?view.channels, "unparked: the intent it waited for is on its way");
+                        }
+                        if !opened.is_empty() {
+                            self.publish_parked();
                         }
                     }
                 }
-                self.publish_parked();
             }
             Reply::Lease { held, adopted } => {
                 if held == Some(false) {
