@@ -387,7 +387,20 @@ async fn a_gone_workers_parked_log_is_adopted_by_a_live_one() {
     let worker_on = |host| settings(&[("HOSTNAME", host), ("RELAY_PARKED_LEASE", "3s")]);
     let a = Process::start(&pusher.uri(), &broker, &db, &worker_on("relay-a")).await;
     broker.publish(&hot("park-adopt", 0, HOT)).await;
-    // Every intent is parked or delivered: the queue holds none of them.
+    // Every intent is parked or delivered, as the worker's own count of
+    // settled messages says: the queue holds none of them, so the next
+    // worker has only the log to go on from. (The broker's queue counts are
+    // sampled every few seconds and can say empty too early; a tail left in
+    // the queue would then go out before the log, across workers.)
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = a.metrics_text().await;
+        if common::metric_sum(&text, "pusher_relay_intents_settled_total") >= HOT as f64 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "every intent settled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     broker.wait_acked(WAIT).await;
     a.stop().await;
     let store = db.store().await;
@@ -504,8 +517,8 @@ async fn a_tie_to_a_parked_channel_lasts_only_until_the_tying_intent_is_sent() {
                 .expect("delivered")
         };
         // Tied for good, the side channel's intents would come out of the hot
-        // channel's log after hot 3,000 and go at the end (measured: 80 events
-        // before the last); untied, they follow the multi-channel intent.
+        // channel's log after hot 3,000, at the very end; untied, they follow
+        // the multi-channel intent.
         let (side_last, hot_2000) = (at(side, 20), at(hot_ch, 2_000));
         println!("side 20 delivered {side_last}th, hot 2000 {hot_2000}th");
         assert!(
