@@ -809,14 +809,20 @@ async fn main() {
         support::declare_quorum(&ch, &q0).await;
         support::publish(&ch, &q0, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
         let (_c2, ch2) = support::channel().await;
+        let beam = broker_pid();
+        let beam_before = beam.map(cpu_seconds).unwrap_or(f64::NAN);
+        let bench_before = cpu_seconds(std::process::id());
         let ceiling = ceiling(&ch2, &q0, DRAIN).await;
+        let ceiling_beam_us =
+            (beam.map(cpu_seconds).unwrap_or(f64::NAN) - beam_before) * 1e6 / DRAIN as f64;
+        let ceiling_lapin_us =
+            (cpu_seconds(std::process::id()) - bench_before) * 1e6 / DRAIN as f64;
         let _ = ch.queue_delete(&q0, QueueDeleteOptions::default()).await;
 
         let pusher = Distant::start(KEY, SECRET, Duration::ZERO, Duration::ZERO).await;
         let q1 = format!("{run_id}.drain");
         support::declare_quorum(&ch, &q1).await;
         support::publish(&ch, &q1, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
-        let beam = broker_pid();
         let beam_before = beam.map(cpu_seconds).unwrap_or(f64::NAN);
         let bench_before = cpu_seconds(std::process::id());
         let wall = Instant::now();
@@ -890,6 +896,15 @@ async fn main() {
         "  CPU during the drain ({wall:.2} s wall, 2 cores = {:.2} core-s): worker {worker_cpu:.2} s ({:.1} us/event), RabbitMQ {beam_cpu:.2} s, fake Pusher + publisher {bench_cpu:.2} s",
         wall * 2.0,
         worker_cpu * 1e6 / events as f64
+    );
+        // What two cores leave the worker at the target rate, given what
+        // RabbitMQ and the fake Pusher cost per event in this run.
+        let target_rate = 0.85 * ceiling;
+        let beam_us = beam_cpu * 1e6 / events as f64;
+        let fake_us = bench_cpu * 1e6 / events as f64;
+        let left_us = 2e6 / target_rate - beam_us - fake_us;
+        println!(
+        "  at 0.85 of the ceiling ({target_rate:.0}/s) two cores leave the worker {left_us:.1} us/event: 1e6 x 2 / rate, less RabbitMQ {beam_us:.1} and the fake Pusher {fake_us:.1} us/event (in the ceiling run: RabbitMQ {ceiling_beam_us:.1} us/msg, the bare lapin consumer {ceiling_lapin_us:.1} us/msg)"
     );
         println!("  peak RSS draining {DRAIN}:                 {drain_rss:>9.1} MB");
         println!(

@@ -46,7 +46,8 @@ impl Store {
     ///   absolute path; `?`, `#` and `%` in a path must be percent-encoded;
     ///   `sqlite::memory:` for a throwaway store). The file is created if
     ///   missing and opened in WAL mode with `synchronous=FULL`, so a row is
-    ///   on disk once `insert` returns.
+    ///   on disk once `insert` returns. The delivered log alone is written on
+    ///   a connection with `synchronous=NORMAL` (see `delivered.rs`).
     /// * `postgres://...` or `postgresql://...`: tables go in the first schema
     ///   of the role's search_path; see [`Store::connect_postgres_schema`] to
     ///   pick one.
@@ -113,6 +114,7 @@ async fn connect_sqlite(url: &str) -> Result<Store, StoreError> {
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(SQLITE_BUSY_TIMEOUT);
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let log_opts = opts.clone().synchronous(SqliteSynchronous::Normal);
     let mut pool_opts = SqlitePoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
     if in_memory {
         // A shared in-memory database lives only while a connection is open,
@@ -136,8 +138,23 @@ async fn connect_sqlite(url: &str) -> Result<Store, StoreError> {
         pool.close().await;
         return Err(e);
     }
+    // The delivered log is written every few milliseconds while intents are
+    // delivered; syncing each of those commits to the disk was a fifth of
+    // the worker's CPU. In WAL mode a commit without the sync still outlives
+    // the process (it is in the file, the OS writes it back); only a power
+    // loss can take the last ones, and a lost row costs a duplicate, never
+    // an intent. An in-memory store has one connection, so it shares it.
+    let log_pool = if in_memory {
+        pool.clone()
+    } else {
+        SqlitePoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .max_connections(1)
+            .connect_lazy_with(log_opts)
+    };
     Ok(Store {
         pool: Pool::Sqlite(pool),
+        log_pool: Pool::Sqlite(log_pool),
     })
 }
 
@@ -373,6 +390,7 @@ async fn connect_postgres(
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_lazy_with(opts);
     Ok(Store {
+        log_pool: Pool::Postgres(pool.clone()),
         pool: Pool::Postgres(pool),
     })
 }

@@ -7,6 +7,11 @@
 //! It sits in the store because the store is already the one durable thing
 //! every worker of a queue shares. Only the newest rows are kept, as many as
 //! the cache holds, so its size is bounded by `RELAY_DEDUP_CAPACITY`.
+//!
+//! On SQLite it is written on a connection of its own with
+//! `synchronous=NORMAL` (`Store::log_pool`): what a crash of the worker must
+//! not lose is in the WAL file either way, and what a power loss may take
+//! costs duplicates, not intents.
 
 use super::backend::{Args, Bind};
 use super::error::StoreError;
@@ -19,7 +24,7 @@ impl Store {
         if keys.is_empty() {
             return Ok(());
         }
-        let dialect = self.pool.dialect();
+        let dialect = self.log_pool.dialect();
         let mut args = Args::new(dialect);
         let list = args.bind(Bind::Ids(keys));
         let sql = format!(
@@ -28,7 +33,7 @@ impl Store {
             args.bind(Bind::int(at_ms)),
             dialect.each_id(&list),
         );
-        self.pool
+        self.log_pool
             .execute("log_delivered", &sql, &args.binds)
             .await?;
         Ok(())
@@ -36,13 +41,13 @@ impl Store {
 
     /// The newest `limit` keys, oldest first (the order a cache evicts in).
     pub async fn recent_delivered(&self, limit: usize) -> Result<Vec<i64>, StoreError> {
-        let mut args = Args::new(self.pool.dialect());
+        let mut args = Args::new(self.log_pool.dialect());
         let sql = format!(
             "SELECT id_hash FROM delivered_intents ORDER BY delivered_at_ms DESC LIMIT {}",
             args.bind(Bind::int(limit as i64)),
         );
         let rows: Vec<(i64,)> = self
-            .pool
+            .log_pool
             .fetch("recent_delivered", &sql, &args.binds)
             .await?;
         Ok(rows.into_iter().rev().map(|(k,)| k).collect())
@@ -51,12 +56,14 @@ impl Store {
     /// Deletes all but (about) the newest `keep` rows; returns how many went.
     /// Rows that share the cut's timestamp stay, so a few more may remain.
     pub async fn trim_delivered(&self, keep: usize) -> Result<u64, StoreError> {
-        let mut args = Args::new(self.pool.dialect());
+        let mut args = Args::new(self.log_pool.dialect());
         let sql = format!(
             "DELETE FROM delivered_intents WHERE delivered_at_ms < (SELECT delivered_at_ms \
              FROM delivered_intents ORDER BY delivered_at_ms DESC LIMIT 1 OFFSET {})",
             args.bind(Bind::int(keep as i64)),
         );
-        self.pool.execute("trim_delivered", &sql, &args.binds).await
+        self.log_pool
+            .execute("trim_delivered", &sql, &args.binds)
+            .await
     }
 }

@@ -22,6 +22,10 @@ const INSERT_ROUNDS: usize = 3;
 #[derive(Clone)]
 pub struct Store {
     pub(super) pool: Pool,
+    /// Where the delivered log is written (see `delivered.rs`): on a SQLite
+    /// file, a connection of its own that does not sync each commit; else
+    /// `pool` itself.
+    pub(super) log_pool: Pool,
 }
 
 impl fmt::Debug for Store {
@@ -113,6 +117,7 @@ impl Store {
     /// Closes the pool, waiting for connections in use to be returned. Later
     /// calls fail with an unavailable error.
     pub async fn close(&self) {
+        self.log_pool.close().await;
         self.pool.close().await
     }
 }

@@ -49,7 +49,9 @@
 //! can take the broker session, client certificate included. What the
 //! client sends passes through untouched; so do all frames but
 //! `basic.deliver`, `basic.get-ok`, `basic.return`, content headers and the
-//! bodies of cut messages. The alternatives weighed: a bigger stack for
+//! bodies of cut messages. Frames that pass as they came are not copied:
+//! they are looked at where they lie in the read buffer and written from
+//! there, a run of them at a time. The alternatives weighed: a bigger stack for
 //! lapin's thread still aborts at some depth and leaves the UTF-8 stall;
 //! RabbitMQ's `x-delivery-limit` counts the innocent messages of the same
 //! prefetch window on every reconnect too, and would dead-letter them with
@@ -208,9 +210,9 @@ async fn accept_only(
 }
 
 /// Passes the client's bytes to the broker unchanged. Until connection.tune-ok
-/// it reads them frame by frame, to learn the `frame_max` lapin agreed to
-/// (0: none of its own); then, with a byte budget, it goes on reading them
-/// frame by frame to see what the client settles, and else only copies.
+/// it looks at them frame by frame, to learn the `frame_max` lapin agreed to
+/// (0: none of its own); then, with a byte budget, it goes on looking at
+/// them to see what the client settles, and else only copies.
 async fn forward<R, W>(
     from: R,
     to: W,
@@ -222,49 +224,94 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut from = BufReader::with_capacity(16 * 1024, from);
-    let mut to = BufWriter::with_capacity(16 * 1024, to);
+    let mut to = to;
     let mut header = [0u8; 8];
     from.read_exact(&mut header).await?;
     to.write_all(&header).await?;
     to.flush().await?;
     let mut frame = Vec::new();
     loop {
-        let mut head = [0u8; 7];
-        from.read_exact(&mut head).await?;
-        let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]);
-        if size > MAX_FRAME_BYTES {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("frame of {size} bytes from the client"),
-            ));
+        // Whole frames are read where they lie in the read buffer and
+        // written from there, uncopied; a frame that arrived in pieces is
+        // gathered first.
+        let buffered = from.fill_buf().await?;
+        if buffered.is_empty() {
+            return to.shutdown().await;
         }
-        frame.resize(size as usize + 1, 0);
-        from.read_exact(&mut frame).await?;
-        to.write_all(&head).await?;
-        to.write_all(&frame).await?;
-        if from.buffer().is_empty() {
-            to.flush().await?;
-        }
-        let channel = u16::from_be_bytes([head[1], head[2]]);
-        if head[0] != FRAME_METHOD {
-            continue;
-        }
-        // connection.tune-ok: class 10, method 31, channel-max, frame-max.
-        if channel == 0 && frame.get(..4) == Some(&[0, 10, 0, 31][..]) {
-            if let Some(max) = be_u32(&frame, 6) {
-                negotiated.store(max, Ordering::Relaxed);
+        let mut at = 0;
+        let mut watching = true;
+        while let Some((kind, channel, size)) = client_frame_head(&buffered[at..])? {
+            let next = at + size + 8;
+            if buffered.len() < next {
+                break;
             }
-            if held.is_none() {
+            watching = watch_client(kind, channel, &buffered[at + 7..next], &negotiated, &held);
+            at = next;
+            if !watching {
                 break;
             }
         }
-        if let Some(held) = &held {
-            held.client_frame(channel, &frame);
+        if at > 0 {
+            to.write_all(&buffered[..at]).await?;
+            from.consume(at);
+        } else {
+            let mut head = [0u8; 7];
+            from.read_exact(&mut head).await?;
+            let (kind, channel, size) = client_frame_head(&head)?.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "frame head cut short")
+            })?;
+            frame.resize(size + 1, 0);
+            from.read_exact(&mut frame).await?;
+            to.write_all(&head).await?;
+            to.write_all(&frame).await?;
+            watching = watch_client(kind, channel, &frame, &negotiated, &held);
+        }
+        // A no-op on TCP; a TLS stream sends its records.
+        to.flush().await?;
+        if !watching {
+            break;
         }
     }
-    to.flush().await?;
-    tokio::io::copy(&mut from, &mut to).await?;
+    tokio::io::copy_buf(&mut from, &mut to).await?;
     to.shutdown().await
+}
+
+/// A frame head from the client, as [`frame_head`] reads one from the broker.
+fn client_frame_head(b: &[u8]) -> io::Result<Option<(u8, u16, usize)>> {
+    frame_head(b).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a frame of over 16 MiB from the client",
+        )
+    })
+}
+
+/// Learns from one frame the client sent (its payload and frame end): the
+/// `frame_max` of connection.tune-ok, and what it settles of the held
+/// deliveries. Returns whether later frames still need watching.
+fn watch_client(
+    kind: u8,
+    channel: u16,
+    frame: &[u8],
+    negotiated: &AtomicU32,
+    held: &Option<Arc<Held>>,
+) -> bool {
+    if kind != FRAME_METHOD {
+        return true;
+    }
+    // connection.tune-ok: class 10, method 31, channel-max, frame-max.
+    if channel == 0 && frame.get(..4) == Some(&[0, 10, 0, 31][..]) {
+        if let Some(max) = be_u32(frame, 6) {
+            negotiated.store(max, Ordering::Relaxed);
+        }
+        if held.is_none() {
+            return false;
+        }
+    }
+    if let Some(held) = held {
+        held.client_frame(channel, frame);
+    }
+    true
 }
 
 /// The per-connection state: what each channel's next frames need.
@@ -374,7 +421,10 @@ impl Filter {
         W: AsyncWrite + Unpin,
     {
         let mut from = BufReader::with_capacity(64 * 1024, from);
-        let mut to = BufWriter::with_capacity(64 * 1024, to);
+        // Buffers only what the guard writes itself (rewritten frames,
+        // frames that arrived in pieces, heartbeats); runs of clean frames
+        // go from the read buffer to the socket as they came.
+        let mut to = BufWriter::with_capacity(16 * 1024, to);
         // One buffer for a frame that is not whole in the read buffer: most
         // are a few hundred bytes, and a fresh allocation each would churn
         // the allocator at 100,000/s.
@@ -391,27 +441,60 @@ impl Filter {
                 to.flush().await?;
                 return to.shutdown().await;
             }
-            match frame_head(buffered)? {
-                // Whole in the read buffer, as nearly every frame is: looked
-                // at there, and a clean one copied once, straight to the
-                // write buffer.
-                Some((kind, channel, size)) if buffered.len() >= size + 8 => {
-                    let whole = &buffered[..size + 8];
-                    self.pass(kind, channel, &whole[7..7 + size], Some(whole), &mut to)
-                        .await?;
-                    from.consume(size + 8);
+            // Every frame whole in the read buffer, as nearly all are, is
+            // looked at there. The clean ones between two that are not
+            // (`run`) are written in one piece, uncopied.
+            let mut at = 0;
+            let mut run = 0..0;
+            while let Some((kind, channel, size)) = frame_head(&buffered[at..])? {
+                let next = at + size + 8;
+                if buffered.len() < next {
+                    break;
                 }
-                _ => {
-                    let mut head = [0u8; 7];
-                    from.read_exact(&mut head).await?;
-                    let (kind, channel, size) = frame_head(&head)?.ok_or_else(|| {
-                        io::Error::new(io::ErrorKind::UnexpectedEof, "frame head cut short")
-                    })?;
-                    payload.resize(size + 1, 0);
-                    from.read_exact(&mut payload).await?;
-                    payload.pop();
-                    self.pass(kind, channel, &payload, None, &mut to).await?;
+                let frame = &buffered[at + 7..next - 1];
+                let delivery = self.delivery(kind, channel, frame);
+                if let Some((held, _)) = &delivery {
+                    if held.must_wait(channel) {
+                        write_run(&mut to, &buffered[run.clone()]).await?;
+                        run = at..at;
+                        wait_for_room(held, channel, &mut to).await?;
+                    }
                 }
+                let passed = match self.frame(kind, channel, frame) {
+                    Verdict::Pass => {
+                        run.end = next;
+                        frame.len() as u64
+                    }
+                    verdict => {
+                        write_run(&mut to, &buffered[run.clone()]).await?;
+                        run = next..next;
+                        write_verdict(&mut to, kind, channel, verdict, frame).await?
+                    }
+                };
+                self.account(kind, channel, delivery, frame, passed);
+                at = next;
+            }
+            write_run(&mut to, &buffered[run]).await?;
+            if at > 0 {
+                from.consume(at);
+            } else {
+                let mut head = [0u8; 7];
+                from.read_exact(&mut head).await?;
+                let (kind, channel, size) = frame_head(&head)?.ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "frame head cut short")
+                })?;
+                payload.resize(size + 1, 0);
+                from.read_exact(&mut payload).await?;
+                payload.pop();
+                let delivery = self.delivery(kind, channel, &payload);
+                if let Some((held, _)) = &delivery {
+                    if held.must_wait(channel) {
+                        wait_for_room(held, channel, &mut to).await?;
+                    }
+                }
+                let verdict = self.frame(kind, channel, &payload);
+                let passed = write_verdict(&mut to, kind, channel, verdict, &payload).await?;
+                self.account(kind, channel, delivery, &payload, passed);
             }
             if from.buffer().is_empty() {
                 to.flush().await?;
@@ -419,54 +502,40 @@ impl Filter {
         }
     }
 
-    /// Filters one frame and writes what lapin gets of it (`whole`, when
-    /// given, is the frame as it arrived), keeping the byte budget: a
-    /// delivery waits here while the worker holds too much.
-    async fn pass<W: AsyncWrite + Unpin>(
-        &mut self,
-        kind: u8,
-        channel: u16,
-        payload: &[u8],
-        whole: Option<&[u8]>,
-        to: &mut W,
-    ) -> io::Result<()> {
-        let delivery = match (&self.held, kind) {
+    /// For a delivery's method frame on a connection with a byte budget:
+    /// the budget, and the delivery's tag.
+    fn delivery(&self, kind: u8, channel: u16, payload: &[u8]) -> Option<(Arc<Held>, u64)> {
+        match (&self.held, kind) {
             (Some(held), FRAME_METHOD) if channel != 0 => {
-                let tag = held::deliver_tag(payload);
-                if tag.is_some() && held.must_wait(channel) {
-                    wait_for_room(held, channel, to).await?;
-                }
-                tag
+                held::deliver_tag(payload).map(|tag| (held.clone(), tag))
             }
             _ => None,
-        };
-        let passed = match self.frame(kind, channel, payload) {
-            Verdict::Pass => {
-                match whole {
-                    Some(frame) => to.write_all(frame).await?,
-                    None => write_frame(to, kind, channel, payload).await?,
-                }
-                payload.len()
-            }
-            Verdict::Replace(new) => {
-                write_frame(to, kind, channel, &new).await?;
-                new.len()
-            }
-            Verdict::Drop => 0,
-        } as u64;
-        if let Some(held) = &self.held {
-            match (kind, delivery) {
-                (FRAME_METHOD, Some(tag)) => held.with(|s| s.delivered(channel, tag, passed)),
-                (FRAME_METHOD, None) => held.with(|s| s.other_method(channel, payload)),
-                (FRAME_HEADER, _) => {
-                    let weight = passed + self.header_entries as u64 * HELD_PER_HEADER_ENTRY;
-                    held.with(|s| s.content(channel, weight))
-                }
-                (FRAME_BODY, _) => held.with(|s| s.content(channel, passed)),
-                _ => {}
-            }
         }
-        Ok(())
+    }
+
+    /// Keeps the byte budget's account of a frame of which `passed` bytes
+    /// reached lapin.
+    fn account(
+        &self,
+        kind: u8,
+        channel: u16,
+        delivery: Option<(Arc<Held>, u64)>,
+        payload: &[u8],
+        passed: u64,
+    ) {
+        let Some(held) = &self.held else {
+            return;
+        };
+        match (kind, delivery) {
+            (FRAME_METHOD, Some((_, tag))) => held.with(|s| s.delivered(channel, tag, passed)),
+            (FRAME_METHOD, None) => held.with(|s| s.other_method(channel, payload)),
+            (FRAME_HEADER, _) => {
+                let weight = passed + self.header_entries as u64 * HELD_PER_HEADER_ENTRY;
+                held.with(|s| s.content(channel, weight))
+            }
+            (FRAME_BODY, _) => held.with(|s| s.content(channel, passed)),
+            _ => {}
+        }
     }
 
     fn frame(&mut self, kind: u8, channel: u16, payload: &[u8]) -> Verdict {
@@ -662,6 +731,34 @@ async fn wait_for_room<W: AsyncWrite + Unpin>(
         }
     }
     Ok(())
+}
+
+/// Writes clean frames straight from the read buffer, after whatever the
+/// guard wrote itself before them.
+async fn write_run<W: AsyncWrite + Unpin>(to: &mut BufWriter<W>, run: &[u8]) -> io::Result<()> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    to.flush().await?;
+    to.get_mut().write_all(run).await
+}
+
+/// Writes what lapin gets of a frame whose payload was `payload`; returns
+/// the payload bytes written.
+async fn write_verdict<W: AsyncWrite + Unpin>(
+    to: &mut W,
+    kind: u8,
+    channel: u16,
+    verdict: Verdict,
+    payload: &[u8],
+) -> io::Result<u64> {
+    let written = match verdict {
+        Verdict::Pass => payload,
+        Verdict::Replace(ref new) => new,
+        Verdict::Drop => return Ok(0),
+    };
+    write_frame(to, kind, channel, written).await?;
+    Ok(written.len() as u64)
 }
 
 async fn write_frame<W: AsyncWrite + Unpin>(
