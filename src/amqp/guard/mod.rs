@@ -453,7 +453,7 @@ impl Filter {
                 }
                 let frame = &buffered[at + 7..next - 1];
                 let delivery = self.delivery(kind, channel, frame);
-                if let Some((held, _)) = &delivery {
+                if let (Some(_), Some(held)) = (delivery, &self.held) {
                     if held.must_wait(channel) {
                         write_run(&mut to, &buffered[run.clone()]).await?;
                         run = at..at;
@@ -487,7 +487,7 @@ impl Filter {
                 from.read_exact(&mut payload).await?;
                 payload.pop();
                 let delivery = self.delivery(kind, channel, &payload);
-                if let Some((held, _)) = &delivery {
+                if let (Some(_), Some(held)) = (delivery, &self.held) {
                     if held.must_wait(channel) {
                         wait_for_room(held, channel, &mut to).await?;
                     }
@@ -503,31 +503,22 @@ impl Filter {
     }
 
     /// For a delivery's method frame on a connection with a byte budget:
-    /// the budget, and the delivery's tag.
-    fn delivery(&self, kind: u8, channel: u16, payload: &[u8]) -> Option<(Arc<Held>, u64)> {
+    /// the delivery's tag.
+    fn delivery(&self, kind: u8, channel: u16, payload: &[u8]) -> Option<u64> {
         match (&self.held, kind) {
-            (Some(held), FRAME_METHOD) if channel != 0 => {
-                held::deliver_tag(payload).map(|tag| (held.clone(), tag))
-            }
+            (Some(_), FRAME_METHOD) if channel != 0 => held::deliver_tag(payload),
             _ => None,
         }
     }
 
     /// Keeps the byte budget's account of a frame of which `passed` bytes
     /// reached lapin.
-    fn account(
-        &self,
-        kind: u8,
-        channel: u16,
-        delivery: Option<(Arc<Held>, u64)>,
-        payload: &[u8],
-        passed: u64,
-    ) {
+    fn account(&self, kind: u8, channel: u16, delivery: Option<u64>, payload: &[u8], passed: u64) {
         let Some(held) = &self.held else {
             return;
         };
         match (kind, delivery) {
-            (FRAME_METHOD, Some((_, tag))) => held.with(|s| s.delivered(channel, tag, passed)),
+            (FRAME_METHOD, Some(tag)) => held.with(|s| s.delivered(channel, tag, passed)),
             (FRAME_METHOD, None) => held.with(|s| s.other_method(channel, payload)),
             (FRAME_HEADER, _) => {
                 let weight = passed + self.header_entries as u64 * HELD_PER_HEADER_ENTRY;
