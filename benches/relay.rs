@@ -21,7 +21,10 @@
 //!    `multiple: true` every 250 deliveries;
 //! 2. drain: 50,000 intents over 100 channels through the release binary;
 //! 3. memory: peak RSS (VmHWM) draining a 100,000 backlog;
-//! 4. latency at 1,000 intents/s for 5 s.
+//! 4. latency at 1,000 intents/s for 5 s;
+//! 5. what two cores leave the worker at 0.85 of the ceiling, given what
+//!    RabbitMQ and the fake Pusher spent per event in the drain, beside
+//!    what the bare lapin consumer spent per message in the ceiling run.
 //!
 //! Figures are printed beside their targets, never asserted: these machines
 //! are noisy. Needs RabbitMQ on 127.0.0.1:5672. `BENCH_ONLY=a,b,c,d,l,e`
