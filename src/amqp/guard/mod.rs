@@ -255,13 +255,8 @@ where
             to.write_all(&buffered[..at]).await?;
             from.consume(at);
         } else {
-            let mut head = [0u8; 7];
-            from.read_exact(&mut head).await?;
-            let (kind, channel, size) = client_frame_head(&head)?.ok_or_else(|| {
-                io::Error::new(io::ErrorKind::UnexpectedEof, "frame head cut short")
-            })?;
-            frame.resize(size + 1, 0);
-            from.read_exact(&mut frame).await?;
+            let (head, kind, channel) =
+                read_pieced(&mut from, &mut frame, client_frame_head).await?;
             to.write_all(&head).await?;
             to.write_all(&frame).await?;
             watching = watch_client(kind, channel, &frame, &negotiated, &held);
@@ -276,8 +271,25 @@ where
     to.shutdown().await
 }
 
+/// Gathers a frame that is not whole in the read buffer: returns its head,
+/// kind and channel, and leaves its payload and frame end in `rest`.
+/// `head_of` reads the head (and refuses an oversized frame).
+async fn read_pieced<R: AsyncRead + Unpin>(
+    from: &mut R,
+    rest: &mut Vec<u8>,
+    head_of: fn(&[u8]) -> io::Result<Option<FrameHead>>,
+) -> io::Result<([u8; 7], u8, u16)> {
+    let mut head = [0u8; 7];
+    from.read_exact(&mut head).await?;
+    let (kind, channel, size) = head_of(&head)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "frame head cut short"))?;
+    rest.resize(size + 1, 0);
+    from.read_exact(rest).await?;
+    Ok((head, kind, channel))
+}
+
 /// A frame head from the client, as [`frame_head`] reads one from the broker.
-fn client_frame_head(b: &[u8]) -> io::Result<Option<(u8, u16, usize)>> {
+fn client_frame_head(b: &[u8]) -> io::Result<Option<FrameHead>> {
     frame_head(b).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -478,13 +490,7 @@ impl Filter {
             if at > 0 {
                 from.consume(at);
             } else {
-                let mut head = [0u8; 7];
-                from.read_exact(&mut head).await?;
-                let (kind, channel, size) = frame_head(&head)?.ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::UnexpectedEof, "frame head cut short")
-                })?;
-                payload.resize(size + 1, 0);
-                from.read_exact(&mut payload).await?;
+                let (_, kind, channel) = read_pieced(&mut from, &mut payload, frame_head).await?;
                 payload.pop();
                 let delivery = self.delivery(kind, channel, &payload);
                 if let (Some(_), Some(held)) = (delivery, &self.held) {

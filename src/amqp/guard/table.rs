@@ -471,9 +471,12 @@ impl Out for Discard {
     fn set(&mut self, _: usize, _: [u8; 4]) {}
 }
 
+/// A frame's kind, channel and payload size, as its head gives them.
+pub(super) type FrameHead = (u8, u16, usize);
+
 /// The kind, channel and payload size of the frame `b` starts with, once
 /// its seven bytes of head are there.
-pub(super) fn frame_head(b: &[u8]) -> io::Result<Option<(u8, u16, usize)>> {
+pub(super) fn frame_head(b: &[u8]) -> io::Result<Option<FrameHead>> {
     let Some(head) = b.get(..7) else {
         return Ok(None);
     };
