@@ -813,11 +813,12 @@ async fn main() {
         support::publish(&ch, &q0, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
         let (_c2, ch2) = support::channel().await;
         let beam = broker_pid();
-        let beam_before = beam.map(cpu_seconds).unwrap_or(f64::NAN);
+        // RabbitMQ's CPU seconds so far (NaN when its process is not found).
+        let beam_now = || beam.map(cpu_seconds).unwrap_or(f64::NAN);
+        let beam_before = beam_now();
         let bench_before = cpu_seconds(std::process::id());
         let ceiling = ceiling(&ch2, &q0, DRAIN).await;
-        let ceiling_beam_us =
-            (beam.map(cpu_seconds).unwrap_or(f64::NAN) - beam_before) * 1e6 / DRAIN as f64;
+        let ceiling_beam_us = (beam_now() - beam_before) * 1e6 / DRAIN as f64;
         let ceiling_lapin_us =
             (cpu_seconds(std::process::id()) - bench_before) * 1e6 / DRAIN as f64;
         let _ = ch.queue_delete(&q0, QueueDeleteOptions::default()).await;
@@ -826,7 +827,7 @@ async fn main() {
         let q1 = format!("{run_id}.drain");
         support::declare_quorum(&ch, &q1).await;
         support::publish(&ch, &q1, &round_robin(DRAIN, CHANNELS), &mut HashMap::new()).await;
-        let beam_before = beam.map(cpu_seconds).unwrap_or(f64::NAN);
+        let beam_before = beam_now();
         let bench_before = cpu_seconds(std::process::id());
         let wall = Instant::now();
         let run = Run::start(&pusher, &q1, &[]);
@@ -834,7 +835,7 @@ async fn main() {
         let wall = wall.elapsed().as_secs_f64();
         let drain_rss = peak_rss_mb(run.pid());
         let worker_cpu = cpu_seconds(run.pid());
-        let beam_cpu = beam.map(cpu_seconds).unwrap_or(f64::NAN) - beam_before;
+        let beam_cpu = beam_now() - beam_before;
         let bench_cpu = cpu_seconds(std::process::id()) - bench_before;
         run.finish(&ch).await;
         let rate = rate_of(&pusher, |_| true);

@@ -139,8 +139,8 @@ async fn connect_sqlite(url: &str) -> Result<Store, StoreError> {
         return Err(e);
     }
     // The delivered log is written every few milliseconds while intents are
-    // delivered; syncing each of those commits to the disk was a fifth of
-    // the worker's CPU. In WAL mode a commit without the sync still outlives
+    // delivered, and syncing each of those commits to the disk cost the
+    // worker dearly (docs/benchmarks.md, "Relay and soak"). In WAL mode a commit without the sync still outlives
     // the process (it is in the file, the OS writes it back); only a power
     // loss can take the last ones, and a lost row costs a duplicate, never
     // an intent. An in-memory store has one connection, so it shares it.

@@ -215,7 +215,7 @@ async fn accept_only(
 /// them to see what the client settles, and else only copies.
 async fn forward<R, W>(
     from: R,
-    to: W,
+    mut to: W,
     negotiated: Arc<AtomicU32>,
     held: Option<Arc<Held>>,
 ) -> io::Result<()>
@@ -224,7 +224,6 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut from = BufReader::with_capacity(16 * 1024, from);
-    let mut to = to;
     let mut header = [0u8; 8];
     from.read_exact(&mut header).await?;
     to.write_all(&header).await?;
@@ -465,12 +464,10 @@ impl Filter {
                 }
                 let frame = &buffered[at + 7..next - 1];
                 let delivery = self.delivery(kind, channel, frame);
-                if let (Some(_), Some(held)) = (delivery, &self.held) {
-                    if held.must_wait(channel) {
-                        write_run(&mut to, &buffered[run.clone()]).await?;
-                        run = at..at;
-                        wait_for_room(held, channel, &mut to).await?;
-                    }
+                if let Some(held) = self.held_back(delivery, channel) {
+                    write_run(&mut to, &buffered[run.clone()]).await?;
+                    run = at..at;
+                    wait_for_room(held, channel, &mut to).await?;
                 }
                 let passed = match self.frame(kind, channel, frame) {
                     Verdict::Pass => {
@@ -493,10 +490,8 @@ impl Filter {
                 let (_, kind, channel) = read_pieced(&mut from, &mut payload, frame_head).await?;
                 payload.pop();
                 let delivery = self.delivery(kind, channel, &payload);
-                if let (Some(_), Some(held)) = (delivery, &self.held) {
-                    if held.must_wait(channel) {
-                        wait_for_room(held, channel, &mut to).await?;
-                    }
+                if let Some(held) = self.held_back(delivery, channel) {
+                    wait_for_room(held, channel, &mut to).await?;
                 }
                 let verdict = self.frame(kind, channel, &payload);
                 let passed = write_verdict(&mut to, kind, channel, verdict, &payload).await?;
@@ -515,6 +510,13 @@ impl Filter {
             (Some(_), FRAME_METHOD) if channel != 0 => held::deliver_tag(payload),
             _ => None,
         }
+    }
+
+    /// The byte budget, when `delivery` must wait for room in it before it
+    /// passes.
+    fn held_back(&self, delivery: Option<u64>, channel: u16) -> Option<&Held> {
+        let held = self.held.as_deref()?;
+        (delivery.is_some() && held.must_wait(channel)).then_some(held)
     }
 
     /// Keeps the byte budget's account of a frame of which `passed` bytes
